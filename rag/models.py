@@ -1,0 +1,90 @@
+"""Normalized models shared by the engine, the importers and the composition root."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rag.text import normalize_for_match
+
+Decision = Literal["answer", "abstain"]
+
+
+def stable_id(*parts: str) -> str:
+    """A short, stable identifier derived from the given parts (sha1, 16 hex digits)."""
+    h = hashlib.sha1("\x1f".join(parts).encode("utf-8"))  # noqa: S324 - identifier, not security
+    return h.hexdigest()[:16]
+
+
+class KBEntry(BaseModel):
+    """One knowledge-base entry: a question (or ticket description) and its answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    question: str
+    answer: str
+    title: str = ""
+    categories: tuple[str, ...] = ()
+    source: str = ""
+    #: Where the entry came from, e.g. ``"kb.xlsx!Sheet1:12"``; shown in errors and to agents.
+    origin: str = ""
+
+    @property
+    def answer_id(self) -> str:
+        """Entries that share one answer (after case/whitespace normalization) share this id."""
+        return stable_id("answer", normalize_for_match(self.answer))
+
+    @property
+    def content_hash(self) -> str:
+        return stable_id(self.question, self.answer, self.title, *self.categories)
+
+
+class AnswerHit(BaseModel):
+    """A distinct answer found for a query, with the entries that carry it."""
+
+    answer_id: str
+    answer: str
+    entry_id: str
+    question: str
+    title: str = ""
+    categories: tuple[str, ...] = ()
+    #: Fused retrieval score (higher is better; scale depends on the fusion).
+    score: float
+    #: Calibrated probability that this answer is the right one (0..1).
+    confidence: float = 0.0
+    #: Per-signal details: bm25 / dense ranks and scores, learned boosts.
+    signals: dict[str, float] = Field(default_factory=dict)
+
+
+class CategoryPrediction(BaseModel):
+    levels: tuple[str, ...] = ()
+    confidence: float = 0.0
+    #: Alternatives for the first level with their probabilities, best first.
+    alternatives: list[tuple[str, float]] = Field(default_factory=list)
+
+
+class ComposedAnswer(BaseModel):
+    text: str
+    #: "llm" when a checked LLM answer is used, "extractive" otherwise.
+    mode: Literal["llm", "extractive", "none"]
+    #: Why the extractive answer was used (no LLM, timeout, no citation, ...); empty when mode == "llm".
+    fallback_reason: str = ""
+    #: 1-based numbers of the entries the answer cites.
+    citations: list[int] = Field(default_factory=list)
+    language: str = "ru"
+    latency_s: float = 0.0
+
+
+class EngineResult(BaseModel):
+    query: str
+    language: str
+    category: CategoryPrediction
+    hits: list[AnswerHit]
+    decision: Decision
+    threshold: float
+    #: Why the engine abstained (empty when it answers).
+    reason: str = ""
+    composed: ComposedAnswer | None = None

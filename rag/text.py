@@ -1,0 +1,63 @@
+"""Text cleaning, normalization and language detection (Russian first, English too)."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+# Zero-width and BOM characters that survive copy-paste from Word, Outlook and web pages.
+_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+# C0/C1 control characters except tab and newline.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_TAG = re.compile(r"<\s*(br|p|div|li|tr|h[1-6])\b[^>]*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9:-]*(\s[^<>]*)?/?>")
+_SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+_LATIN = re.compile(r"[a-z]", re.IGNORECASE)
+
+
+def clean_text(value: object) -> str:
+    """Turn a cell or message body into clean text.
+
+    Removes zero-width and control characters and HTML remnants (tags, entities), unifies line
+    breaks and collapses runs of spaces; keeps paragraphs. ``None`` becomes ``""``.
+    """
+    if value is None:
+        return ""
+    text = str(value)
+    text = unicodedata.normalize("NFC", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "<" in text and ">" in text:
+        text = _TAG.sub("\n", text)
+        text = _ANY_TAG.sub("", text)
+    if "&" in text:
+        text = html.unescape(text)
+    text = _ZERO_WIDTH.sub("", text)
+    text = _CONTROL.sub("", text)
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def normalize_for_match(text: str) -> str:
+    """Case- and whitespace-insensitive form used to compare answers (and gold answers in eval)."""
+    text = clean_text(text).casefold().replace("ё", "е")
+    return " ".join(text.split())
+
+
+def detect_language(text: str, default: str = "ru") -> str:
+    """``"ru"`` or ``"en"`` by the script of the letters; ``default`` when there are none."""
+    cyr = len(_CYRILLIC.findall(text))
+    lat = len(_LATIN.findall(text))
+    if cyr == 0 and lat == 0:
+        return default
+    # Russian tickets carry Latin product names (VPN, Outlook, 1C): Cyrillic wins unless rare.
+    return "ru" if cyr >= 0.25 * lat else "en"
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.casefold().replace("ё", "е"))
