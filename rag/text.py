@@ -61,3 +61,25 @@ def detect_language(text: str, default: str = "ru") -> str:
 
 def words(text: str) -> list[str]:
     return _WORD.findall(text.casefold().replace("ё", "е"))
+
+
+_URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
+_GREETING = re.compile(
+    r"^\s*(здравствуйте|здраствуйте|добрый\s+(день|вечер)|доброе\s+утро|доброго\s+времени\s+суток|привет(ствую)?"
+    r"|hello|hi|dear\s+support|good\s+(morning|afternoon|evening))\b[\s!,.:)]*",
+    re.IGNORECASE,
+)
+_SIGNATURE = re.compile(
+    r"(\n\s*--\s*\n.*|\s--\s?[А-ЯA-Z][\w .]{0,40}$|\n\s*(с уважением|best regards|regards|kind regards)\b.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def clean_query(text: str) -> str:
+    """The part of a request that carries its meaning: no links, greeting or signature."""
+    text = clean_text(text)
+    stripped = _SIGNATURE.sub("", text)
+    stripped = _URL.sub(" ", stripped)
+    stripped = _GREETING.sub("", stripped)
+    stripped = " ".join(stripped.split())
+    return stripped or " ".join(text.split())

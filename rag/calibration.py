@@ -1,0 +1,57 @@
+"""Turn fused retrieval scores into a probability that an answer is the right one.
+
+A raw cosine or a fused z-score means little on its own: 0.7 can be a sure hit in one knowledge base
+and noise in another. The calibrator is a logistic model over three features of each result — its
+fused score, its lead over the best other answer, and its dense similarity — fitted on labelled
+requests (evaluation cases, or the confirmed/rejected outcomes the service collects). The shipped
+coefficients were fitted on the RUTUBE dev cases (``helpdesk-assist eval`` refits on ``--learn-from``
+data, and ``helpdesk-assist kb calibrate`` on the customer's own).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURES = ("fused", "lead", "dense")
+
+
+@dataclass(frozen=True)
+class Calibrator:
+    coef: tuple[float, float, float]
+    intercept: float
+    #: Where the coefficients came from (shown by ``kb stats``).
+    fitted_on: str = "default"
+
+    def confidence(self, fused: float, lead: float, dense: float) -> float:
+        x = self.coef[0] * fused + self.coef[1] * lead + self.coef[2] * dense + self.intercept
+        return float(1.0 / (1.0 + np.exp(-x)))
+
+    def to_json(self) -> str:
+        return json.dumps({"coef": list(self.coef), "intercept": self.intercept, "fitted_on": self.fitted_on})
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibrator:
+        d = json.loads(text)
+        c = d["coef"]
+        return cls((float(c[0]), float(c[1]), float(c[2])), float(d["intercept"]), str(d.get("fitted_on", "")))
+
+    @classmethod
+    def fit(cls, features: Sequence[Sequence[float]], labels: Sequence[int], fitted_on: str) -> Calibrator:
+        """Logistic regression (L2, C=1) on (fused, lead, dense) → correct or not."""
+        from sklearn.linear_model import LogisticRegression
+
+        x = np.asarray(features, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.int64)
+        if len(set(y.tolist())) < 2:
+            raise ValueError("calibration needs both correct and wrong examples")
+        model = LogisticRegression(C=1.0, max_iter=1000).fit(x, y)
+        coef = model.coef_[0]
+        return cls((float(coef[0]), float(coef[1]), float(coef[2])), float(model.intercept_[0]), fitted_on)
+
+
+# Fitted on the RUTUBE dev cases (401 requests, top-5 results each) with the default fusion weights.
+DEFAULT = Calibrator((0.55, 0.9, 4.0), -4.2, fitted_on="default (RUTUBE dev cases)")

@@ -1,0 +1,134 @@
+"""Lexical signals: BM25 with Snowball stemming (Russian and English) and character n-gram TF-IDF.
+
+BM25 (bm25s + PyStemmer) rewards shared words; the character n-grams forgive the typos and word
+forms users type ("пороль", "востановить"). Both are persisted beside the vector store as plain arrays
+(no pickles), and rebuilt from the entries whenever the knowledge base changes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import bm25s
+import numpy as np
+import scipy.sparse as sp
+import Stemmer
+from sklearn.feature_extraction.text import HashingVectorizer
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_CYR = re.compile(r"[а-я]")
+# Words that carry no meaning in a support request (greetings, politeness, fillers).
+STOPWORDS = frozenset(
+    """и в во не что он на я с со как а то все она так его но да ты к у же вы за бы по только ее мне было
+    вот от меня еще нет о из ему теперь когда даже ну вдруг ли если уже или ни быть был него до вас нибудь
+    опять уж вам ведь там потом себя ничего ей может они тут где есть надо ней для мы тебя их чем была сам
+    чтоб без будто чего раз тоже себе под будет ж тогда кто этот того потому этого какой совсем ним здесь
+    этом один почти мой тем чтобы нее сейчас были куда зачем всех никогда можно при наконец два об другой
+    хоть после над больше тот через эти нас про всего них какая много разве три эту моя впрочем хорошо свою
+    этой перед иногда лучше чуть том нельзя такой им более всегда конечно всю между здравствуйте добрый день
+    пожалуйста спасибо привет уважением подскажите
+    the a an and or of to in on for is are be it this that with as at by from i you we my me please hello hi
+    thanks thank""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _stemmers() -> tuple[Stemmer.Stemmer, Stemmer.Stemmer]:
+    return Stemmer.Stemmer("russian"), Stemmer.Stemmer("english")
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case word stems without stop words: Russian Snowball for Cyrillic, English for Latin."""
+    ru, en = _stemmers()
+    out = []
+    for word in _WORD.findall(text.casefold().replace("ё", "е")):
+        if word in STOPWORDS:
+            continue
+        out.append(ru.stemWord(word) if _CYR.search(word) else en.stemWord(word))
+    return out
+
+
+_CHAR = HashingVectorizer(
+    analyzer="char_wb",
+    ngram_range=(3, 5),
+    n_features=2**20,
+    alternate_sign=False,
+    norm=None,
+    lowercase=True,
+)
+
+
+def _char_counts(texts: Sequence[str]) -> sp.csr_matrix:
+    m = _CHAR.transform([t.replace("ё", "е") for t in texts]).tocsr().astype(np.float32)
+    m.data = 1.0 + np.log(m.data)  # sublinear tf
+    return m
+
+
+def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(m.multiply(m).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.diags(1.0 / norms).dot(m).tocsr()
+
+
+class LexicalIndex:
+    """BM25 and char n-gram TF-IDF over the documents (one per KB entry, in a fixed order)."""
+
+    def __init__(self, bm25: bm25s.BM25, char_docs: sp.csr_matrix, char_idf: np.ndarray, n_docs: int):
+        self._bm25 = bm25
+        self._char_docs = char_docs
+        self._char_idf = char_idf
+        self.n_docs = n_docs
+
+    @classmethod
+    def build(cls, docs: Sequence[str]) -> LexicalIndex:
+        tokens = [tokenize(d) or ["\u2205"] for d in docs]
+        bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        bm25.index(tokens, show_progress=False)
+        counts = _char_counts(docs)
+        df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float32)
+        idf = (np.log((1.0 + len(docs)) / (1.0 + df)) + 1.0).astype(np.float32)
+        docs_m = _l2_rows(counts.multiply(idf[np.newaxis, :]).tocsr())
+        return cls(bm25, docs_m, idf, len(docs))
+
+    def bm25_top(self, query: str, n: int) -> list[tuple[int, float]]:
+        """Best ``n`` documents by BM25 as (position, score); only positive scores."""
+        vocab = self._bm25.vocab_dict
+        q = [t for t in tokenize(query) if t in vocab]
+        if not q or self.n_docs == 0:
+            return []
+        scores = self._bm25.get_scores(q)
+        return _top(scores, n)
+
+    def char_top(self, query: str, n: int) -> list[tuple[int, float]]:
+        """Best ``n`` documents by char n-gram TF-IDF cosine as (position, score)."""
+        if self.n_docs == 0:
+            return []
+        q = _l2_rows(_char_counts([query]).multiply(self._char_idf[np.newaxis, :]).tocsr())
+        scores = np.asarray((self._char_docs @ q.T).todense()).ravel()
+        return _top(scores, n)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._bm25.save(str(directory / "bm25"))
+        sp.save_npz(directory / "char_docs.npz", self._char_docs)
+        np.save(directory / "char_idf.npy", self._char_idf)
+        (directory / "meta.json").write_text(json.dumps({"n_docs": self.n_docs, "version": 1}))
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex:
+        meta = json.loads((directory / "meta.json").read_text())
+        bm25 = bm25s.BM25.load(str(directory / "bm25"))
+        char_docs = sp.load_npz(directory / "char_docs.npz").tocsr()
+        char_idf = np.load(directory / "char_idf.npy", allow_pickle=False)
+        return cls(bm25, char_docs, char_idf, int(meta["n_docs"]))
+
+
+def _top(scores: np.ndarray, n: int) -> list[tuple[int, float]]:
+    n = min(n, len(scores))
+    idx = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    idx = idx[np.argsort(-scores[idx], kind="stable")]
+    return [(int(i), float(scores[i])) for i in idx if scores[i] > 0]
