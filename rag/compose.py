@@ -1,0 +1,198 @@
+"""The answer the requester sees: a checked LLM summary with citations, or the entries themselves.
+
+:func:`compose_answer` asks the LLM for a short grounded answer and checks it before anyone sees it.
+Any failed check (no LLM, error, timeout, empty, "no answer", no or bad citation, wrong language, too
+long, leaked prompt text) gives the extractive answer instead, with the reason recorded in
+``fallback_reason``. The extractive answer is always available and never calls a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from typing import Literal
+
+from rag.errors import LLMError, LLMTimeout, ModelLoadError
+from rag.llm.base import LLM
+from rag.models import AnswerHit, ComposedAnswer
+from rag.prompts import NO_ANSWER, SYSTEM_PROMPTS, build_messages, system_prompt
+from rag.text import clean_text, detect_language, normalize_for_match
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["llm", "extractive", "none"]
+
+#: An answer longer than this (characters) is not the 2-5 sentences we asked for.
+MAX_ANSWER_CHARS = 1200
+#: A run of this many words copied from the system prompt counts as revealing it.
+LEAK_WORDS = 6
+
+_INTRO = {"ru": "Возможно, вам поможет:", "en": "This may help:"}
+_NOTHING_FOUND = {
+    "ru": (
+        "К сожалению, в базе знаний не нашлось ответа на ваш вопрос. "
+        "Ваша заявка передана специалисту поддержки, он свяжется с вами."
+    ),
+    "en": (
+        "Unfortunately, we found no answer to your question in the knowledge base. "
+        "Your request has been passed to a support agent, who will get back to you."
+    ),
+}
+
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
+_CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
+# Text that only we put into the prompt; an answer that contains it echoes the prompt.
+_PROMPT_MARKUP = re.compile(r"</?\s*(?:ticket|entry)\b|<\|im_(?:start|end)\|>", re.IGNORECASE)
+
+
+def _lang(language: str) -> str:
+    return language if language in _INTRO else "en"
+
+
+def extractive_answer(hits: list[AnswerHit], language: str, max_entries: int = 3) -> str:
+    """The entries themselves, numbered, under a short intro in the requester's language.
+
+    Shows each entry's title (when it has one) and its answer; never the entry's question, which may
+    be another requester's ticket text.
+    """
+    lang = _lang(language)
+    if not hits:
+        return _NOTHING_FOUND[lang]
+    parts = [_INTRO[lang]]
+    for n, hit in enumerate(hits[:max_entries], start=1):
+        answer = clean_text(hit.answer)
+        title = clean_text(hit.title)
+        parts.append(f"{n}. {title}\n{answer}" if title else f"{n}. {answer}")
+    return "\n\n".join(parts)
+
+
+def cited_numbers(text: str) -> list[int]:
+    """Entry numbers cited as ``[1]``, ``[2, 3]`` or ``[1; 2]``, in order of first appearance."""
+    seen: list[int] = []
+    for group in _CITATION.findall(text):
+        for part in re.split(r"[,;]", group):
+            n = int(part)
+            if n not in seen:
+                seen.append(n)
+    return seen
+
+
+def _word_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    tokens = re.findall(r"\w+", normalize_for_match(text))
+    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+
+
+_PROMPT_NGRAMS: set[tuple[str, ...]] = set()
+for _prompt_lang in SYSTEM_PROMPTS:
+    _PROMPT_NGRAMS |= _word_ngrams(system_prompt(_prompt_lang), LEAK_WORDS)
+
+
+def reveals_prompt(text: str) -> bool:
+    """True when the text contains our prompt markup or a run of words from a system prompt."""
+    if _PROMPT_MARKUP.search(text):
+        return True
+    return not _word_ngrams(text, LEAK_WORDS).isdisjoint(_PROMPT_NGRAMS)
+
+
+def _is_no_answer(text: str) -> bool:
+    """The fixed phrase as the whole answer or its start (any case), or anywhere in capitals."""
+    norm = normalize_for_match(text).strip(" .!«»\"'")
+    return any(
+        norm.startswith(normalize_for_match(phrase)) or phrase in text for phrase in NO_ANSWER.values()
+    )
+
+
+def check_answer(text: str, n_entries: int, language: str) -> tuple[str, list[int]]:
+    """Why the answer must not be shown (``""`` when it passes), and the entries it cites."""
+    if not text:
+        return "empty answer", []
+    if reveals_prompt(text):
+        return "answer repeats the prompt", []
+    if _is_no_answer(text):
+        return "the LLM found no answer in the entries", []
+    if len(text) > MAX_ANSWER_CHARS:
+        return f"answer too long ({len(text)} characters, limit {MAX_ANSWER_CHARS})", []
+    citations = cited_numbers(text)
+    if not citations:
+        return "no citation", []
+    bad = [n for n in citations if not 1 <= n <= n_entries]
+    if bad:
+        return f"cites entry [{bad[0]}], only {n_entries} given", citations
+    # Citations and bracketed placeholders carry no language; judge by the words.
+    answer_language = detect_language(_CITATION.sub(" ", text), default=language)
+    if answer_language != language:
+        return f"answer in the wrong language ({answer_language}, expected {language})", citations
+    return "", citations
+
+
+def compose_answer(
+    query: str,
+    hits: list[AnswerHit],
+    *,
+    language: str,
+    llm: LLM | None,
+    max_entries: int = 3,
+    max_new_tokens: int = 256,
+    temperature: float = 0.2,
+    timeout_s: float = 30.0,
+) -> ComposedAnswer:
+    """A checked LLM answer grounded in ``hits``, or the extractive answer with the reason why."""
+    started = time.monotonic()
+    lang = _lang(language)
+    shown = hits[:max_entries]
+
+    def result(text: str, mode: Mode, reason: str = "", citations: list[int] | None = None) -> ComposedAnswer:
+        answer = ComposedAnswer(
+            text=text,
+            mode=mode,
+            fallback_reason=reason,
+            citations=citations or [],
+            language=lang,
+            latency_s=time.monotonic() - started,
+        )
+        logger.info(
+            "compose.done mode=%s reason=%s entries=%d latency_s=%.3f",
+            answer.mode,
+            answer.fallback_reason or "-",
+            len(shown),
+            answer.latency_s,
+        )
+        return answer
+
+    def fallback(reason: str) -> ComposedAnswer:
+        numbers = list(range(1, len(shown) + 1))
+        return result(extractive_answer(shown, lang, max_entries), "extractive", reason, numbers)
+
+    if not shown:
+        return result(_NOTHING_FOUND[lang], "none", "nothing found")
+    if llm is None:
+        return fallback("no LLM configured")
+
+    messages = build_messages(query, shown, lang)
+    logger.debug(
+        "compose.prompt llm=%s entries=%d chars=%d", llm.name, len(shown), len(messages[-1]["content"])
+    )
+    try:
+        raw = llm.generate(
+            messages, max_new_tokens=max_new_tokens, temperature=temperature, timeout_s=timeout_s
+        )
+    except LLMTimeout:
+        logger.warning("compose.llm_timeout llm=%s timeout_s=%s", llm.name, timeout_s)
+        return fallback(f"LLM timeout after {timeout_s:g} s")
+    except ModelLoadError as e:
+        logger.warning("compose.llm_not_loaded llm=%s error=%s", llm.name, e)
+        return fallback(f"LLM could not be loaded: {e}")
+    except LLMError as e:
+        logger.warning("compose.llm_error llm=%s error=%s", llm.name, e)
+        return fallback(f"LLM error: {e}")
+    except Exception as e:
+        # A bug in a backend must not cost the requester their answer: log it with its stack, fall back.
+        logger.exception("compose.llm_failed llm=%s", llm.name)
+        return fallback(f"LLM failed: {type(e).__name__}")
+
+    text = clean_text(_THINK.sub("", raw or ""))
+    reason, citations = check_answer(text, len(shown), lang)
+    if reason:
+        return fallback(reason)
+    return result(text, "llm", "", citations)
