@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     #: Language used when a text has no letters to tell.
     default_language: Literal["ru", "en"] = "ru"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: Models load from local paths or the local model cache only. Set false to let
+    #: sentence-transformers/transformers download hub ids (from a hub or a mirror: HF_ENDPOINT).
+    offline: bool = True
     kb: KBSettings = Field(default_factory=KBSettings)
     embeddings: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     vector_store: VectorStoreSettings = Field(default_factory=VectorStoreSettings)

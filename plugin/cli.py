@@ -1,0 +1,335 @@
+"""``helpdesk-assist``: the command line for people (admins, support engineers) and for CI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from helpdesk_errors import HelpdeskError
+from plugin.settings import Settings, load_settings
+
+log = logging.getLogger("helpdesk_assist")
+
+
+class _Ctx:
+    def __init__(self, config: Path | None, verbose: bool):
+        self.config = config
+        self.verbose = verbose
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+            _setup_logging("DEBUG" if self.verbose else self._settings.log_level)
+        return self._settings
+
+    def services(self, progress: bool = True) -> Any:
+        from plugin.services import build_services, ensure_knowledge_base
+
+        services = build_services(self.settings)
+        ensure_knowledge_base(services, progress=progress)
+        return services
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # Third-party chatter that says nothing to an admin.
+    for noisy in ("chromadb", "httpx", "sentence_transformers", "urllib3", "bm25s"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _fail(e: Exception) -> None:
+    click.echo(f"error: {e}", err=True)
+    sys.exit(2)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HelpdeskError as e:
+            _fail(e)
+
+
+@click.group(cls=_Group)
+@click.option("--config", "-c", type=click.Path(path_type=Path), help="YAML config (or HELPDESK_ASSIST_CONFIG).")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: bool) -> None:
+    """helpdesk-assist: grounded answers for IT helpdesks, on your own machines."""
+    ctx.obj = _Ctx(config, verbose)
+
+
+# -- ask / status ---------------------------------------------------------------------------------
+@main.command()
+@click.argument("text")
+@click.option("--category", help="Restrict the search to this first-level category.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option("--no-compose", is_flag=True, help="Retrieve and decide only.")
+@click.pass_obj
+def ask(obj: _Ctx, text: str, category: str | None, as_json: bool, no_compose: bool) -> None:
+    """Answer one request as the service would: category, top answers, decision, composed answer."""
+    services = obj.services()
+    result = services.engine.ask(text, category=category, compose=not no_compose)
+    if as_json:
+        _echo_json(result.model_dump())
+        return
+    cat = result.category
+    click.echo(f"Category:  {' / '.join(cat.levels) or '-'}  (confidence {cat.confidence:.2f})")
+    click.echo("Answers:")
+    for i, hit in enumerate(result.hits, start=1):
+        click.echo(f"  [{i}] confidence {hit.confidence:.2f}  score {hit.score:+.2f}  {hit.question[:90]}")
+    verdict = "ANSWER" if result.decision == "answer" else f"ABSTAIN ({result.reason})"
+    click.echo(f"Decision:  {verdict}  (threshold {result.threshold:.2f})")
+    if result.composed is not None:
+        c = result.composed
+        how = "LLM" if c.mode == "llm" else f"extractive: {c.fallback_reason or 'no LLM'}"
+        click.echo(f"Answer ({how}):\n{c.text}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def status(obj: _Ctx, as_json: bool) -> None:
+    """Models in use (and fallbacks), index size: what /healthz reports."""
+    health = obj.services(progress=False).health()
+    if as_json:
+        _echo_json(health)
+        return
+    emb, llm = health["models"]["embedding"], health["models"]["llm"]
+    click.echo(f"status:     {health['status']}")
+    click.echo(f"embeddings: {emb['in_use']}" + (f"\n  FALLBACK IN USE: {emb['fallback_reason']}" if emb["fallback"] else ""))
+    click.echo(f"llm:        {llm['in_use'] or 'none'} ({llm['mode']})"
+               + (f"\n  NOT LOADED: {llm['fallback_reason']}" if llm["fallback_reason"] else ""))
+    idx = health["index"]
+    click.echo(f"index:      {idx['entries']} entries, {idx['distinct_answers']} distinct answers, "
+               f"learned {idx['learned']}, calibration: {idx['calibration']}")
+
+
+# -- serve ----------------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", help="Listen address (default: server.host).")
+@click.option("--port", type=int, help="Port (default: server.port).")
+@click.option("--threads", type=int, default=4, show_default=True)
+@click.pass_obj
+def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
+    """Run the service (gunicorn, one process with threads). Imports the sample KB on first run."""
+    from gunicorn.app.base import BaseApplication
+
+    from plugin.app import create_app
+
+    settings = obj.settings
+    app = create_app(settings)
+    bind = f"{host or settings.server.host}:{port or settings.server.port}"
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", bind)
+            self.cfg.set("workers", 1)
+            self.cfg.set("threads", threads)
+            self.cfg.set("timeout", 120)
+            self.cfg.set("accesslog", "-")
+
+        def load(self) -> Any:
+            return app
+
+    click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz)", err=True)
+    _Server().run()
+
+
+# -- kb -------------------------------------------------------------------------------------------
+@main.group()
+def kb() -> None:
+    """Knowledge base: import, reindex, learn, calibrate, stats."""
+
+
+def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not field.strip() or not column.strip():
+            raise click.BadParameter(f"expected FIELD=COLUMN, got {pair!r}", param_hint="--map")
+        mapping[field.strip()] = column.strip()
+    return mapping or None
+
+
+@kb.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--preset", help="ticket_export, faq or generic (default: detected from the header row).")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN",
+              help="Column mapping, e.g. --map question=Вопрос --map answer=Ответ (fields: question, answer, "
+                   "title, id, category1..category3).")
+@click.option("--source", help="Source name kept with each entry (default: the file name).")
+@click.option("--prune", is_flag=True, help="Remove entries of this source that the file no longer has.")
+@click.pass_obj
+def kb_import(obj: _Ctx, file: Path, preset: str | None, maps: tuple[str, ...], source: str | None,
+              prune: bool) -> None:
+    """Import an .xlsx or .csv file: new rows are added, changed rows updated, bad rows reported."""
+    from dataset.importers import read_kb
+    from plugin.services import build_services
+
+    result = read_kb(file, preset=preset, mapping=_parse_map(maps), source=source, progress=True)
+    services = build_services(obj.settings)
+    report = services.engine.import_entries(
+        result.entries, prune_source=result.source if prune else None, progress=True
+    )
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for problem in result.rejected:
+        click.echo(f"rejected: {problem}", err=True)
+    click.echo(
+        f"{result.source} ({result.preset}): {result.rows_read} rows read; imported {report.imported}, "
+        f"updated {report.updated}, unchanged {report.unchanged}, rejected {len(result.rejected)}"
+        + (f", removed {report.removed}" if prune else "")
+    )
+
+
+@kb.command()
+@click.pass_obj
+def reindex(obj: _Ctx) -> None:
+    """Rebuild every index from the stored entries with the configured embedding model."""
+    from plugin.services import build_services
+
+    services = build_services(obj.settings)
+    n = services.engine.reindex(progress=True)
+    click.echo(f"reindexed {n} entries with {services.engine.embedder.name}")
+
+
+@kb.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stats(obj: _Ctx, as_json: bool) -> None:
+    """Entries, distinct answers, categories, learned pairs, models."""
+    data = obj.services(progress=False).engine.stats()
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(f"entries: {data['entries']}  distinct answers: {data['distinct_answers']}")
+    click.echo(f"learned: {data['learned']['confirmed']} confirmed, {data['learned']['rejected']} rejected")
+    click.echo(f"embedding model: {data['embedding_model']}" + ("  (FALLBACK)" if data["embedding_fallback"] else ""))
+    click.echo(f"calibration: {data['calibration']}")
+    click.echo("sources: " + ", ".join(f"{k} ({v})" for k, v in data["sources"].items()))
+    click.echo("categories:")
+    for name, n in data["categories_level1"].items():
+        click.echo(f"  {n:6d}  {name}")
+
+
+def _read_cases(path: Path) -> list[Any]:
+    from dataset.importers import read_cases
+
+    cases, problems = read_cases(path, progress=False)
+    for problem in problems:
+        click.echo(f"rejected: {problem}", err=True)
+    if not cases:
+        raise click.UsageError(f"{path}: no usable cases")
+    return cases
+
+
+@kb.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--rejected", is_flag=True, help="The pairs in the file were rejected (negative evidence).")
+@click.pass_obj
+def learn(obj: _Ctx, file: Path, rejected: bool) -> None:
+    """Record request -> answer pairs (a file with request and answer columns) as confirmed or rejected."""
+    from rag.text import normalize_for_match
+
+    services = obj.services()
+    engine = services.engine
+    by_answer: dict[str, str] = {}
+    for entry in engine.store.entries():
+        by_answer.setdefault(normalize_for_match(entry.answer), entry.id)
+    learned = known = unknown = 0
+    for case in _read_cases(file):
+        entry_id = by_answer.get(normalize_for_match(case.gold_answer))
+        if entry_id is None:
+            unknown += 1
+            click.echo(f"skipped row {case.row}: its answer is not in the knowledge base", err=True)
+            continue
+        if engine.learn(case.query, entry_id, positive=not rejected, origin=f"{file.name}:{case.row}"):
+            learned += 1
+        else:
+            known += 1
+    kind = "rejected" if rejected else "confirmed"
+    click.echo(f"learned {learned} {kind} pairs ({known} already known, {unknown} skipped)")
+
+
+@kb.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def calibrate(obj: _Ctx, file: Path) -> None:
+    """Refit the confidence calibration on labelled requests (request and gold-answer columns)."""
+    from rag.eval import fit_calibration
+
+    services = obj.services()
+    calibrator = fit_calibration(services.engine, _read_cases(file), fitted_on=file.name, progress=True)
+    click.echo(f"calibration fitted on {file.name}: {calibrator.to_json()}")
+
+
+# -- eval -----------------------------------------------------------------------------------------
+@main.command("eval")
+@click.option("--kb", "kb_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--cases", "cases_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--learn-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Confirmed pairs to learn first (and to refit the calibration on).")
+@click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on the last line.")
+@click.pass_obj
+def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None, threshold: float | None,
+             as_json: bool) -> None:
+    """Measure retrieval on labelled cases with a temporary index (the configured one is untouched)."""
+    from dataset.importers import read_kb
+    from plugin.services import build_services
+    from rag.eval import evaluate, fit_calibration, learn_from as learn_pairs
+
+    settings = obj.settings
+    threshold = settings.decision.threshold if threshold is None else threshold
+    kb_result = read_kb(kb_file, progress=True)
+    for problem in kb_result.rejected:
+        click.echo(f"rejected: {problem}", err=True)
+    cases = _read_cases(cases_file)
+    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-assist-eval-"))
+    try:
+        scratch = settings.model_copy(
+            update={"vector_store": settings.vector_store.model_copy(update={"mode": "embedded"})}
+        )
+        services = build_services(scratch, data_dir=tmp)
+        engine = services.engine
+        engine.import_entries(kb_result.entries, progress=True)
+        if learn_from is not None:
+            if learn_from.resolve() == cases_file.resolve():
+                click.echo("warning: learning from the cases being evaluated measures memory, not quality; "
+                           "use a separate file of confirmed pairs", err=True)
+            learning = _read_cases(learn_from)
+            learned, unknown = learn_pairs(engine, learning, progress=True)
+            click.echo(f"learned {learned} confirmed pairs ({unknown} answers not in the KB)", err=True)
+            fit_calibration(engine, learning, fitted_on=learn_from.name, progress=True)
+        metrics, _ = evaluate(engine, cases, threshold=threshold, progress=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if as_json:
+        _echo_json(metrics)
+        return
+    a = metrics["answered"]
+    click.echo(f"cases: {metrics['n']}   embedder: {services.engine.embedder.name}")
+    click.echo(f"hit@1 {metrics['hit@1']:.3f}   hit@3 {metrics['hit@3']:.3f}   MRR@10 {metrics['mrr@10']:.3f}   "
+               f"category accuracy {metrics['category_accuracy'] if metrics['category_accuracy'] is not None else '-'}")
+    click.echo(f"at threshold {a['threshold']:.2f}: answers {a['coverage']:.1%} of requests, "
+               f"right first {a['precision@1'] or 0:.1%}, in top 3 {a['precision@3'] or 0:.1%}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

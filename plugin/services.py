@@ -1,0 +1,139 @@
+"""Wiring: settings -> embedder, LLM and engine. The one place that turns configuration into objects."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dataset import SAMPLE_KB
+from dataset.importers import read_kb
+from plugin.settings import Settings
+from rag.embeddings import Embedder, LoadedEmbedder, load_embedder
+from rag.engine import Engine, EngineConfig
+from rag.errors import ModelLoadError
+from rag.llm import load_llm
+from rag.store import VectorStoreConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    #: Why no LLM is in use although one is configured (None when it loaded or none is configured).
+    llm_fallback_reason: str | None = None
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz and `helpdesk-assist status` show: models, fallbacks, index size."""
+        stats = self.engine.stats()
+        emb = self.engine.embedding
+        degraded = bool(emb.fallback_reason or self.llm_fallback_reason)
+        return {
+            "status": "degraded" if degraded else "ok",
+            "models": {
+                "embedding": {
+                    "configured": emb.requested,
+                    "in_use": self.engine.embedder.name,
+                    "fallback": emb.fallback_reason is not None,
+                    "fallback_reason": emb.fallback_reason,
+                },
+                "llm": {
+                    "configured": self.settings.llm.backend
+                    + ("" if self.settings.llm.backend == "none" else f":{self.settings.llm.model}"),
+                    "in_use": getattr(self.engine.llm, "name", None),
+                    "mode": "llm" if self.engine.llm is not None else "extractive only",
+                    "fallback_reason": self.llm_fallback_reason,
+                },
+            },
+            "index": {
+                "entries": stats["entries"],
+                "distinct_answers": stats["distinct_answers"],
+                "vectors": stats["vectors"],
+                "learned": stats["learned"],
+                "built_with": stats["index_built_with"],
+                "calibration": stats["calibration"],
+            },
+        }
+
+
+def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineConfig:
+    root = data_dir or settings.data_dir
+    vs = settings.vector_store
+    return EngineConfig(
+        data_dir=root,
+        vector_store=VectorStoreConfig(
+            mode=vs.mode, path=root / "chroma", host=vs.host, port=vs.port, ssl=vs.ssl, collection=vs.collection
+        ),
+        candidates=settings.retrieval.candidates,
+        top_k=settings.retrieval.top_k,
+        threshold=settings.decision.threshold,
+        category_thresholds=dict(settings.decision.category_thresholds),
+        disabled_categories=list(settings.decision.disabled_categories),
+        default_language=settings.default_language,
+    )
+
+
+def load_configured_embedder(settings: Settings) -> LoadedEmbedder:
+    e = settings.embeddings
+    return load_embedder(
+        e.model, fallback=e.fallback, device=e.device, batch_size=e.batch_size, offline=settings.offline
+    )
+
+
+def load_configured_llm(settings: Settings) -> tuple[Any, str | None]:
+    """The configured LLM, or (None, reason) when it cannot be loaded: answers are then extractive."""
+    cfg = settings.llm
+    if cfg.backend == "none":
+        return None, None
+    try:
+        llm = load_llm(
+            cfg.backend,
+            model=cfg.model,
+            base_url=cfg.base_url,
+            api_key=cfg.api_key.get_secret_value(),
+            device=cfg.device,
+            timeout_s=cfg.timeout_s,
+        )
+    except ModelLoadError as e:
+        log.warning("llm_unavailable: %s; ANSWERS WILL BE EXTRACTIVE (the entries themselves)", e)
+        return None, str(e)
+    return llm, None
+
+
+def build_services(
+    settings: Settings, *, embedder: Embedder | LoadedEmbedder | None = None, data_dir: Path | None = None
+) -> Services:
+    loaded = embedder if embedder is not None else load_configured_embedder(settings)
+    llm, llm_reason = load_configured_llm(settings)
+    engine = Engine(
+        engine_config(settings, data_dir),
+        loaded,
+        llm=llm,
+        llm_options={
+            "max_new_tokens": settings.llm.max_new_tokens,
+            "temperature": settings.llm.temperature,
+            "timeout_s": settings.llm.timeout_s,
+        },
+    )
+    return Services(settings=settings, engine=engine, llm_fallback_reason=llm_reason)
+
+
+def ensure_knowledge_base(services: Services, *, progress: bool = False) -> int:
+    """Import the configured sources (or the bundled sample) when the knowledge base is empty."""
+    engine = services.engine
+    if engine.store.count() > 0:
+        engine.sync(progress=progress)
+        return 0
+    sources = services.settings.kb.sources or [SAMPLE_KB]
+    imported = 0
+    for path in sources:
+        result = read_kb(path, progress=progress)
+        for problem in result.rejected:
+            log.warning("kb_row_rejected: %s", problem)
+        report = engine.import_entries(result.entries, progress=progress)
+        imported += report.imported
+        log.info("kb_imported: %s: %d entries (%d rejected rows)", result.source, report.imported, len(result.rejected))
+    return imported

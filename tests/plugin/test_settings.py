@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+
+from helpdesk_errors import ConfigError
+from plugin.settings import load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_without_file_or_env():
+    s = load_settings(env={})
+    assert s.embeddings.model == "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
+    assert s.llm.backend == "none"
+    assert s.decision.threshold == 0.5
+    assert s.offline is True
+
+
+def test_example_config_is_valid_and_documents_every_section():
+    s = load_settings(REPO / "config.example.yaml", env={})
+    assert s.vector_store.collection == "helpdesk_kb"
+    text = (REPO / "config.example.yaml").read_text(encoding="utf-8")
+    for section in ("embeddings:", "vector_store:", "retrieval:", "decision:", "llm:", "server:"):
+        assert section in text
+
+
+def test_yaml_then_env_then_overrides(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("decision:\n  threshold: 0.7\nllm:\n  backend: openai\n  timeout_s: 5\n", encoding="utf-8")
+    env = {"HELPDESK_ASSIST_CONFIG": str(cfg), "HELPDESK_ASSIST_LLM__TIMEOUT_S": "9",
+           "HELPDESK_ASSIST_LLM__API_KEY": "sk-secret"}
+    s = load_settings(env=env)
+    assert s.decision.threshold == 0.7
+    assert s.llm.backend == "openai"
+    assert s.llm.timeout_s == 9.0
+    assert s.llm.api_key.get_secret_value() == "sk-secret"
+    assert "sk-secret" not in repr(s)
+    assert load_settings(env=env, decision={"threshold": 0.2}).decision.threshold == 0.2
+
+
+def test_unknown_yaml_key_is_named(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("llm:\n  backnd: openai\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"unknown key 'llm\.backnd'"):
+        load_settings(cfg, env={})
+
+
+def test_unknown_env_key_is_named():
+    with pytest.raises(ConfigError, match=r"unknown key 'embedings'"):
+        load_settings(env={"HELPDESK_ASSIST_EMBEDINGS__MODEL": "x"})
+
+
+def test_bad_value_names_key_and_env_variable(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"HELPDESK_ASSIST_DECISION__THRESHOLD": "1.5"})
+    assert "decision.threshold" in str(e.value)
+    assert "HELPDESK_ASSIST_DECISION__THRESHOLD" in str(e.value)
+
+
+def test_category_threshold_out_of_range(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("decision:\n  category_thresholds: {VPN: 3}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="VPN"):
+        load_settings(cfg, env={})
+
+
+@pytest.mark.parametrize("content, message", [("- a\n- b\n", "mapping"), ("a: [\n", "not valid YAML")])
+def test_broken_yaml(tmp_path, content, message):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings(cfg, env={})
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_settings("/nonexistent/helpdesk.yaml", env={})
+
+
+def test_threshold_for_category():
+    s = load_settings(env={}, decision={"threshold": 0.5, "category_thresholds": {"VPN": 0.8}})
+    assert s.threshold_for("VPN") == 0.8
+    assert s.threshold_for("Почта") == 0.5
+    assert s.threshold_for(None) == 0.5
