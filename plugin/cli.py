@@ -112,7 +112,8 @@ def status(obj: _Ctx, as_json: bool) -> None:
         return
     emb, llm = health["models"]["embedding"], health["models"]["llm"]
     click.echo(f"status:     {health['status']}")
-    click.echo(f"embeddings: {emb['in_use']}" + (f"\n  FALLBACK IN USE: {emb['fallback_reason']}" if emb["fallback"] else ""))
+    fallback = f"\n  FALLBACK IN USE: {emb['fallback_reason']}" if emb["fallback"] else ""
+    click.echo(f"embeddings: {emb['in_use']}{fallback}")
     click.echo(f"llm:        {llm['in_use'] or 'none'} ({llm['mode']})"
                + (f"\n  NOT LOADED: {llm['fallback_reason']}" if llm["fallback_reason"] else ""))
     idx = health["index"]
@@ -136,7 +137,7 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
     app = create_app(settings)
     bind = f"{host or settings.server.host}:{port or settings.server.port}"
 
-    class _Server(BaseApplication):  # type: ignore[misc]
+    class _Server(BaseApplication):
         def load_config(self) -> None:
             self.cfg.set("bind", bind)
             self.cfg.set("workers", 1)
@@ -293,7 +294,8 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
     """Measure retrieval on labelled cases with a temporary index (the configured one is untouched)."""
     from dataset.importers import read_kb
     from plugin.services import build_services
-    from rag.eval import evaluate, fit_calibration, learn_from as learn_pairs
+    from rag.eval import evaluate, fit_calibration
+    from rag.eval import learn_from as learn_pairs
 
     settings = obj.settings
     threshold = settings.decision.threshold if threshold is None else threshold

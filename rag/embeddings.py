@@ -55,7 +55,7 @@ class SentenceTransformerEmbedder(Embedder):
         try:
             # Local path, or a hub id already in the local cache: no network.
             self._model = SentenceTransformer(source, device=device, local_files_only=True)
-        except Exception as first:  # noqa: BLE001 - every loader failure means "not available locally"
+        except Exception as first:
             if offline or path.exists():
                 raise ModelLoadError(
                     f"embedding model {model!r} is not available locally ({type(first).__name__}: "
@@ -64,7 +64,7 @@ class SentenceTransformerEmbedder(Embedder):
                 ) from first
             try:
                 self._model = SentenceTransformer(source, device=device)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 raise ModelLoadError(f"embedding model {model!r} could not be downloaded or loaded: {e}") from e
         dim = self._model.get_sentence_embedding_dimension()
         if dim is None:

@@ -15,6 +15,7 @@ category, configurable) the engine abstains.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +32,7 @@ from rag.embeddings import Embedder, LoadedEmbedder
 from rag.errors import EmptyIndexError, RagError
 from rag.kbstore import KBStore, UpsertReport
 from rag.lexical import LexicalIndex
-from rag.models import AnswerHit, CategoryPrediction, ComposedAnswer, EngineResult, KBEntry, stable_id
+from rag.models import AnswerHit, CategoryPrediction, ComposedAnswer, Decision, EngineResult, KBEntry, stable_id
 from rag.store import VectorStore, VectorStoreConfig
 from rag.text import clean_query, detect_language
 
@@ -148,7 +149,10 @@ class Engine:
             bar.close()
             self._index_learned()
             if stale or gone or not (self._lexical_dir / "meta.json").exists():
-                LexicalIndex.build([_q_text(e) for e in entries]).save(self._lexical_dir)
+                if entries:
+                    LexicalIndex.build([_q_text(e) for e in entries]).save(self._lexical_dir)
+                else:  # bm25s cannot index an empty corpus: an empty KB has no lexical index
+                    shutil.rmtree(self._lexical_dir, ignore_errors=True)
                 self.store.set_meta("index_version", stable_id(str(time.time_ns()), str(len(entries))))
             self.store.set_meta("embedding_model", self.embedder.name)
             self._snapshot = None
@@ -346,7 +350,9 @@ class Engine:
         self._snapshot = None
 
     # -- classification and decision -----------------------------------------------------------------
-    def _classify(self, ranked: Sequence[tuple[str, float]], snap: _Snapshot, temperature: float = 1.0) -> CategoryPrediction:
+    def _classify(
+        self, ranked: Sequence[tuple[str, float]], snap: _Snapshot, temperature: float = 1.0
+    ) -> CategoryPrediction:
         """Category levels from the knowledge base's own labels: a vote of the best answers,
         weighted by exp(fused score / T), level by level."""
         if not ranked:
@@ -381,6 +387,7 @@ class Engine:
         level1 = category or (prediction.levels[0] if prediction.levels else None)
         threshold = self.config.threshold_for(level1)
         best = hits[0].confidence if hits else 0.0
+        decision: Decision
         if level1 and level1 in self.config.disabled_categories:
             decision, reason = "abstain", f"category {level1!r} is switched off: agents answer it"
         elif not hits:

@@ -47,7 +47,7 @@ def _rank(hits_answers: Sequence[str], gold: str) -> int | None:
 def learn_from(engine: Engine, cases: Sequence[Case], *, progress: bool = False) -> tuple[int, int]:
     """Record each case whose gold answer is in the KB as a confirmed pair; returns (learned, unknown)."""
     snap_entries = engine.store.entries()
-    by_answer = {}
+    by_answer: dict[str, str] = {}
     for e in snap_entries:
         by_answer.setdefault(normalize_for_match(e.answer), e.id)
     learned = unknown = 0

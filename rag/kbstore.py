@@ -165,7 +165,11 @@ class KBStore:
             return cur.rowcount == 1
 
     def learned(self, *, unindexed_only: bool = False) -> list[LearnedPair]:
-        sql = "SELECT * FROM learned" + (" WHERE indexed = 0" if unindexed_only else "") + " ORDER BY id"
+        sql = (
+            "SELECT * FROM learned WHERE indexed = 0 ORDER BY id"
+            if unindexed_only
+            else "SELECT * FROM learned ORDER BY id"
+        )
         return [
             LearnedPair(r["id"], r["query"], r["answer_id"], r["entry_id"], r["polarity"], r["origin"])
             for r in self._db().execute(sql)
@@ -189,8 +193,10 @@ class KBStore:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
-                       (key, value))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (key, value),
+            )
 
 
 def _entry(r: sqlite3.Row) -> KBEntry:

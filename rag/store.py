@@ -20,8 +20,8 @@ from rag.errors import IndexMismatchError, RagError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("q", "qa", "learned")
 Kind = Literal["q", "qa", "learned"]
+KINDS: tuple[Kind, ...] = ("q", "qa", "learned")
 Metadata = Mapping[str, str | int | float | bool]
 
 
@@ -56,7 +56,7 @@ class VectorStore:
             else:
                 config.path.mkdir(parents=True, exist_ok=True)
                 self._client = chromadb.PersistentClient(path=str(config.path), settings=chroma_settings)
-        except Exception as e:  # noqa: BLE001 - chromadb raises many types; all mean "store unavailable"
+        except Exception as e:
             where = f"{config.host}:{config.port}" if config.mode == "http" else str(config.path)
             raise RagError(f"cannot open the Chroma vector store ({config.mode}, {where}): {e}") from e
         self.config = config
