@@ -98,9 +98,7 @@ def reveals_prompt(text: str) -> bool:
 def _is_no_answer(text: str) -> bool:
     """The fixed phrase as the whole answer or its start (any case), or anywhere in capitals."""
     norm = normalize_for_match(text).strip(" .!«»\"'")
-    return any(
-        norm.startswith(normalize_for_match(phrase)) or phrase in text for phrase in NO_ANSWER.values()
-    )
+    return any(norm.startswith(normalize_for_match(phrase)) or phrase in text for phrase in NO_ANSWER.values())
 
 
 def check_answer(text: str, n_entries: int, language: str) -> tuple[str, list[int]]:
@@ -170,13 +168,9 @@ def compose_answer(
         return fallback("no LLM configured")
 
     messages = build_messages(query, shown, lang)
-    logger.debug(
-        "compose.prompt llm=%s entries=%d chars=%d", llm.name, len(shown), len(messages[-1]["content"])
-    )
+    logger.debug("compose.prompt llm=%s entries=%d chars=%d", llm.name, len(shown), len(messages[-1]["content"]))
     try:
-        raw = llm.generate(
-            messages, max_new_tokens=max_new_tokens, temperature=temperature, timeout_s=timeout_s
-        )
+        raw = llm.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature, timeout_s=timeout_s)
     except LLMTimeout:
         logger.warning("compose.llm_timeout llm=%s timeout_s=%s", llm.name, timeout_s)
         return fallback(f"LLM timeout after {timeout_s:g} s")

@@ -47,9 +47,7 @@ def measure(path: Path, tokens: int, runs: int, device: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="folder to write the model and tokenizer into")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

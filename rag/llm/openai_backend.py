@@ -111,9 +111,7 @@ class OpenAILLM:
             # requests reports a read timeout while streaming the body as a ConnectionError.
             if any(isinstance(arg, ReadTimeoutError) for arg in e.args):
                 raise LLMTimeout(f"{self.name}: reply not complete within {timeout_s:g} s") from e
-            raise LLMError(
-                f"{self.name}: cannot reach the server at {self.base_url} ({type(e).__name__})"
-            ) from e
+            raise LLMError(f"{self.name}: cannot reach the server at {self.base_url} ({type(e).__name__})") from e
         except requests.RequestException as e:
             raise LLMError(f"{self.name}: request failed ({type(e).__name__})") from e
         if status >= 300:
@@ -148,9 +146,7 @@ class OpenAILLM:
         try:
             content = data["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError) as e:
-            raise LLMError(
-                f"{self.name}: the reply has no choices[0].message.content: {_excerpt(body)}"
-            ) from e
+            raise LLMError(f"{self.name}: the reply has no choices[0].message.content: {_excerpt(body)}") from e
         if content is None:
             return ""
         if not isinstance(content, str):

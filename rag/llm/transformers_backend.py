@@ -2,8 +2,9 @@
 
 Where the model comes from is settled when the backend is built, quickly and without downloading:
 an existing folder is loaded from disk only; a hub id is used from the local Hugging Face cache when it
-is there; otherwise, unless the hub is offline (``HF_HUB_OFFLINE=1``) or unreachable, it is downloaded
-on first load. Anything else is a :class:`ModelLoadError` that says what was tried and what to set.
+is there; otherwise, unless the hub is offline (``HF_HUB_OFFLINE=1``), one quick request asks the hub
+(or the mirror in ``HF_ENDPOINT``) whether it has the model, and it is downloaded on first load.
+Anything else is a :class:`ModelLoadError` that says what was tried and what to set.
 
 The weights load once, lazily (on the first :meth:`TransformersLLM.generate` or an explicit
 :meth:`TransformersLLM.load` at start-up), under a lock. Generations run one at a time; each is bounded
@@ -28,6 +29,7 @@ import torch
 import transformers
 from huggingface_hub import constants as hub_constants
 from huggingface_hub import try_to_load_from_cache
+from huggingface_hub.utils import build_hf_headers
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
 from rag.errors import LLMError, LLMTimeout, ModelLoadError
@@ -37,12 +39,10 @@ logger = logging.getLogger(__name__)
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(?:/[A-Za-z0-9][\w.-]{0,95})?")
 _HINT = "set llm.model to the folder of a downloaded model, or llm.backend: none for extractive answers"
-#: Seconds to wait for the hub (or the mirror in HF_ENDPOINT) to answer before calling it unreachable.
+#: Seconds to wait for the hub (or the mirror in HF_ENDPOINT) to answer the probe in :func:`probe_hub`.
 HUB_PROBE_TIMEOUT_S = 3.0
 # transformers 4.56 renamed ``torch_dtype`` to ``dtype``.
-_DTYPE_KW = (
-    "dtype" if tuple(int(p) for p in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
-)
+_DTYPE_KW = "dtype" if tuple(int(p) for p in transformers.__version__.split(".")[:2]) >= (4, 56) else "torch_dtype"
 
 
 @dataclass(frozen=True)
@@ -84,16 +84,28 @@ def hub_offline() -> bool:
     return value.strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def hub_reachable(timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """One quick request to the hub endpoint (``HF_ENDPOINT``); any HTTP answer means reachable.
+def probe_hub(model: str, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> str:
+    """Ask the hub (or the mirror in ``HF_ENDPOINT``) for the model's ``config.json``, once, quickly.
 
-    Without it a missing model would cost minutes of retries in huggingface_hub before failing.
+    Returns ``""`` when the hub has it, else what went wrong in plain words. Without this check a
+    missing model or an unreachable hub costs minutes of retries inside huggingface_hub. The request
+    is the loader's own (``HEAD {endpoint}/{model}/resolve/main/config.json``, with the user's hub
+    token if one is configured), so a 404 from a proxy or a mirror that lacks the model counts as
+    missing.
     """
+    url = f"{hub_constants.ENDPOINT.rstrip('/')}/{model}/resolve/main/config.json"
     try:
-        requests.head(hub_constants.ENDPOINT, timeout=timeout_s, allow_redirects=False)
-    except requests.RequestException:
-        return False
-    return True
+        response = requests.head(url, headers=build_hf_headers(), timeout=timeout_s, allow_redirects=False)
+    except requests.RequestException as e:
+        return f"the hub at {hub_constants.ENDPOINT} cannot be reached ({type(e).__name__})"
+    if response.status_code < 400:
+        return ""
+    if response.status_code in (401, 403):
+        return (
+            f"the hub at {hub_constants.ENDPOINT} refused access (HTTP {response.status_code}): "
+            "the model is gated or private and needs a hub token (HF_TOKEN)"
+        )
+    return f"the hub at {hub_constants.ENDPOINT} answered HTTP {response.status_code} for it"
 
 
 def _describe(e: BaseException) -> str:
@@ -112,13 +124,9 @@ def _pick_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise ModelLoadError(
-            f"llm.device {device!r} is not a torch device (use cpu, cuda, cuda:0 or auto)"
-        ) from e
+        raise ModelLoadError(f"llm.device {device!r} is not a torch device (use cpu, cuda, cuda:0 or auto)") from e
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(
-            f"llm.device is {device!r} but this machine has no usable CUDA GPU; set llm.device: cpu"
-        )
+        raise ModelLoadError(f"llm.device is {device!r} but this machine has no usable CUDA GPU; set llm.device: cpu")
     return dev
 
 
@@ -164,16 +172,12 @@ class TransformersLLM:
         if path.exists():
             raise ModelLoadError(f"cannot load the LLM: {path} is a file, not a model folder; {_HINT}")
         if _looks_like_path(model) or not _HUB_ID.fullmatch(model):
-            raise ModelLoadError(
-                f"cannot load the LLM: there is no model folder at {path.resolve()}; {_HINT}"
-            )
+            raise ModelLoadError(f"cannot load the LLM: there is no model folder at {path.resolve()}; {_HINT}")
         where = f"the hub model {model!r}"
         try:
             cached = try_to_load_from_cache(model, "config.json")
         except ValueError as e:  # huggingface_hub's HFValidationError: not a valid repo id
-            raise ModelLoadError(
-                f"cannot load the LLM: {model!r} is neither a folder nor a hub id; {_HINT}"
-            ) from e
+            raise ModelLoadError(f"cannot load the LLM: {model!r} is neither a folder nor a hub id; {_HINT}") from e
         if isinstance(cached, str):
             return model, True, f"{where} from the local Hugging Face cache"
         if hub_offline():
@@ -181,10 +185,11 @@ class TransformersLLM:
                 f"cannot load the LLM: tried {where} (no local folder of that name), but it is not in the "
                 f"local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE); {_HINT}"
             )
-        if not hub_reachable():
+        problem = probe_hub(model)
+        if problem:
             raise ModelLoadError(
                 f"cannot load the LLM: tried {where} (no local folder of that name), but it is not in the "
-                f"local Hugging Face cache and the hub at {hub_constants.ENDPOINT} cannot be reached; {_HINT}"
+                f"local Hugging Face cache and {problem}; {_HINT}"
             )
         return model, False, f"{where} from {hub_constants.ENDPOINT}"
 
@@ -204,9 +209,7 @@ class TransformersLLM:
                 device = _pick_device(self.device)
                 # float32 on CPU (bf16 matmuls are slow or missing there); the checkpoint's dtype elsewhere.
                 dtype: Any = torch.float32 if device.type == "cpu" else "auto"
-                tokenizer = AutoTokenizer.from_pretrained(
-                    self._source, local_files_only=self._local_files_only
-                )
+                tokenizer = AutoTokenizer.from_pretrained(self._source, local_files_only=self._local_files_only)
                 model: Any = AutoModelForCausalLM.from_pretrained(
                     self._source, local_files_only=self._local_files_only, **{_DTYPE_KW: dtype}
                 )
@@ -286,9 +289,7 @@ class TransformersLLM:
         try:
             with torch.inference_mode():
                 prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-                inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(
-                    self._torch_device
-                )
+                inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(self._torch_device)
                 output = model.generate(
                     **inputs,
                     generation_config=self._generation_config(max_new_tokens, temperature),
@@ -317,7 +318,5 @@ class TransformersLLM:
             stopped,
         )
         if stopped == "deadline":
-            raise LLMTimeout(
-                f"{self.name}: no complete answer within {timeout_s:g} s ({len(new_ids)} tokens)"
-            )
+            raise LLMTimeout(f"{self.name}: no complete answer within {timeout_s:g} s ({len(new_ids)} tokens)")
         return str(tokenizer.decode(new_ids, skip_special_tokens=True)).strip()

@@ -60,9 +60,7 @@ def chat_reply(content: str | None, **extra: Any) -> dict[str, Any]:
         "id": "chatcmpl-test",
         "object": "chat.completion",
         "model": "qwen-test",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         **extra,
     }
@@ -70,7 +68,10 @@ def chat_reply(content: str | None, **extra: Any) -> dict[str, Any]:
 
 @dataclass
 class ScriptedServer:
-    """An OpenAI-compatible server on 127.0.0.1 that answers with the queued replies in order."""
+    """An OpenAI-compatible server (and a stand-in hub for HEAD probes) on 127.0.0.1.
+
+    Answers with the queued replies in order and records every request.
+    """
 
     url: str
     replies: list[Reply] = field(default_factory=list)
@@ -114,6 +115,17 @@ def openai_server() -> Iterator[ScriptedServer]:
                 self.wfile.write(data)
             except OSError:
                 pass  # the client gave up (timeout tests)
+
+        def do_HEAD(self) -> None:
+            """A hub probe: answer with the next reply's status, no body."""
+            assert server_state is not None
+            server_state.requests.append(
+                Recorded("HEAD", self.path, {k.lower(): v for k, v in self.headers.items()}, b"")
+            )
+            reply = server_state.replies.pop(0) if server_state.replies else Reply(404)
+            self.send_response(reply.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -29,9 +29,7 @@ class ScriptedLLM:
         timeout_s: float,
     ) -> str:
         self.calls.append([dict(m) for m in messages])
-        self.kwargs.append(
-            {"max_new_tokens": max_new_tokens, "temperature": temperature, "timeout_s": timeout_s}
-        )
+        self.kwargs.append({"max_new_tokens": max_new_tokens, "temperature": temperature, "timeout_s": timeout_s})
         step = self.steps[min(len(self.calls) - 1, len(self.steps) - 1)]
         if isinstance(step, BaseException):
             raise step

@@ -19,9 +19,7 @@ from tests.rag.llm.fakes import ScriptedLLM
 
 
 def _hit(n: int, answer: str, question: str = "", title: str = "") -> AnswerHit:
-    return AnswerHit(
-        answer_id=f"a{n}", answer=answer, entry_id=f"e{n}", question=question, title=title, score=1.0 / n
-    )
+    return AnswerHit(answer_id=f"a{n}", answer=answer, entry_id=f"e{n}", question=question, title=title, score=1.0 / n)
 
 
 HITS_RU = [
@@ -31,9 +29,7 @@ HITS_RU = [
         "Как сменить пароль?",
         "Смена пароля",
     ),
-    _hit(
-        2, "Запустите клиент VPN на рабочем столе и войдите под доменной учётной записью.", "Не работает VPN"
-    ),
+    _hit(2, "Запустите клиент VPN на рабочем столе и войдите под доменной учётной записью.", "Не работает VPN"),
     _hit(
         3,
         "Если учётная запись заблокирована, позвоните в поддержку: +7 495 123-45-67 доб. 1234.",
@@ -42,9 +38,7 @@ HITS_RU = [
 ]
 HITS_EN = [
     _hit(1, "Press Ctrl+Alt+Del and choose Change a password.", "How do I change my password?"),
-    _hit(
-        2, "Start the VPN client on your desktop and sign in with your domain account.", "VPN does not work"
-    ),
+    _hit(2, "Start the VPN client on your desktop and sign in with your domain account.", "VPN does not work"),
 ]
 QUERY_RU = "Не могу сменить пароль, пишите на ivan.petrov@example.com или звоните 8 (912) 345-67-89"
 GOOD_RU = "Чтобы сменить пароль, нажмите Ctrl+Alt+Del и выберите «Сменить пароль» [1]."

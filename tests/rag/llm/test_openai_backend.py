@@ -73,9 +73,7 @@ def test_401_names_the_status_and_the_setting_never_the_key(
     openai_server: ScriptedServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    openai_server.reply(
-        Reply(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}})
-    )
+    openai_server.reply(Reply(401, {"error": {"message": "Invalid API key", "type": "invalid_request_error"}}))
     llm = _llm(openai_server, api_key=KEY)
 
     with pytest.raises(LLMError) as info:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from rag.errors import LLMError, LLMTimeout, ModelLoadError
 from rag.llm import LLM, load_llm
 from rag.llm import transformers_backend as tb
 from rag.llm.transformers_backend import TransformersLLM
-from tests.rag.llm.conftest import closed_port
+from tests.rag.llm.conftest import Reply, ScriptedServer, closed_port
 
 pytestmark = pytest.mark.slow
 
@@ -99,9 +100,7 @@ def test_waiting_for_a_busy_model_counts_against_the_timeout(tiny_llm: Transform
         tiny_llm.generate(MESSAGES, max_new_tokens=4, temperature=0.0, timeout_s=0.1)
 
 
-def test_generation_failure_is_an_llm_error(
-    tiny_llm: TransformersLLM, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_generation_failure_is_an_llm_error(tiny_llm: TransformersLLM, monkeypatch: pytest.MonkeyPatch) -> None:
     def out_of_memory(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
 
@@ -124,22 +123,12 @@ def test_loads_lazily_once_across_threads(tiny_qwen_path: Path, monkeypatch: pyt
     llm = TransformersLLM(str(tiny_qwen_path))
     assert not llm.loaded and calls == []  # building the backend does not load the weights
 
-    results: list[str] = []
-    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [
+            pool.submit(llm.generate, MESSAGES, max_new_tokens=4, temperature=0.0, timeout_s=60) for _ in range(4)
+        ]
+        results = [f.result() for f in futures]
 
-    def ask() -> None:
-        try:
-            results.append(llm.generate(MESSAGES, max_new_tokens=4, temperature=0.0, timeout_s=60))
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=ask) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert errors == []
     assert len(results) == 4 and len(set(results)) == 1
     assert len(calls) == 1
     assert calls[0]["local_files_only"] is True
@@ -190,16 +179,47 @@ def test_missing_hub_model_fails_at_once_when_offline(monkeypatch: pytest.Monkey
     assert "llm.model" in message and "llm.backend: none" in message
 
 
-def test_missing_hub_model_fails_at_once_when_the_hub_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+def _online_hub(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
-    endpoint = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setattr(hub_constants, "ENDPOINT", endpoint)
+
+
+def test_missing_hub_model_fails_at_once_when_the_hub_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    _online_hub(monkeypatch, endpoint)
 
     with pytest.raises(ModelLoadError, match=f"hub at {endpoint} cannot be reached") as info:
         load_llm("transformers", model=MISSING_HUB_ID)
     assert "llm.model" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(404, "answered HTTP 404 for it"), (401, "refused access (HTTP 401)"), (503, "answered HTTP 503")],
+)
+def test_hub_without_the_model_fails_at_once(
+    openai_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch, status: int, expected: str
+) -> None:
+    _online_hub(monkeypatch, openai_server.url.removesuffix("/v1"))
+    openai_server.reply(Reply(status))
+
+    with pytest.raises(ModelLoadError, match=re.escape(expected)):
+        load_llm("transformers", model=MISSING_HUB_ID)
+
+    (probe,) = openai_server.requests
+    assert (probe.method, probe.path) == ("HEAD", f"/{MISSING_HUB_ID}/resolve/main/config.json")
+
+
+def test_hub_with_the_model_defers_the_download(openai_server: ScriptedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    _online_hub(monkeypatch, openai_server.url.removesuffix("/v1"))
+    openai_server.reply(Reply(200))
+
+    llm = load_llm("transformers", model=MISSING_HUB_ID)
+
+    assert isinstance(llm, TransformersLLM) and not llm.loaded
+    assert llm._local_files_only is False
 
 
 def test_missing_local_folder(tmp_path: Path) -> None:
@@ -210,9 +230,7 @@ def test_missing_local_folder(tmp_path: Path) -> None:
     assert str(missing) in str(info.value)
 
 
-def test_folder_without_a_model_fails_on_load_and_remembers_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_folder_without_a_model_fails_on_load_and_remembers_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     llm = load_llm("transformers", model=str(tmp_path))  # a folder: loading is deferred
     assert isinstance(llm, TransformersLLM)
     calls: list[object] = []
