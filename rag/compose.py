@@ -42,6 +42,8 @@ _NOTHING_FOUND = {
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
+# The masks of rag.privacy, which the model may copy from the prompt.
+_PLACEHOLDER = re.compile(r"\[(?:email|phone)\]")
 # Text that only we put into the prompt; an answer that contains it echoes the prompt.
 _PROMPT_MARKUP = re.compile(r"</?\s*(?:ticket|entry)\b|<\|im_(?:start|end)\|>", re.IGNORECASE)
 
@@ -118,7 +120,7 @@ def check_answer(text: str, n_entries: int, language: str) -> tuple[str, list[in
     if bad:
         return f"cites entry [{bad[0]}], only {n_entries} given", citations
     # Citations and bracketed placeholders carry no language; judge by the words.
-    answer_language = detect_language(_CITATION.sub(" ", text), default=language)
+    answer_language = detect_language(_PLACEHOLDER.sub(" ", _CITATION.sub(" ", text)), default=language)
     if answer_language != language:
         return f"answer in the wrong language ({answer_language}, expected {language})", citations
     return "", citations

@@ -77,6 +77,12 @@ def test_good_english_answer_citing_two_entries() -> None:
     assert result.mode == "llm" and result.citations == [1, 2]
 
 
+def test_masks_copied_from_the_prompt_do_not_count_as_english() -> None:
+    answer = "См. [email], [phone] [3]."  # two Cyrillic letters against ten Latin ones in the masks
+
+    assert _compose(ScriptedLLM([answer])).mode == "llm"
+
+
 def test_reasoning_block_is_removed_before_the_checks() -> None:
     result = _compose(ScriptedLLM(["<think>The user wants a password reset.</think>\n" + GOOD_RU]))
 
