@@ -210,6 +210,7 @@ _QUERY_HEADERS = (
     "query",
     "user query",
     "user question",
+    "request",
     "question",
     "вопрос",
     "запрос",

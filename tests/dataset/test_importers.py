@@ -16,6 +16,7 @@ from dataset.importers import (
     ImportResult,
     KBImportError,
     RowError,
+    _xlsx_merged_ranges,
     read_cases,
     read_kb,
 )
@@ -238,15 +239,11 @@ def test_bad_mappings_are_explained(tmp_path: Path, mapping: dict[str, str], mes
 
 def test_preset_names_are_checked(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "kb.csv", [("Q", "A"), ("q", "a")])
-    with pytest.raises(
-        KBImportError, match="unknown preset 'tickets'; known presets: ticket_export, faq, generic"
-    ):
+    with pytest.raises(KBImportError, match="unknown preset 'tickets'; known presets: ticket_export, faq, generic"):
         read_kb(path, preset="tickets")
     with pytest.raises(KBImportError, match="preset 'generic' needs a column mapping"):
         read_kb(path, preset="generic")
-    with pytest.raises(
-        KBImportError, match=r"columns 'Вопрос из БЗ', 'Ответ из БЗ' of preset 'faq' not found"
-    ):
+    with pytest.raises(KBImportError, match=r"columns 'Вопрос из БЗ', 'Ответ из БЗ' of preset 'faq' not found"):
         read_kb(path, preset="faq")
     assert set(PRESETS) >= {"ticket_export", "faq", "generic"}
 
@@ -286,9 +283,7 @@ def test_wrong_headers_list_what_was_found(tmp_path: Path) -> None:
 def test_unsupported_and_unreadable_files(tmp_path: Path) -> None:
     xls = tmp_path / "old.xls"
     xls.write_bytes(b"\xd0\xcf\x11\xe0 not really")
-    with pytest.raises(
-        KBImportError, match=r"old.xls: unsupported file type '.xls'; supported: .xlsx, .xlsm, .csv"
-    ):
+    with pytest.raises(KBImportError, match=r"old.xls: unsupported file type '.xls'; supported: .xlsx, .xlsm, .csv"):
         read_kb(xls)
     fake = tmp_path / "fake.xlsx"
     fake.write_text("Вопрос,Ответ\nq,a\n", encoding="utf-8")
@@ -358,9 +353,7 @@ def test_numbers_and_dates_where_text_is_expected(tmp_path: Path) -> None:
 def test_merged_category_cells_are_inherited(tmp_path: Path) -> None:
     rows: list[list[object]] = [["Выгрузка"], list(TICKET_HEADER)]
     for i in range(1, 6):
-        rows.append(
-            [f"SD000{i}", None, None, None, f"Тема {i}", f"Вопрос {i}", f"Ответ {i}", None, None, None]
-        )
+        rows.append([f"SD000{i}", None, None, None, f"Тема {i}", f"Вопрос {i}", f"Ответ {i}", None, None, None])
     # Аналитика 1 (column H) merged over rows 3-5 and 6-7; Аналитика 2 (I) set on row 3 only, unmerged.
     rows[2][7:9] = ["Оборудование", "Принтеры"]
     rows[5][7] = "Сеть"
@@ -374,6 +367,19 @@ def test_merged_category_cells_are_inherited(tmp_path: Path) -> None:
         ("Сеть",),
         ("Сеть",),
     ]
+
+
+def test_merge_ranges_are_found_across_chunk_boundaries(tmp_path: Path) -> None:
+    merges = "".join(f'<x:mergeCell ref="H{r}:H{r + 1}"/>' for r in range(2, 200_000, 2))
+    part = b"<x:worksheet><x:sheetData>" + b" " * 1_048_000 + b"</x:sheetData>"
+    part += f'<x:mergeCells count="99999">{merges}</x:mergeCells></x:worksheet>'.encode()
+    path = tmp_path / "book.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", part)
+    ranges = _xlsx_merged_ranges(path, "xl/worksheets/sheet1.xml")
+    assert len(ranges) == 99_999
+    assert ranges[0] == (8, 2, 8, 3) and ranges[-1] == (8, 199_998, 8, 199_999)
+    assert _xlsx_merged_ranges(path, None) == []
 
 
 def test_wrong_sheet_dimension_does_not_cut_rows(tmp_path: Path) -> None:
@@ -404,12 +410,8 @@ def test_every_matching_sheet_is_read_and_others_reported(tmp_path: Path) -> Non
 
 
 def test_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    read_kb(
-        write_xlsx(tmp_path / "kb.xlsx", [FAQ_HEADER, ("Т", "Вопрос?", "Ответ", None, None)]), progress=True
-    )
-    read_kb(
-        write_csv(tmp_path / "kb.csv", [FAQ_HEADER, ("Т", "Вопрос?", "Ответ", None, None)]), progress=True
-    )
+    read_kb(write_xlsx(tmp_path / "kb.xlsx", [FAQ_HEADER, ("Т", "Вопрос?", "Ответ", None, None)]), progress=True)
+    read_kb(write_csv(tmp_path / "kb.csv", [FAQ_HEADER, ("Т", "Вопрос?", "Ответ", None, None)]), progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "kb.xlsx" in captured.err and "kb.csv" in captured.err
@@ -434,9 +436,7 @@ CYRILLIC_ROWS = [
         ("koi8-r", ",", "decoded as koi8-r"),
     ],
 )
-def test_csv_encodings_and_delimiters(
-    tmp_path: Path, encoding: str, delimiter: str, note: str | None
-) -> None:
+def test_csv_encodings_and_delimiters(tmp_path: Path, encoding: str, delimiter: str, note: str | None) -> None:
     path = write_csv(tmp_path / "kb.csv", CYRILLIC_ROWS, delimiter=delimiter, encoding=encoding)
     result = read_kb(path, mapping={"question": "вопрос", "answer": "ответ"})
     check_accounting(result)
@@ -504,13 +504,9 @@ def test_cases_from_a_rutube_shaped_workbook(tmp_path: Path) -> None:
         EvalCase("Здравствуйте, не грузится видео", "Очистите кэш.", ("ВИДЕО", "Плеер"), 2),
         EvalCase("Как удалить канал", "В настройках канала.", ("АККАУНТ",), 3),
     ]
-    assert [str(e) for e in errors] == [
-        "cases.xlsx, sheet 'Лист1', row 4, column 'Вопрос пользователя': empty query"
-    ]
+    assert [str(e) for e in errors] == ["cases.xlsx, sheet 'Лист1', row 4, column 'Вопрос пользователя': empty query"]
     # Explicit columns override the defaults.
-    cases, _errors = read_cases(
-        tmp_path / "cases.xlsx", query_column="Вопрос из БЗ", answer_column="ответ сотрудника"
-    )
+    cases, _errors = read_cases(tmp_path / "cases.xlsx", query_column="Вопрос из БЗ", answer_column="ответ сотрудника")
     assert (cases[0].query, cases[0].gold_answer) == ("Видео?", "Добрый день! Очистите кэш.")
 
 
@@ -533,9 +529,7 @@ def test_cases_without_the_columns(tmp_path: Path) -> None:
 
 
 def test_cases_sheet_without_columns_is_reported(tmp_path: Path) -> None:
-    path = write_xlsx(
-        tmp_path / "cases.xlsx", [("query", "answer"), ("q", "a")], more_sheets={"notes": [("x",)]}
-    )
+    path = write_xlsx(tmp_path / "cases.xlsx", [("query", "answer"), ("q", "a")], more_sheets={"notes": [("x",)]})
     cases, errors = read_cases(path)
     assert len(cases) == 1
     [error] = errors
@@ -555,8 +549,7 @@ def test_rutube_knowledge_base() -> None:
     # Rows 201-208 are exact copies of rows 193-200 (all five columns): rejected as duplicates.
     assert len(result.entries) == 318
     assert [(e.row, e.reason) for e in result.rejected] == [
-        (row, f"duplicate of row {row - 8}: same question, title, answer and categories")
-        for row in range(201, 209)
+        (row, f"duplicate of row {row - 8}: same question, title, answer and categories") for row in range(201, 209)
     ]
     assert len({e.id for e in result.entries}) == 318
     assert all(len(e.categories) == 2 for e in result.entries)
