@@ -28,7 +28,9 @@ class Calibrator:
 
     def confidence(self, fused: float, lead: float, dense: float) -> float:
         x = self.coef[0] * fused + self.coef[1] * lead + self.coef[2] * dense + self.intercept
-        return float(1.0 / (1.0 + np.exp(-x)))
+        from scipy.special import expit
+
+        return float(expit(x))
 
     def to_json(self) -> str:
         return json.dumps({"coef": list(self.coef), "intercept": self.intercept, "fitted_on": self.fitted_on})

@@ -184,6 +184,7 @@ class Engine:
         if snap is not None and snap.version == version:
             return snap
         with self._lock:
+            self.vectors.refresh()  # the collections may have been rebuilt by another process
             built_with = self.store.get_meta("embedding_model")
             if built_with:
                 self.vectors.ensure_model(self.embedder.name, self.embedder.dim)

@@ -71,6 +71,10 @@ class VectorStore:
             )
         return self._collections[kind]
 
+    def refresh(self) -> None:
+        """Forget cached collection handles: another process may have rebuilt them (``kb reindex``)."""
+        self._collections.clear()
+
     # -- which model built the index ------------------------------------------------------------------
     def model_of(self, kind: Kind = "q") -> str | None:
         meta = self._collection(kind).metadata or {}
@@ -128,16 +132,20 @@ class VectorStore:
     def query(
         self, kind: Kind, vector: np.ndarray, n: int, where: Mapping[str, Any] | None = None
     ) -> list[VectorHit]:
-        col = self._collection(kind)
-        total = col.count()
-        if total == 0:
-            return []
-        result = col.query(
-            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
-            n_results=min(n, total),
-            where=dict(where) if where else None,
-            include=["distances", "metadatas"],
-        )
+        try:
+            col = self._collection(kind)
+            total = col.count()
+            if total == 0:
+                return []
+            result = col.query(
+                query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+                n_results=min(n, total),
+                where=dict(where) if where else None,
+                include=["distances", "metadatas"],
+            )
+        except Exception as e:  # chromadb errors have no common base worth naming; re-raised
+            self.refresh()
+            raise RagError(f"the vector store could not be queried ({kind}): {e}") from e
         ids = result["ids"][0]
         distances = (result.get("distances") or [[]])[0]
         metas = (result.get("metadatas") or [[]])[0]

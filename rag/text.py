@@ -11,7 +11,14 @@ _ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 # C0/C1 control characters except tab and newline.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _TAG = re.compile(r"<\s*(br|p|div|li|tr|h[1-6])\b[^>]*>", re.IGNORECASE)
-_ANY_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9:-]*(\s[^<>]*)?/?>")
+# Only real HTML tag names: "<Ctrl>+<Alt>+<Del>" or "<имя пользователя>" in an answer must survive.
+_HTML_TAGS = (  # <del>, <ins>, <kbd> ... left out: "<Del>", "<Ins>" are keys in support answers
+    "a|abbr|address|article|b|big|blockquote|body|br|caption|center|code|col|colgroup|dd|div|dl|dt|em|"
+    "font|footer|form|h[1-6]|head|header|hr|html|i|img|input|label|li|link|main|meta|nav|"
+    "o:p|ol|p|pre|section|small|span|strike|strong|style|sub|sup|table|tbody|td|tfoot|th|thead|"
+    "title|tr|u|ul|wbr"
+)
+_ANY_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?:\s[^<>]*)?/?>", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -50,13 +57,17 @@ def normalize_for_match(text: str) -> str:
 
 
 def detect_language(text: str, default: str = "ru") -> str:
-    """``"ru"`` or ``"en"`` by the script of the letters; ``default`` when there are none."""
-    cyr = len(_CYRILLIC.findall(text))
-    lat = len(_LATIN.findall(text))
+    """``"ru"`` or ``"en"`` by the script of the words; ``default`` when there are none.
+
+    Russian requests carry Latin product names ("Ошибка в Microsoft Office Outlook"), so a few
+    Cyrillic words make a text Russian; a Russian name in an English sentence does not.
+    """
+    tokens = _WORD.findall(text)
+    cyr = sum(1 for t in tokens if _CYRILLIC.search(t))
+    lat = sum(1 for t in tokens if _LATIN.search(t) and not _CYRILLIC.search(t))
     if cyr == 0 and lat == 0:
         return default
-    # Russian tickets carry Latin product names (VPN, Outlook, 1C): Cyrillic wins unless rare.
-    return "ru" if cyr >= 0.25 * lat else "en"
+    return "ru" if cyr > 0 and cyr >= 0.2 * lat else "en"
 
 
 def words(text: str) -> list[str]:
@@ -70,15 +81,18 @@ _GREETING = re.compile(
     re.IGNORECASE,
 )
 _SIGNATURE = re.compile(
-    r"(\n\s*--\s*\n.*|\s--\s?[А-ЯA-Z][\w .]{0,40}$|\n\s*(с уважением|best regards|regards|kind regards)\b.*)$",
+    r"(\n\s*--\s*\n.*|\n\s*(с уважением|best regards|regards|kind regards)\b.*)$",
     re.IGNORECASE | re.DOTALL,
 )
+# "... --Надежда" or "... -- Иван Петров" at the very end: a name, so case-sensitive (a dash followed by
+# "ошибка формата потока" is part of the request).
+_NAME_SIGNATURE = re.compile(r"\s--\s?[А-ЯЁA-Z][а-яёa-z]+(?:\s[А-ЯЁA-Z][а-яёa-z.]*){0,2}\s*$")
 
 
 def clean_query(text: str) -> str:
     """The part of a request that carries its meaning: no links, greeting or signature."""
     text = clean_text(text)
-    stripped = _SIGNATURE.sub("", text)
+    stripped = _NAME_SIGNATURE.sub("", _SIGNATURE.sub("", text))
     stripped = _URL.sub(" ", stripped)
     stripped = _GREETING.sub("", stripped)
     stripped = " ".join(stripped.split())

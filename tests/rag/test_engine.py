@@ -472,11 +472,6 @@ def test_index_built_with_another_model_is_refused_until_reindex(tmp_path: Path)
         make_engine(tmp_path, HashingEmbedder(128)).search("принтер")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="VectorStore caches Chroma collection handles: after another process reindexes, "
-    "a running engine fails with chromadb NotFoundError until restart",
-)
 def test_running_engine_survives_a_reindex_by_another_engine(engine: Engine, tmp_path: Path) -> None:
     assert ids(engine, "Принтер зажевал бумагу")[0] == "print-jam"
     make_engine(tmp_path).reindex()  # what `helpdesk-assist kb reindex` does beside the running service

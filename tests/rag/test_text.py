@@ -36,9 +36,6 @@ def test_clean_text_composes_decomposed_letters() -> None:
     assert clean_text("и\u0306") == "й"  # NFC: "й" typed as "и" + combining breve
 
 
-@pytest.mark.xfail(
-    strict=True, reason="_ANY_TAG removes any <word>, so keys written as <Ctrl>+<Alt>+<Del> vanish from answers"
-)
 def test_clean_text_keeps_keys_in_angle_brackets() -> None:
     assert (
         clean_text("Нажмите <Ctrl>+<Alt>+<Del> и выберите <Enter>") == "Нажмите <Ctrl>+<Alt>+<Del> и выберите <Enter>"
@@ -110,9 +107,5 @@ def test_clean_query_of_whitespace_is_empty() -> None:
     assert clean_query(" \u200b\n ") == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_SIGNATURE is compiled with IGNORECASE, so ' -- <lower-case text>' (a dash) is taken for a signature",
-)
 def test_clean_query_keeps_text_after_a_double_hyphen_dash() -> None:
     assert clean_query("Не запускается 1С -- ошибка формата потока") == "Не запускается 1С -- ошибка формата потока"
