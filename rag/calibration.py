@@ -19,6 +19,13 @@ import numpy as np
 FEATURES = ("fused", "lead", "dense")
 
 
+def lead(scores: Sequence[float], i: int) -> float:
+    """How far result ``i`` is ahead of the best other result (negative when behind); with no
+    other result, its own score."""
+    others = [s for j, s in enumerate(scores) if j != i]
+    return scores[i] - max(others) if others else scores[i]
+
+
 @dataclass(frozen=True)
 class Calibrator:
     coef: tuple[float, float, float]

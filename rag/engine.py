@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.calibration import DEFAULT as DEFAULT_CALIBRATOR
-from rag.calibration import Calibrator
+from rag.calibration import Calibrator, lead
 from rag.embeddings import Embedder, LoadedEmbedder
 from rag.errors import EmptyIndexError, RagError
 from rag.kbstore import KBStore, UpsertReport
@@ -287,10 +287,9 @@ class Engine:
         self._apply_learned(vector, fused, signals, best_entry, snap, allowed)
         ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
         hits: list[AnswerHit] = []
+        scores = [score for _, score in ranked[: max(top_k, 2)]]
         for rank, (aid, score) in enumerate(ranked[:top_k]):
             entry = snap.entries[best_entry[aid][1]]
-            best_other = ranked[1][1] if rank == 0 else ranked[0][1]
-            lead = score - best_other if len(ranked) > 1 else score
             dense = signals.get(aid, {}).get("dense_q", 0.0)
             hits.append(
                 AnswerHit(
@@ -301,7 +300,7 @@ class Engine:
                     title=entry.title,
                     categories=entry.categories,
                     score=round(score, 4),
-                    confidence=round(snap.calibrator.confidence(score, lead, dense), 4),
+                    confidence=round(snap.calibrator.confidence(score, lead(scores, rank), dense), 4),
                     signals={k: round(v, 4) for k, v in signals.get(aid, {}).items()},
                 )
             )

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from rag.calibration import Calibrator
+from rag.calibration import Calibrator, lead
 from rag.engine import Engine
 from rag.text import normalize_for_match
 
@@ -68,10 +68,9 @@ def fit_calibration(engine: Engine, cases: Sequence[Case], *, fitted_on: str, pr
     for case in tqdm(cases, desc="calibrating", unit="case", disable=not progress):
         gold = normalize_for_match(case.gold_answer)
         hits, _ = engine.search(case.query, top_k=5)
+        scores = [hit.score for hit in hits]
         for i, hit in enumerate(hits):
-            best_other = hits[1].score if i == 0 and len(hits) > 1 else hits[0].score
-            lead = hit.score - best_other if len(hits) > 1 else hit.score
-            features.append((hit.score, lead, hit.signals.get("dense_q", 0.0)))
+            features.append((hit.score, lead(scores, i), hit.signals.get("dense_q", 0.0)))
             labels.append(int(normalize_for_match(hit.answer) == gold))
     calibrator = Calibrator.fit(features, labels, fitted_on=fitted_on)
     engine.set_calibrator(calibrator)
