@@ -129,12 +129,19 @@ def status(obj: _Ctx, as_json: bool) -> None:
 @click.pass_obj
 def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
     """Run the service (gunicorn, one process with threads). Imports the sample KB on first run."""
+    import multiprocessing
+
     from gunicorn.app.base import BaseApplication
 
-    from plugin.app import create_app
-
     settings = obj.settings
-    app = create_app(settings)
+    # The first-run import runs in a spawned process: Chroma's client and the encoders' thread pools
+    # do not survive a fork, so the gunicorn master must never open them. The app itself is built in
+    # the worker, after the fork (never run gunicorn with --preload for the same reason).
+    prepare = multiprocessing.get_context("spawn").Process(target=_prepare_knowledge_base, args=(settings,))
+    prepare.start()
+    prepare.join()
+    if prepare.exitcode != 0:
+        _fail(RuntimeError("preparing the knowledge base failed; see the messages above"))
     bind = f"{host or settings.server.host}:{port or settings.server.port}"
 
     class _Server(BaseApplication):
@@ -146,10 +153,19 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
             self.cfg.set("accesslog", "-")
 
         def load(self) -> Any:
-            return app
+            from plugin.app import create_app
+
+            return create_app(settings)
 
     click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz)", err=True)
     _Server().run()
+
+
+def _prepare_knowledge_base(settings: Settings) -> None:
+    from plugin.services import build_services, ensure_knowledge_base
+
+    _setup_logging(settings.log_level)
+    ensure_knowledge_base(build_services(settings), progress=True)
 
 
 # -- kb -------------------------------------------------------------------------------------------
