@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,12 +32,12 @@ class KBEntry(BaseModel):
     #: Where the entry came from, e.g. ``"kb.xlsx!Sheet1:12"``; shown in errors and to agents.
     origin: str = ""
 
-    @cached_property
+    @property
     def answer_id(self) -> str:
         """Entries that share one answer (after case/whitespace normalization) share this id."""
         return stable_id("answer", normalize_for_match(self.answer))
 
-    @cached_property
+    @property
     def content_hash(self) -> str:
         return stable_id(self.question, self.answer, self.title, *self.categories)
 
