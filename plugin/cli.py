@@ -262,16 +262,10 @@ def _read_cases(path: Path) -> list[Any]:
 @click.pass_obj
 def learn(obj: _Ctx, file: Path, rejected: bool) -> None:
     """Record request -> answer pairs (a file with request and answer columns) as confirmed or rejected."""
-    from rag.text import normalize_for_match
-
-    services = obj.services()
-    engine = services.engine
-    by_answer: dict[str, str] = {}
-    for entry in engine.store.entries():
-        by_answer.setdefault(normalize_for_match(entry.answer), entry.id)
+    engine = obj.services().engine
     learned = known = unknown = 0
     for case in _read_cases(file):
-        entry_id = by_answer.get(normalize_for_match(case.gold_answer))
+        entry_id = engine.entry_for_answer(case.gold_answer)
         if entry_id is None:
             unknown += 1
             click.echo(f"skipped row {case.row}: its answer is not in the knowledge base", err=True)

@@ -34,7 +34,7 @@ from rag.kbstore import KBStore, UpsertReport
 from rag.lexical import LexicalIndex
 from rag.models import AnswerHit, CategoryPrediction, ComposedAnswer, Decision, EngineResult, KBEntry, stable_id
 from rag.store import VectorStore, VectorStoreConfig
-from rag.text import clean_query, detect_language
+from rag.text import clean_query, detect_language, normalize_for_match
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ class _Snapshot:
     entries: list[KBEntry]
     by_id: dict[str, int]
     answer_of: list[str]
+    #: Position of the first entry carrying each answer.
+    first_entry_of: dict[str, int]
     lexical: LexicalIndex | None
     #: Category levels of each answer (of its first labelled entry).
     categories_of: dict[str, tuple[str, ...]]
@@ -192,19 +194,27 @@ class Engine:
             lexical = LexicalIndex.load(self._lexical_dir) if entries and version else None
             if lexical is not None and lexical.n_docs != len(entries):
                 raise RagError("the lexical index is out of date; run `helpdesk-assist kb reindex`")
+            answer_of = [e.answer_id for e in entries]
             snap = _Snapshot(
                 version=version,
                 entries=entries,
                 by_id={e.id: i for i, e in enumerate(entries)},
-                answer_of=[e.answer_id for e in entries],
+                answer_of=answer_of,
+                first_entry_of={aid: pos for pos, aid in reversed(list(enumerate(answer_of)))},
                 lexical=lexical,
-                categories_of=_categories_of(entries),
+                categories_of=_categories_of(entries, answer_of),
                 calibrator=self.calibrator,
             )
             self._snapshot = snap
             return snap
 
     # -- learning ------------------------------------------------------------------------------------
+    def entry_for_answer(self, answer: str) -> str | None:
+        """The first entry whose answer equals ``answer`` after case and whitespace normalization."""
+        snap = self._current()
+        pos = snap.first_entry_of.get(stable_id("answer", normalize_for_match(answer)))
+        return None if pos is None else snap.entries[pos].id
+
     def learn(self, query: str, entry_id: str, *, positive: bool, origin: str = "") -> bool:
         """Record that ``entry_id``'s answer solved (or did not solve) ``query``; persistent."""
         snap = self._current()
@@ -440,11 +450,11 @@ def _qa_text(e: KBEntry) -> str:
     return f"{e.question} {e.answer[:300]}"
 
 
-def _categories_of(entries: Sequence[KBEntry]) -> dict[str, tuple[str, ...]]:
+def _categories_of(entries: Sequence[KBEntry], answer_of: Sequence[str]) -> dict[str, tuple[str, ...]]:
     out: dict[str, tuple[str, ...]] = {}
-    for e in entries:
+    for e, aid in zip(entries, answer_of, strict=True):
         if e.categories:
-            out.setdefault(e.answer_id, e.categories)
+            out.setdefault(aid, e.categories)
     return out
 
 

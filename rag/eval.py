@@ -46,13 +46,9 @@ def _rank(hits_answers: Sequence[str], gold: str) -> int | None:
 
 def learn_from(engine: Engine, cases: Sequence[Case], *, progress: bool = False) -> tuple[int, int]:
     """Record each case whose gold answer is in the KB as a confirmed pair; returns (learned, unknown)."""
-    snap_entries = engine.store.entries()
-    by_answer: dict[str, str] = {}
-    for e in snap_entries:
-        by_answer.setdefault(normalize_for_match(e.answer), e.id)
     learned = unknown = 0
     for case in tqdm(cases, desc="learning", unit="case", disable=not progress):
-        entry_id = by_answer.get(normalize_for_match(case.gold_answer))
+        entry_id = engine.entry_for_answer(case.gold_answer)
         if entry_id is None:
             unknown += 1
             continue
