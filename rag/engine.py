@@ -32,9 +32,18 @@ from rag.embeddings import Embedder, LoadedEmbedder
 from rag.errors import EmptyIndexError, RagError
 from rag.kbstore import KBStore, UpsertReport
 from rag.lexical import LexicalIndex
-from rag.models import AnswerHit, CategoryPrediction, ComposedAnswer, Decision, EngineResult, KBEntry, stable_id
+from rag.models import (
+    AnswerHit,
+    CategoryPrediction,
+    ComposedAnswer,
+    Decision,
+    EngineResult,
+    KBEntry,
+    answer_key,
+    stable_id,
+)
 from rag.store import VectorStore, VectorStoreConfig
-from rag.text import clean_query, detect_language, normalize_for_match
+from rag.text import clean_query, detect_language
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +221,7 @@ class Engine:
     def entry_for_answer(self, answer: str) -> str | None:
         """The first entry whose answer equals ``answer`` after case and whitespace normalization."""
         snap = self._current()
-        pos = snap.first_entry_of.get(stable_id("answer", normalize_for_match(answer)))
+        pos = snap.first_entry_of.get(answer_key(answer))
         return None if pos is None else snap.entries[pos].id
 
     def learn(self, query: str, entry_id: str, *, positive: bool, origin: str = "") -> bool:
@@ -220,12 +229,10 @@ class Engine:
         snap = self._current()
         if entry_id not in snap.by_id:
             raise RagError(f"unknown knowledge-base entry {entry_id!r}")
-        entry = snap.entries[snap.by_id[entry_id]]
+        answer_id = snap.answer_of[snap.by_id[entry_id]]
         from rag.privacy import mask_pii
 
-        added = self.store.add_learned(
-            mask_pii(query), entry.answer_id, entry.id, 1 if positive else -1, origin=origin
-        )
+        added = self.store.add_learned(mask_pii(query), answer_id, entry_id, 1 if positive else -1, origin=origin)
         if added:
             with self._lock:
                 self._index_learned()

@@ -18,6 +18,11 @@ def stable_id(*parts: str) -> str:
     return h.hexdigest()[:16]
 
 
+def answer_key(answer: str) -> str:
+    """The id shared by every answer equal to ``answer`` after case and whitespace normalization."""
+    return stable_id("answer", normalize_for_match(answer))
+
+
 class KBEntry(BaseModel):
     """One knowledge-base entry: a question (or ticket description) and its answer."""
 
@@ -35,7 +40,7 @@ class KBEntry(BaseModel):
     @property
     def answer_id(self) -> str:
         """Entries that share one answer (after case/whitespace normalization) share this id."""
-        return stable_id("answer", normalize_for_match(self.answer))
+        return answer_key(self.answer)
 
     @property
     def content_hash(self) -> str:
