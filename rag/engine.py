@@ -104,6 +104,8 @@ class _Snapshot:
     lexical: LexicalIndex | None
     #: Category levels of each answer (of its first labelled entry).
     categories_of: dict[str, tuple[str, ...]]
+    #: Positions of the entries of each first-level category (for category filters).
+    positions_of_category: dict[str, frozenset[int]]
     calibrator: Calibrator
 
 
@@ -212,6 +214,7 @@ class Engine:
                 first_entry_of={aid: pos for pos, aid in reversed(list(enumerate(answer_of)))},
                 lexical=lexical,
                 categories_of=_categories_of(entries, answer_of),
+                positions_of_category=_positions_of_category(entries),
                 calibrator=self.calibrator,
             )
             self._snapshot = snap
@@ -255,10 +258,10 @@ class Engine:
             raise EmptyIndexError("the knowledge base is empty: import one with `helpdesk-assist kb import FILE`")
         text = clean_query(query)
         n = self.config.candidates
-        allowed: set[int] | None = None
+        allowed: frozenset[int] | None = None
         where = None
         if category:
-            allowed = {i for i, e in enumerate(snap.entries) if e.categories[:1] == (category,)}
+            allowed = snap.positions_of_category.get(category, frozenset())
             where = {"cat1": category}
         vector = self.embedder.embed([text])[0]
         widen = 4 if allowed is not None else 1
@@ -330,7 +333,7 @@ class Engine:
         signals: dict[str, dict[str, float]],
         best_entry: dict[str, tuple[float, int]],
         snap: _Snapshot,
-        allowed: set[int] | None,
+        allowed: frozenset[int] | None,
     ) -> None:
         """Raise answers that similar confirmed requests chose; lower those they rejected."""
         if self.vectors.count("learned") == 0:
@@ -463,6 +466,14 @@ def _categories_of(entries: Sequence[KBEntry], answer_of: Sequence[str]) -> dict
         if e.categories:
             out.setdefault(aid, e.categories)
     return out
+
+
+def _positions_of_category(entries: Sequence[KBEntry]) -> dict[str, frozenset[int]]:
+    positions: dict[str, set[int]] = {}
+    for pos, e in enumerate(entries):
+        if e.categories:
+            positions.setdefault(e.categories[0], set()).add(pos)
+    return {name: frozenset(p) for name, p in positions.items()}
 
 
 def _entry_meta(e: KBEntry) -> dict[str, str]:
