@@ -9,11 +9,12 @@ this module reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from helpdesk_errors import ConfigError
@@ -94,6 +95,119 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
 
 
+class _ConnectorSettings(_Section):
+    enabled: bool = False
+    #: Post only the private agent note (draft, category, entries), never the public suggestion.
+    #: None: the global ``pipeline.shadow_mode``.
+    shadow_mode: bool | None = None
+    #: Learn of new and changed tickets by polling (for helpdesks without webhooks).
+    poll: bool = False
+    poll_interval_s: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    timeout_s: float = Field(default=15.0, gt=0, le=300)
+    verify_tls: bool = True
+
+
+class GLPISettings(_ConnectorSettings):
+    #: Base URL of the legacy REST API, e.g. ``https://glpi.example/apirest.php``.
+    url: str = ""
+    #: The plugin user's API token (Preferences > Remote access keys).
+    user_token: SecretStr = SecretStr("")
+    #: The API client's App-Token (Setup > General > API), when the client has one.
+    app_token: SecretStr = SecretStr("")
+    #: Secret of the GLPI 11 webhook (Setup > Webhooks); empty: webhooks refused.
+    webhook_secret: SecretStr = SecretStr("")
+    #: Oldest accepted ``X-GLPI-timestamp``: GLPI signs at enqueue time and reuses it on retries.
+    webhook_max_age_s: int = Field(default=6 * 3600, ge=60)
+    #: Base URL of the GLPI web UI for links in notes (default: derived from ``url``).
+    web_url: str = ""
+
+
+class RedmineSettings(_ConnectorSettings):
+    url: str = ""
+    #: The plugin user's API key (My account > API access key).
+    api_key: SecretStr = SecretStr("")
+    #: Restrict to these project identifiers (empty: every project the plugin user sees).
+    projects: list[str] = Field(default_factory=list)
+    #: Secret of Redmine 7's native webhook (``X-Redmine-Signature-256``).
+    webhook_secret: SecretStr = SecretStr("")
+    #: Shared secret for the unsigned ``redmine_webhook`` plugin: in the URL (``?token=``) or the
+    #: ``X-Helpdesk-Assist-Token`` header.
+    plugin_token: SecretStr = SecretStr("")
+    #: Status set when the requester confirms; empty: the first status with ``is_closed``.
+    closed_status: str = ""
+    #: Status set when the requester says "not solved" on a resolved issue; empty: leave it.
+    reopen_status: str = ""
+    #: How notes are written: Redmine's text formatting setting (not readable over REST).
+    text_formatting: Literal["textile", "common_mark", "markdown"] = "textile"
+
+
+class EmailSettings(_Section):
+    """The support mailbox: answer first, forward to the helpdesk what still needs a person."""
+
+    enabled: bool = False
+    #: Our address: the From of our replies (and never answered itself).
+    address: str = ""
+    display_name: str = "IT support assistant"
+    #: Domain of our Message-IDs (default: the domain of ``address``).
+    message_id_domain: str = ""
+    imap_host: str = "127.0.0.1"
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["ssl", "starttls", "none"] = "ssl"
+    imap_username: str = ""
+    imap_password: SecretStr = SecretStr("")
+    #: Folder we read; never one a helpdesk collector reads too (see README).
+    folder: str = "INBOX"
+    #: Where handled messages are moved (created when missing).
+    processed_folder: str = "Processed"
+    #: IMAP IDLE when the server offers it; polling every ``poll_interval_s`` in any case.
+    idle: bool = True
+    poll_interval_s: float = Field(default=60.0, ge=1.0, le=3600.0)
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["ssl", "starttls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    #: Where unresolved conversations go: the helpdesk's intake address ...
+    forward_to: str = ""
+    #: ... or a ticket created through a connector ("smtp" uses ``forward_to``).
+    forward_via: Literal["smtp", "glpi", "redmine"] = "smtp"
+    #: No answer from the user within this time: forward to the helpdesk.
+    reply_timeout_h: float = Field(default=48.0, gt=0)
+    #: At most this many automatic answers per sender per day.
+    max_replies_per_sender_per_day: int = Field(default=5, ge=1)
+    #: Senders (regular expressions, case-insensitive) never answered, e.g. other systems.
+    ignore_senders: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
+
+
+class PipelineSettings(_Section):
+    #: Post only private agent notes everywhere (try the assistant before go-live).
+    shadow_mode: bool = False
+    #: Up to this many knowledge-base entries in a public suggestion.
+    max_entries: int = Field(default=3, ge=1, le=5)
+    #: Logins/ids of agents and of the plugin's own account: their tickets get no suggestion.
+    agent_ids: list[str] = Field(default_factory=list)
+
+
+class LinkSettings(_Section):
+    #: Public base URL of this service, used in the confirmation links we post.
+    public_url: str = "http://127.0.0.1:8080"
+    #: How long a "solved / not solved" link stays valid.
+    lifetime_days: float = Field(default=14.0, gt=0, le=365)
+
+
+class WorkerSettings(_Section):
+    #: Run the worker inside ``serve`` (one process). Set false and run ``helpdesk-assist worker``.
+    embedded: bool = True
+    #: How long a taken item is reserved before another worker may take it again.
+    lease_s: float = Field(default=120.0, ge=5.0)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base_s: float = Field(default=2.0, gt=0)
+    backoff_max_s: float = Field(default=900.0, gt=0)
+    #: How often an idle worker looks at the inbox.
+    idle_poll_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -117,6 +231,16 @@ class Settings(BaseSettings):
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    #: Signs the confirmation links. Required once a connector is enabled; keep it stable (a new
+    #: key invalidates the links already sent). Generate one:
+    #: ``python -c "import secrets; print(secrets.token_hex(32))"``.
+    secret_key: SecretStr = SecretStr("")
+    links: LinkSettings = Field(default_factory=LinkSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    glpi: GLPISettings = Field(default_factory=GLPISettings)
+    redmine: RedmineSettings = Field(default_factory=RedmineSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -129,6 +253,38 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The YAML file is merged in by load_settings() as init data below the env overrides.
         return (init_settings, env_settings)
+
+    @model_validator(mode="after")
+    def _enabled_connectors_are_complete(self) -> Settings:
+        problems = []
+        for name, section, needed in (
+            ("glpi", self.glpi, ("url", "user_token")),
+            ("redmine", self.redmine, ("url", "api_key")),
+        ):
+            if not section.enabled:
+                continue
+            for key in needed:
+                value = getattr(section, key)
+                if not (value.get_secret_value() if isinstance(value, SecretStr) else value):
+                    problems.append(f"{name}.{key} is required when {name}.enabled is true")
+        if self.email.enabled:
+            for key in ("address", "imap_username"):
+                if not getattr(self.email, key):
+                    problems.append(f"email.{key} is required when email.enabled is true")
+            if self.email.forward_via == "smtp" and not self.email.forward_to:
+                problems.append("email.forward_to (the helpdesk's intake address) is required with forward_via: smtp")
+        any_connector = self.glpi.enabled or self.redmine.enabled or self.email.enabled
+        if any_connector and len(self.secret_key.get_secret_value()) < 16:
+            problems.append(
+                "secret_key (at least 16 characters) is required once a connector is enabled: it signs the links"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def shadow_mode_for(self, connector: str) -> bool:
+        own = getattr(self, connector).shadow_mode if connector in ("glpi", "redmine") else None
+        return self.pipeline.shadow_mode if own is None else bool(own)
 
     def threshold_for(self, category: str | None) -> float:
         if category and category in self.decision.category_thresholds:
@@ -176,6 +332,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+_SECRET_KEY_RE = re.compile(r"(secret|token|api_key|password)", re.IGNORECASE)
+
+
 def _explain(e: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for err in e.errors():
@@ -183,6 +342,11 @@ def _explain(e: ValidationError, origin: str) -> str:
         env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
         if err["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{key}': remove it or check its spelling (see config.example.yaml)")
+        elif not err["loc"]:
+            # A rule across keys: the input is the whole configuration, secrets included.
+            lines.append(f"  - {str(err['msg']).removeprefix('Value error, ')}")
+        elif _SECRET_KEY_RE.search(key):
+            lines.append(f"  - '{key}' (or {env}): {err['msg']}")
         else:
             lines.append(f"  - '{key}' (or {env}): {err['msg']}; got {err.get('input')!r}")
     return "\n".join(lines)

@@ -1,0 +1,294 @@
+"""What every connector speaks: normalized models, small capability interfaces, one error tree.
+
+A connector implements the capabilities its helpdesk has (house-style.md):
+
+- :class:`TicketReader`  - fetch the authoritative ticket with its comments and outcomes;
+- :class:`TicketWriter`  - post a public reply or a private note, close on confirmation, hand back;
+- :class:`WebhookSource` - authenticate a webhook on its raw bytes and parse it into events;
+- :class:`TicketPoller`  - list tickets created or changed since a watermark;
+- :class:`Checkable`     - test credentials and rights, in plain words.
+
+Connectors return these models, never vendor dicts; they never import Flask or ``plugin``.
+Every write is confirmed by reading back (Redmine answers 204 and silently drops what the role may
+not do), and every comment we post carries a *marker* (``ha-`` + hex) in its text so that a retry
+can find what an earlier attempt already posted.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from helpdesk_errors import HelpdeskError
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------
+
+
+class ConnectorError(HelpdeskError):
+    """Base of connector errors. ``transient`` errors are retried by the worker with backoff."""
+
+    transient: bool = False
+
+
+class TransientConnectorError(ConnectorError):
+    """Network failure, timeout, HTTP 429/5xx: worth retrying later."""
+
+    transient = True
+
+
+class AuthenticationError(ConnectorError):
+    """Credentials refused (HTTP 401 after one session re-init, bad token)."""
+
+
+class PermissionDenied(ConnectorError):
+    """The plugin's account lacks a right (HTTP 403, or a write silently dropped)."""
+
+
+class NotFound(ConnectorError):
+    """The ticket (or another item) does not exist or is not visible to the plugin's account."""
+
+
+class RejectedByHelpdesk(ConnectorError):
+    """The helpdesk refused the request for a business reason (validation error, already solved...)."""
+
+
+class WriteNotApplied(PermissionDenied):
+    """The helpdesk answered success but reading back shows the write was not applied as asked."""
+
+
+class WebhookError(HelpdeskError):
+    """A webhook delivery that must be refused. ``status`` is the HTTP status to answer."""
+
+    status: int = 400
+
+
+class SignatureMissing(WebhookError):
+    status = 400
+
+
+class SignatureInvalid(WebhookError):
+    status = 401
+
+
+class MalformedPayload(WebhookError):
+    status = 400
+
+
+# --------------------------------------------------------------------------------------------------
+# Normalized models
+# --------------------------------------------------------------------------------------------------
+
+#: Normalized ticket states. ``solved``: a solution awaits the requester's approval (GLPI 5,
+#: Redmine's configured "resolved" status); ``closed``: finished.
+TicketState = Literal["new", "open", "waiting", "solved", "closed"]
+
+MARKER_RE = re.compile(r"\bha-[0-9a-f]{12}\b")
+
+
+def find_marker(text: str) -> str | None:
+    """The first helpdesk-assist marker in ``text`` (``ha-`` + 12 hex digits), if any."""
+    m = MARKER_RE.search(text or "")
+    return m.group(0) if m else None
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Person(_Model):
+    id: str
+    name: str = ""
+    email: str | None = None
+    login: str | None = None
+
+
+class Comment(_Model):
+    """A follow-up / journal note / solution in a ticket's timeline."""
+
+    id: str
+    author: Person | None = None
+    #: Plain text (HTML converted to text); the raw vendor markup is not kept.
+    body: str = ""
+    is_private: bool = False
+    kind: Literal["comment", "solution", "status"] = "comment"
+    created_at: datetime | None = None
+    #: Our marker when this comment was posted by helpdesk-assist.
+    marker: str | None = None
+
+
+class HelpdeskOutcome(_Model):
+    """Something a person did inside the helpdesk that answers our suggestion."""
+
+    kind: Literal["solved", "not_solved"]
+    #: True when the requester did it (approved/refused the solution, closed/reopened the issue).
+    by_requester: bool
+    at: datetime | None = None
+    #: Vendor detail, e.g. "solution approved", "status Resolved -> Feedback", the refusal reason.
+    detail: str = ""
+
+
+class Ticket(_Model):
+    source: str
+    id: str
+    subject: str
+    #: The description as plain text.
+    body: str = ""
+    state: TicketState
+    #: The vendor's own status, e.g. "5" or "Resolved", for notes and logs.
+    status_name: str = ""
+    requester: Person | None = None
+    #: Who typed the ticket in (GLPI's writer, Redmine's author).
+    author: Person | None = None
+    #: True when the connector knows the ticket was filed by an agent (not by the requester).
+    created_by_agent: bool = False
+    is_private: bool = False
+    #: Category path, most general first (GLPI's ITIL category, Redmine's tracker/category).
+    category: tuple[str, ...] = ()
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    url: str = ""
+    #: Timeline visible to the plugin's account, oldest first (private notes included: never
+    #: send them to the LLM or to a public reply).
+    comments: list[Comment] = Field(default_factory=list)
+    #: Approvals/refusals/closings by people inside the helpdesk, oldest first.
+    outcomes: list[HelpdeskOutcome] = Field(default_factory=list)
+
+    def comment_with_marker(self, marker: str) -> Comment | None:
+        for c in self.comments:
+            if c.marker == marker or marker in c.body:
+                return c
+        return None
+
+
+EventKind = Literal["created", "updated", "comment", "solution", "deleted"]
+
+
+class TicketEvent(_Model):
+    """A notification that something happened to a ticket. The ticket is always re-fetched."""
+
+    source: str
+    ticket_id: str
+    kind: EventKind
+    #: De-duplication key: the same delivery (a retry, a replay, an overlapping poll) gives the same key.
+    delivery_key: str
+    #: Who caused it, when known (used to drop our own echoes early).
+    actor_id: str | None = None
+    occurred_at: datetime | None = None
+    #: The vendor's event name, for logs ("Ticket/new", "issue.updated", "opened").
+    vendor_event: str = ""
+
+
+class Link(_Model):
+    label: str
+    url: str
+
+
+class SuggestedEntry(_Model):
+    title: str
+    text: str
+
+
+class OutgoingMessage(_Model):
+    """What we post, before the connector renders it in the helpdesk's markup.
+
+    Every text field is plain text: the connector escapes it (HTML for GLPI, textile/markdown for
+    Redmine). ``marker`` is rendered as a small visible reference line so that a retry finds it.
+    """
+
+    marker: str
+    heading: str = ""
+    paragraphs: list[str] = Field(default_factory=list)
+    entries: list[SuggestedEntry] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    #: Label/value lines for agent notes (category, confidence, scores).
+    facts: list[tuple[str, str]] = Field(default_factory=list)
+    footer: str = ""
+
+
+class CheckResult(_Model):
+    name: str
+    ok: bool
+    #: Plain words: what is wrong and how to fix it (or what was confirmed).
+    detail: str = ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Capability interfaces
+# --------------------------------------------------------------------------------------------------
+
+
+class Connector(ABC):
+    """Common base: a name (``glpi``, ``redmine``, ``email``) used in URLs, keys and logs."""
+
+    name: str
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release sessions and connections."""
+
+
+class TicketReader(ABC):
+    @abstractmethod
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        """The authoritative ticket with its timeline and helpdesk outcomes. Raises NotFound."""
+
+
+class TicketWriter(ABC):
+    @abstractmethod
+    def post_comment(self, ticket_id: str, message: OutgoingMessage, *, private: bool) -> Comment:
+        """Post a public reply (visible to the requester) or a private note (agents only).
+
+        Reads back and raises :class:`WriteNotApplied` when the comment is missing or its privacy
+        is not what was asked (a "private" note that became public is the worst leak we can make).
+        """
+
+    @abstractmethod
+    def close_confirmed(self, ticket_id: str, message: OutgoingMessage) -> Ticket:
+        """The requester confirmed the suggestion: close through the helpdesk's own mechanism.
+
+        GLPI: add a solution (unless one awaits approval) then approve it (``add_close``): status 6,
+        solution accepted. Redmine: the configured closed status with ``message`` as the note.
+        Idempotent: an already closed ticket is returned as it is. Reads back; returns the ticket.
+        """
+
+    @abstractmethod
+    def hand_back(self, ticket_id: str, message: OutgoingMessage) -> Ticket:
+        """The requester said it did not help: the ticket stays with (or goes back to) the agents,
+        with ``message`` as a private note. GLPI refuses a solution awaiting approval
+        (``add_reopen``); Redmine moves a resolved issue back to an open status."""
+
+
+class WebhookSource(ABC):
+    @abstractmethod
+    def authenticate(self, headers: Mapping[str, str], body: bytes, args: Mapping[str, str]) -> None:
+        """Check the delivery on its raw bytes (constant-time). Raises SignatureMissing (400) or
+        SignatureInvalid (401). ``args`` are the URL query arguments (shared-secret URLs)."""
+
+    def challenge(self, args: Mapping[str, str]) -> str | None:
+        """Answer a GET challenge (GLPI's ``crc_token``), or None when the request is not one."""
+        return None
+
+    @abstractmethod
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[TicketEvent]:
+        """The events in an authenticated delivery; an empty list for known events we ignore.
+        Raises MalformedPayload for a body that is not what the helpdesk sends."""
+
+
+class TicketPoller(ABC):
+    @abstractmethod
+    def poll(self, since: str | None) -> tuple[list[TicketEvent], str | None]:
+        """Events for tickets created or changed after the watermark ``since`` (opaque string,
+        None on the first run), and the new watermark. Overlaps are fine: events carry
+        delivery keys and are de-duplicated downstream. One bad item does not stop the run."""
+
+
+class Checkable(ABC):
+    @abstractmethod
+    def check(self) -> list[CheckResult]:
+        """Reachability, credentials and every right the plugin needs, in plain words."""
