@@ -1,0 +1,333 @@
+from __future__ import annotations
+
+import collections
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from plugin.state import MAX_ERROR_CHARS, InboxItem, StateStore, split_sql
+from tests.plugin.worker_crash_helper import HANDLED_DDL, record
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: FakeClock) -> StateStore:
+    s = StateStore(tmp_path / "sub" / "state.db", clock=clock)
+    yield s
+    s.close()
+
+
+def _add(store: StateStore, key: str, kind: str = "ticket_event", **kw) -> int:
+    item_id = store.enqueue("glpi", kind, key, {"ticket_id": key}, **kw)
+    assert item_id is not None
+    return item_id
+
+
+# -- file and schema ---------------------------------------------------------------------------------
+
+
+def test_creates_parent_dirs_and_uses_wal(store: StateStore, tmp_path: Path):
+    assert (tmp_path / "sub" / "state.db").exists()
+    db = store.read()
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
+    assert store.schema_version("state.inbox") == 1
+
+
+def test_ensure_schema_applies_a_block_once(store: StateStore, tmp_path: Path):
+    ddl = "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO things (name) VALUES ('a;b');"
+    assert store.ensure_schema("things", 1, ddl) is True
+    assert store.ensure_schema("things", 1, ddl) is False
+    # Another store on the same file (another process) does not apply it again either.
+    other = StateStore(tmp_path / "sub" / "state.db")
+    assert other.ensure_schema("things", 1, ddl) is False
+    other.close()
+    rows = store.read().execute("SELECT name FROM things").fetchall()
+    assert [r["name"] for r in rows] == ["a;b"]
+    assert store.schema_version("things") == 1
+
+
+def test_ensure_schema_migrates_in_order_and_skips_older_blocks(store: StateStore):
+    store.ensure_schema("things", 1, "CREATE TABLE things (id INTEGER PRIMARY KEY)")
+    assert store.ensure_schema("things", 2, "ALTER TABLE things ADD COLUMN name TEXT") is True
+    assert store.ensure_schema("things", 1, "CREATE TABLE things (id INTEGER PRIMARY KEY)") is False
+    store.read().execute("SELECT id, name FROM things").fetchall()
+    assert store.schema_version("things") == 2
+
+
+def test_a_failing_schema_block_changes_nothing(store: StateStore):
+    with pytest.raises(sqlite3.OperationalError):
+        store.ensure_schema("broken", 1, "CREATE TABLE half (id INTEGER); CREATE TABLE oops (")
+    with pytest.raises(sqlite3.OperationalError):
+        store.read().execute("SELECT * FROM half")
+    assert store.schema_version("broken") == 0
+
+
+def test_split_sql_respects_triggers_and_strings():
+    ddl = """
+    CREATE TABLE t (x TEXT);
+    CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET x = 'a;b' WHERE rowid = new.rowid; END;
+    """
+    assert len(split_sql(ddl)) == 2
+    with pytest.raises(ValueError, match="incomplete"):
+        split_sql("CREATE TABLE t (x TEXT); CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1;")
+
+
+def test_transaction_rolls_back_on_error_and_nests(store: StateStore):
+    store.ensure_schema("t", 1, "CREATE TABLE t (x INTEGER)")
+    with pytest.raises(RuntimeError), store.transaction() as db:
+        db.execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError("boom")
+    with store.transaction() as db:
+        db.execute("INSERT INTO t VALUES (2)")
+        with pytest.raises(RuntimeError), store.transaction() as inner:
+            inner.execute("INSERT INTO t VALUES (3)")
+            raise RuntimeError("inner only")
+        with store.transaction() as inner:
+            inner.execute("INSERT INTO t VALUES (4)")
+    assert [r[0] for r in store.read().execute("SELECT x FROM t ORDER BY x")] == [2, 4]
+
+
+# -- inbox -------------------------------------------------------------------------------------------
+
+
+def test_enqueue_dedups_on_delivery_key(store: StateStore, clock: FakeClock):
+    first = store.enqueue("glpi", "ticket_event", "glpi:1:created", {"ticket_id": "1", "text": "Привет"})
+    again = store.enqueue("glpi", "ticket_event", "glpi:1:created", {"ticket_id": "1", "other": True})
+    assert isinstance(first, int)
+    assert again is None
+    assert store.counts() == {"pending": 1, "leased": 0, "done": 0, "dead": 0}
+    item = store.get(first)
+    assert isinstance(item, InboxItem)
+    assert item.payload == {"ticket_id": "1", "text": "Привет"}
+    assert (item.source, item.kind, item.status, item.attempts) == ("glpi", "ticket_event", "pending", 0)
+    assert item.received_at == item.available_at == clock.now
+
+
+def test_enqueue_rejects_an_empty_key(store: StateStore):
+    with pytest.raises(ValueError):
+        store.enqueue("glpi", "ticket_event", "", {})
+
+
+def test_enqueue_is_durable_for_another_connection(store: StateStore, tmp_path: Path):
+    item_id = _add(store, "k1")
+    with sqlite3.connect(tmp_path / "sub" / "state.db") as db:
+        assert db.execute("SELECT status FROM inbox WHERE id = ?", (item_id,)).fetchone() == ("pending",)
+
+
+def test_claim_takes_the_oldest_available_and_honours_delay(store: StateStore, clock: FakeClock):
+    later = _add(store, "later", delay_s=30)
+    a = _add(store, "a")
+    b = _add(store, "b")
+    first = store.claim("w1", 60)
+    assert first is not None and first.id == a
+    assert (first.status, first.lease_owner, first.attempts, first.lease_until) == ("leased", "w1", 1, clock.now + 60)
+    second = store.claim("w1", 60)
+    assert second is not None and second.id == b
+    assert store.claim("w1", 60) is None  # "later" is not due yet
+    clock.advance(30)
+    third = store.claim("w1", 60)
+    assert third is not None and third.id == later
+
+
+def test_claim_filters_on_kinds(store: StateStore):
+    _add(store, "a", kind="ticket_event")
+    mail = _add(store, "m", kind="mail")
+    item = store.claim("w1", 60, kinds={"mail"})
+    assert item is not None and item.id == mail
+    assert store.claim("w1", 60, kinds={"mail"}) is None
+    assert store.claim("w1", 60, kinds=()) is None
+
+
+def test_a_valid_lease_protects_the_item(store: StateStore, clock: FakeClock):
+    item_id = _add(store, "a")
+    assert store.claim("w1", 10) is not None
+    clock.advance(10)  # lease_until == now: still held
+    assert store.claim("w2", 10) is None
+    assert store.extend_lease(item_id, "w1", 10) is True
+    clock.advance(5)
+    assert store.claim("w2", 10) is None
+    assert store.extend_lease(item_id, "w2", 10) is False
+
+
+def test_an_expired_lease_is_taken_by_another_owner(store: StateStore, clock: FakeClock):
+    item_id = _add(store, "a")
+    assert store.claim("crashed", 10) is not None
+    clock.advance(10.5)
+    again = store.claim("w2", 10)
+    assert again is not None and again.id == item_id
+    assert (again.lease_owner, again.attempts) == ("w2", 2)
+    # The old owner comes back: its result no longer counts.
+    assert store.complete(item_id, "crashed") is False
+    assert store.retry_later(item_id, "crashed", "late", 1) is False
+    assert store.bury(item_id, "crashed", "late") is False
+    assert store.complete(item_id, "w2") is True
+    done = store.get(item_id)
+    assert done is not None
+    assert (done.status, done.done_at, done.lease_owner) == ("done", clock.now, None)
+
+
+def test_complete_after_the_lease_ran_out_but_nobody_took_it(store: StateStore, clock: FakeClock):
+    item_id = _add(store, "a")
+    store.claim("w1", 10)
+    clock.advance(100)
+    assert store.complete(item_id, "w1") is True
+
+
+def test_retry_later_bury_and_requeue(store: StateStore, clock: FakeClock):
+    item_id = _add(store, "a")
+    store.claim("w1", 60)
+    assert store.retry_later(item_id, "w1", "TransientConnectorError: 503", 20) is True
+    item = store.get(item_id)
+    assert item is not None
+    assert (item.status, item.available_at, item.last_error, item.lease_owner) == (
+        "pending", clock.now + 20, "TransientConnectorError: 503", None)
+    assert store.claim("w1", 60) is None
+    clock.advance(20)
+    assert store.claim("w1", 60) is not None
+    assert store.requeue(item_id) is False  # only dead items are requeued
+    assert store.bury(item_id, "w1", "x" * 5000) is True
+    dead = store.get(item_id)
+    assert dead is not None and dead.status == "dead" and dead.attempts == 2
+    assert dead.last_error is not None and len(dead.last_error) == MAX_ERROR_CHARS
+    assert store.counts() == {"pending": 0, "leased": 0, "done": 0, "dead": 1}
+    assert store.requeue(item_id) is True
+    back = store.get(item_id)
+    assert back is not None and (back.status, back.attempts, back.available_at) == ("pending", 0, clock.now)
+    assert store.complete(item_id, "w1") is False  # not leased any more
+
+
+def test_items_newest_first_counts_and_purge(store: StateStore, clock: FakeClock):
+    ids = [_add(store, f"k{i}") for i in range(4)]
+    for _ in range(3):
+        item = store.claim("w", 60)
+        assert item is not None
+        store.complete(item.id, "w")
+        clock.advance(100)
+    assert [i.id for i in store.items()] == ids[::-1]
+    assert [i.id for i in store.items("done", limit=2)] == [ids[2], ids[1]]
+    assert store.counts() == {"pending": 1, "leased": 0, "done": 3, "dead": 0}
+    with pytest.raises(ValueError):
+        store.items("gone")  # type: ignore[arg-type]
+    # done at +0, +100, +200; now is +300: only the first two are older than 150 s.
+    assert store.purge_done(150) == 2
+    assert store.counts() == {"pending": 1, "leased": 0, "done": 1, "dead": 0}
+    assert store.get(ids[0]) is None
+
+
+def test_watermarks(store: StateStore):
+    assert store.get_watermark("poll:redmine") is None
+    store.set_watermark("poll:redmine", "2024-05-01T10:00:00Z")
+    store.set_watermark("poll:redmine", "2024-05-02T10:00:00Z")
+    assert store.get_watermark("poll:redmine") == "2024-05-02T10:00:00Z"
+    assert store.get_watermark("poll:glpi") is None
+
+
+# -- concurrency -------------------------------------------------------------------------------------
+
+
+def _assert_each_handled_once(store: StateStore, ids: list[int]) -> collections.Counter[str]:
+    rows = store.read().execute("SELECT item_id, owner FROM handled").fetchall()
+    handled = collections.Counter(r["item_id"] for r in rows)
+    duplicates = [i for i, n in handled.items() if n > 1]
+    assert duplicates == []
+    assert sorted(handled) == sorted(ids)
+    assert store.counts()["done"] == len(ids)
+    return collections.Counter(r["owner"] for r in rows)
+
+
+def test_threads_handle_each_item_exactly_once(tmp_path: Path):
+    store = StateStore(tmp_path / "state.db")
+    store.ensure_schema("tests.handled", 1, HANDLED_DDL)
+    ids = [_add(store, f"k{i}") for i in range(200)]
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def drain(owner: str) -> None:
+        try:
+            start.wait()
+            while (item := store.claim(owner, 60)) is not None:
+                record(store, item.id, owner)
+                assert store.complete(item.id, owner)
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=drain, args=(f"t{n}",)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    by_owner = _assert_each_handled_once(store, ids)
+    print("items per thread:", dict(by_owner))
+    store.close()
+
+
+def test_processes_handle_each_item_exactly_once(tmp_path: Path):
+    db = tmp_path / "state.db"
+    store = StateStore(db)
+    store.ensure_schema("tests.handled", 1, HANDLED_DDL)
+    ids = [_add(store, f"k{i}") for i in range(200)]
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "tests.plugin.worker_crash_helper", "drain", str(db), f"p{n}", str(go)],
+                         cwd=REPO, env=env)
+        for n in range(2)
+    ]
+    go.touch()
+    try:
+        codes = [p.wait(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert codes == [0, 0]
+    by_owner = _assert_each_handled_once(store, ids)
+    print("items per process:", dict(by_owner))
+    store.close()
+
+
+def test_a_forked_child_opens_its_own_connection(store: StateStore):
+    _add(store, "a")
+    parent_conn = store.read()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            ok = store.read() is not parent_conn and store.claim("child", 60) is not None
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    answer = os.read(r, 1)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert store.counts()["leased"] == 1
+    assert store.read() is parent_conn
