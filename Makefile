@@ -10,7 +10,7 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench eval install dev clean
+.PHONY: run test test-fast lint bench eval install dev clean servers
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,7 @@ run: $(VENV)/.installed
 	$(BIN)/helpdesk-assist serve
 
 test: $(VENV)/.installed-dev
+	scripts/test_servers.sh up
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-dev
@@ -47,6 +48,9 @@ eval: $(VENV)/.installed
 
 bench: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python bench/bench_engine.py
+
+servers:
+	scripts/test_servers.sh up
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -9,8 +9,11 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from helpdesk_errors import HelpdeskError
+from plugin.confirm import confirm_bp
+from plugin.registry import webhook_sources
 from plugin.settings import Settings, load_settings
 from rag.errors import EmptyIndexError
+from webhooks import create_blueprint
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,14 @@ def create_app(settings: Settings | None = None, *, services: Any = None) -> Fla
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = services
     app.register_blueprint(api)
+    app.register_blueprint(confirm_bp)
+    app.register_blueprint(
+        create_blueprint(
+            lambda: webhook_sources(_services().connectors),
+            lambda: _services().pipeline.accept_events,
+            max_body_bytes=settings.server.max_webhook_bytes,
+        )
+    )
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Any:

@@ -153,12 +153,107 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
             self.cfg.set("accesslog", "-")
 
         def load(self) -> Any:
-            from plugin.app import create_app
+            from plugin.app import EXTENSION, create_app
 
-            return create_app(settings)
+            app = create_app(settings)
+            if settings.worker.embedded:
+                services = app.extensions[EXTENSION]
+                services.worker = services.make_worker()
+                services.worker.start_thread()
+            return app
 
-    click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz)", err=True)
+    click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz, /webhooks/<source>)",
+               err=True)
     _Server().run()
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process what is in the inbox now, then exit.")
+@click.pass_obj
+def worker(obj: _Ctx, once: bool) -> None:
+    """Run a worker: take events from the inbox, run the pipeline, poll the helpdesks."""
+    import signal
+    import threading
+
+    services = obj.services(progress=False)
+    w = services.make_worker()
+    services.worker = w
+    if once:
+        n = 0
+        while w.run_once():
+            n += 1
+        click.echo(f"processed {n} items; queue: {services.store.counts()}")
+        return
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"worker running; connectors: {', '.join(sorted(services.connectors)) or 'none'}", err=True)
+    w.run(stop)
+
+
+@main.command()
+@click.pass_obj
+def check(obj: _Ctx) -> None:
+    """Test every enabled connector: reachability, credentials, rights, webhook secrets. Exit 1 on a problem."""
+    from plugin.registry import FACTORIES, enabled_names
+
+    settings = obj.settings
+    results: list[tuple[str, bool, str]] = []
+    names = enabled_names(settings)
+    if not names:
+        results.append(("connectors", False, "no connector is enabled: set glpi.enabled or redmine.enabled"))
+    key = settings.secret_key.get_secret_value()
+    results.append(("secret_key", len(key) >= 16, "set (signs the confirmation links)" if len(key) >= 16 else
+                    "missing or shorter than 16 characters: set HELPDESK_ASSIST_SECRET_KEY"))
+    url = settings.links.public_url
+    results.append(("links.public_url", url.startswith(("http://", "https://")),
+                    f"{url} (requesters must be able to open it)"))
+    for name in names:
+        try:
+            connector = FACTORIES[name](settings)
+            for r in connector.check():  # type: ignore[attr-defined]
+                results.append((f"{name}: {r.name}", r.ok, r.detail))
+        except HelpdeskError as e:
+            results.append((name, False, str(e)))
+    for label, ok, detail in results:
+        click.echo(f"[{'ok' if ok else 'FAIL'}] {label}: {detail}")
+    failed = sum(1 for _, ok, _ in results if not ok)
+    click.echo(f"{len(results) - failed} ok, {failed} to fix")
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def queue() -> None:
+    """The inbox: what is waiting, what failed, retry a dead item."""
+
+
+@queue.command("list")
+@click.option("--status", type=click.Choice(["pending", "leased", "done", "dead"]))
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_obj
+def queue_list(obj: _Ctx, status: str | None, limit: int) -> None:
+    """Recent items (newest first) with their attempts and last error."""
+    from plugin.state import StateStore
+
+    store = StateStore(obj.settings.data_dir / "state.sqlite3")
+    click.echo(f"counts: {store.counts()}")
+    for item in store.items(status=status, limit=limit):
+        err = f"  error: {item.last_error}" if item.last_error else ""
+        click.echo(f"#{item.id} {item.status:7s} {item.source}/{item.kind} attempts={item.attempts}{err}")
+
+
+@queue.command("retry")
+@click.argument("item_id", type=int)
+@click.pass_obj
+def queue_retry(obj: _Ctx, item_id: int) -> None:
+    """Put a dead item back in the queue (after fixing its cause)."""
+    from plugin.state import StateStore
+
+    store = StateStore(obj.settings.data_dir / "state.sqlite3")
+    if not store.requeue(item_id):
+        _fail(RuntimeError(f"item {item_id} is not dead (or does not exist)"))
+    click.echo(f"item {item_id} queued again")
 
 
 def _prepare_knowledge_base(settings: Settings) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,41 @@ class Services:
     engine: Engine
     #: Why no LLM is in use although one is configured (None when it loaded or none is configured).
     llm_fallback_reason: str | None = None
+    #: The ticket side (issue 3): state store, connectors, links, pipeline, confirmation backend.
+    store: Any = None
+    records: Any = None
+    connectors: dict[str, Any] = field(default_factory=dict)
+    links: Any = None
+    pipeline: Any = None
+    outcomes: Any = None
+    #: The worker that runs inside this process, if any (``serve`` with worker.embedded).
+    worker: Any = None
+
+    def wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    def make_worker(self, *, owner: str | None = None) -> Any:
+        """A worker over this process's inbox, with the enabled connectors' pollers."""
+        from plugin.registry import pollers
+        from plugin.worker import PollJob, Worker
+
+        w = self.settings.worker
+        jobs = [
+            PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=self.pipeline.enqueue_event)
+            for name, poller, interval in pollers(self.settings, self.connectors)
+        ]
+        return Worker(
+            self.store,
+            self.pipeline.handlers(),
+            owner=owner,
+            lease_s=w.lease_s,
+            max_attempts=w.max_attempts,
+            backoff_base_s=w.backoff_base_s,
+            backoff_max_s=w.backoff_max_s,
+            idle_poll_s=w.idle_poll_s,
+            pollers=jobs,
+        )
 
     def health(self) -> dict[str, Any]:
         """What /healthz and `helpdesk-assist status` show: models, fallbacks, index size."""
@@ -56,6 +92,9 @@ class Services:
                 "built_with": stats["index_built_with"],
                 "calibration": stats["calibration"],
             },
+            "connectors": sorted(self.connectors),
+            "queue": self.store.counts() if self.store is not None else {},
+            "worker": "running" if self.worker is not None else "not in this process",
         }
 
 
@@ -104,7 +143,11 @@ def load_configured_llm(settings: Settings) -> tuple[Any, str | None]:
 
 
 def build_services(
-    settings: Settings, *, embedder: Embedder | LoadedEmbedder | None = None, data_dir: Path | None = None
+    settings: Settings,
+    *,
+    embedder: Embedder | LoadedEmbedder | None = None,
+    data_dir: Path | None = None,
+    connectors: dict[str, Any] | None = None,
 ) -> Services:
     loaded = embedder if embedder is not None else load_configured_embedder(settings)
     llm, llm_reason = load_configured_llm(settings)
@@ -118,7 +161,32 @@ def build_services(
             "timeout_s": settings.llm.timeout_s,
         },
     )
-    return Services(settings=settings, engine=engine, llm_fallback_reason=llm_reason)
+    services = Services(settings=settings, engine=engine, llm_fallback_reason=llm_reason)
+    attach_ticket_side(services, data_dir=data_dir, connectors=connectors)
+    return services
+
+
+def attach_ticket_side(
+    services: Services, *, data_dir: Path | None = None, connectors: dict[str, Any] | None = None
+) -> None:
+    """State store, connectors, signed links and the pipeline over ``services.engine``."""
+    from plugin.links import LinkSigner
+    from plugin.pipeline import ConfirmBackend, Pipeline
+    from plugin.records import Records
+    from plugin.registry import build_connectors
+    from plugin.state import StateStore
+
+    settings = services.settings
+    root = data_dir or settings.data_dir
+    store = StateStore(root / "state.sqlite3")
+    records = Records(store)
+    # Without a connector no link is ever sent, so a missing key only needs a per-process one.
+    secret = settings.secret_key.get_secret_value() or secrets.token_hex(32)
+    links = LinkSigner(secret, settings.links.lifetime_days * 86_400, settings.links.public_url.rstrip("/"))
+    conns = build_connectors(settings) if connectors is None else connectors
+    pipeline = Pipeline(settings, services.engine, store, records, conns, links, wake=services.wake_worker)
+    services.store, services.records, services.connectors = store, records, conns
+    services.links, services.pipeline, services.outcomes = links, pipeline, ConfirmBackend(pipeline)
 
 
 def ensure_knowledge_base(services: Services, *, progress: bool = False) -> int:

@@ -93,6 +93,8 @@ class ServerSettings(_Section):
     port: int = Field(default=8080, ge=1, le=65535)
     #: Largest request body accepted, in bytes.
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    #: Largest webhook delivery accepted, in bytes (GLPI and Redmine send a few kB).
+    max_webhook_bytes: int = Field(default=256_000, ge=1024)
 
 
 class _ConnectorSettings(_Section):
@@ -187,6 +189,8 @@ class PipelineSettings(_Section):
     max_entries: int = Field(default=3, ge=1, le=5)
     #: Logins/ids of agents and of the plugin's own account: their tickets get no suggestion.
     agent_ids: list[str] = Field(default_factory=list)
+    #: Tickets older than this get no suggestion (the first poll after install sees old tickets).
+    max_ticket_age_h: float = Field(default=72.0, gt=0)
 
 
 class LinkSettings(_Section):

@@ -1,0 +1,70 @@
+"""The connector registry: settings -> connector objects, imported lazily (only what is enabled).
+
+Built-in connectors are registered exactly like a third-party one would be: a name and a factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from connectors.base import Connector, TicketPoller, WebhookSource
+from plugin.settings import Settings
+
+
+def _glpi(settings: Settings) -> Connector:
+    from connectors.glpi.connector import GLPIConnector
+
+    g = settings.glpi
+    return GLPIConnector(
+        url=g.url,
+        user_token=g.user_token.get_secret_value(),
+        app_token=g.app_token.get_secret_value(),
+        webhook_secret=g.webhook_secret.get_secret_value(),
+        webhook_max_age_s=g.webhook_max_age_s,
+        timeout_s=g.timeout_s,
+        verify_tls=g.verify_tls,
+        web_url=g.web_url,
+    )
+
+
+def _redmine(settings: Settings) -> Connector:
+    from connectors.redmine.connector import RedmineConnector
+
+    r = settings.redmine
+    return RedmineConnector(
+        url=r.url,
+        api_key=r.api_key.get_secret_value(),
+        projects=tuple(r.projects),
+        webhook_secret=r.webhook_secret.get_secret_value(),
+        plugin_token=r.plugin_token.get_secret_value(),
+        closed_status=r.closed_status,
+        reopen_status=r.reopen_status,
+        text_formatting=r.text_formatting,
+        timeout_s=r.timeout_s,
+        verify_tls=r.verify_tls,
+    )
+
+
+FACTORIES: dict[str, Callable[[Settings], Connector]] = {"glpi": _glpi, "redmine": _redmine}
+
+
+def enabled_names(settings: Settings) -> list[str]:
+    return [name for name in FACTORIES if getattr(settings, name).enabled]
+
+
+def build_connectors(settings: Settings) -> dict[str, Connector]:
+    return {name: FACTORIES[name](settings) for name in enabled_names(settings)}
+
+
+def webhook_sources(connectors: dict[str, Connector]) -> dict[str, WebhookSource]:
+    return {name: c for name, c in connectors.items() if isinstance(c, WebhookSource)}
+
+
+def pollers(settings: Settings, connectors: dict[str, Connector]) -> list[tuple[str, TicketPoller, float]]:
+    out: list[tuple[str, TicketPoller, float]] = []
+    for name, c in connectors.items():
+        section: Any = getattr(settings, name, None)
+        if section is not None and section.poll and isinstance(c, TicketPoller):
+            out.append((name, c, section.poll_interval_s))
+    return out
