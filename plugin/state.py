@@ -354,8 +354,8 @@ class StateStore:
         row = self.read().execute("SELECT * FROM inbox WHERE id = ?", (item_id,)).fetchone()
         return InboxItem.from_row(row) if row else None
 
-    def items(self, status: InboxStatus | None = None, limit: int = 50) -> list[InboxItem]:
-        """The newest items first, optionally of one status."""
+    def items(self, status: str | None = None, limit: int = 50) -> list[InboxItem]:
+        """The newest items first, optionally of one status (ValueError for an unknown status)."""
         if status is not None and status not in INBOX_STATUSES:
             raise ValueError(f"unknown inbox status {status!r}; expected one of {', '.join(INBOX_STATUSES)}")
         if status is None:
