@@ -305,8 +305,7 @@ def act(token: str) -> Any:
             "user_agent": (request.user_agent.string or "")[:MAX_USER_AGENT_CHARS],
         },
     )
-    log.info("confirm_recorded: suggestion %s %s first_time=%s", claim.suggestion_id, result.outcome,
-             result.first_time)
+    log.info("confirm_recorded: suggestion %s %s first_time=%s", claim.suggestion_id, result.outcome, result.first_time)
     return render_template("confirm/done.html", lang=lang, t=TEXTS[lang], result=result)
 
 
