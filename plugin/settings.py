@@ -282,6 +282,11 @@ class Settings(BaseSettings):
             problems.append(
                 "secret_key (at least 16 characters) is required once a connector is enabled: it signs the links"
             )
+        if self.worker.lease_s < self.llm.timeout_s + 30:
+            problems.append(
+                f"worker.lease_s ({self.worker.lease_s:g}) must exceed llm.timeout_s ({self.llm.timeout_s:g}) by 30 s "
+                "or more: a ticket still being answered would be taken by a second worker"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -82,3 +82,23 @@ def test_threshold_for_category():
     assert s.threshold_for("VPN") == 0.8
     assert s.threshold_for("Почта") == 0.5
     assert s.threshold_for(None) == 0.5
+
+
+def test_connector_settings_are_checked_across_keys_without_echoing_secrets():
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"HELPDESK_ASSIST_REDMINE__ENABLED": "true",
+                           "HELPDESK_ASSIST_REDMINE__API_KEY": "very-secret-api-key"})
+    msg = str(e.value)
+    assert "redmine.url is required" in msg and "secret_key" in msg
+    assert "very-secret-api-key" not in msg
+
+
+def test_worker_lease_must_outlast_the_llm_timeout():
+    with pytest.raises(ConfigError, match=r"worker\.lease_s"):
+        load_settings(env={}, llm={"timeout_s": 200})
+    assert load_settings(env={}, llm={"timeout_s": 200}, worker={"lease_s": 300}).worker.lease_s == 300
+
+
+def test_shadow_mode_per_connector_overrides_the_global_one():
+    s = load_settings(env={}, pipeline={"shadow_mode": True}, redmine={"shadow_mode": False})
+    assert s.shadow_mode_for("redmine") is False and s.shadow_mode_for("glpi") is True
