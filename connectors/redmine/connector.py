@@ -1,0 +1,764 @@
+"""The Redmine connector: read issues, post notes, close on confirmation, hand back, webhooks, polling.
+
+Redmine facts this code is built on (integrations.md section 5, checked live on Redmine 5.0.4):
+
+- Every write is ``PUT /issues/{id}.json`` answered **204 with an empty body**, and Redmine drops
+  silently what the plugin's role may not do: ``private_notes`` without "Set notes as private" (the
+  note is posted PUBLIC), ``status_id`` outside the workflow or without "Edit issues". So every write
+  is read back and :class:`~connectors.base.WriteNotApplied` is raised when it was not applied.
+- The requester is the issue's **author**. Redmine has no separate "writer": an issue typed in by an
+  agent for someone else has the agent as author, so ``created_by_agent`` is only known to be true
+  when the author is the plugin's own account.
+- States come from statuses (``/issue_statuses.json``, cached): ``is_closed`` -> closed; the
+  configured "solved" status (default data: "Resolved", not closed) -> solved; "Feedback" ->
+  waiting; "New" -> new; anything else -> open.
+- Notes are written in Redmine's text formatting, which REST cannot read: it is configured here.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from connectors.base import (
+    MARKER_RE,
+    AuthenticationError,
+    Checkable,
+    CheckResult,
+    Comment,
+    Connector,
+    ConnectorError,
+    HelpdeskOutcome,
+    NotFound,
+    OutgoingMessage,
+    PermissionDenied,
+    Person,
+    RejectedByHelpdesk,
+    Ticket,
+    TicketEvent,
+    TicketPoller,
+    TicketReader,
+    TicketState,
+    TicketWriter,
+    TransientConnectorError,
+    WebhookSource,
+    WriteNotApplied,
+    find_marker,
+)
+
+from . import webhook
+from .client import RedmineClient
+from .payloads import (
+    Issue,
+    IssueEnvelope,
+    IssueList,
+    IssueStatus,
+    IssueStatusList,
+    Journal,
+    ProjectEnvelope,
+    RoleEnvelope,
+    User,
+    UserEnvelope,
+)
+
+log = logging.getLogger(__name__)
+
+SOURCE = "redmine"
+#: Polls re-read this much before the watermark: Redmine compares to the second, and an issue saved
+#: while a poll ran may carry an updated_on just before the newest one seen.
+POLL_OVERLAP = timedelta(seconds=5)
+POLL_PAGE = 100
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+#: The rights the plugin's account needs, with the words Redmine's role page uses.
+REQUIRED_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
+    ("view_issues", "View Issues", "the plugin cannot read issues"),
+    ("add_issue_notes", "Add notes", "suggestions and drafts cannot be posted"),
+    (
+        "set_notes_private",
+        "Set notes as private",
+        "Redmine would post the private agent drafts as PUBLIC notes (the plugin then stops with an error)",
+    ),
+    ("view_private_notes", "View private notes", "the plugin cannot read back its private notes to confirm them"),
+    ("edit_issues", "Edit issues", "Redmine ignores status changes: issues cannot be closed on confirmation"),
+)
+
+# --------------------------------------------------------------------------------------------------
+# Rendering an OutgoingMessage as a Redmine note
+# --------------------------------------------------------------------------------------------------
+
+TextFormatting = Literal["textile", "common_mark", "markdown"]
+
+#: A URL inside user text: left as typed (Redmine auto-links it, as when a person types it). No
+#: markup characters inside, so a "URL" cannot smuggle link syntax; trailing punctuation is text.
+_URL_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#%+=&;,$]+")
+_URL_TRAILING = ".,;:?"
+#: Text that may follow a URL directly: closing punctuation, then a space or the end.
+_ENDS_URL_RE = re.compile(r"[.,;:)]+(\s|$)")
+#: A link we render ourselves must be a plain http(s) URL, auto-linked by both formatters.
+_SAFE_LINK_RE = re.compile(r"https?://[A-Za-z0-9\-._~:/?#%+=&;,$@!*'()]+")
+_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: Textile: characters that open markup anywhere (links, images, tables, macros, HTML).
+_TEXTILE_ALWAYS = set('"![]{}|')
+#: Textile: span markers, harmless between two letters/digits ("Wi-Fi", "snake_case").
+_TEXTILE_SPAN = set("*_+-^~@%?=#")
+#: Textile block signatures at the start of a line ("h1. ", "bq. ", "p(x). ", "fn1. ").
+_TEXTILE_BLOCK_RE = re.compile(r"^(\s*[A-Za-z]+\d*[^\s.]*)\.(?=\s|$)")
+#: Markdown: escaped with a backslash wherever they are.
+_MD_ALWAYS = set("\\`*[]!|~{}#$^")
+#: Markdown: escaped unless between two letters/digits (CommonMark ignores intraword ``_``).
+_MD_SPAN = set("_")
+#: Markdown line starts: lists, quotes, headings, thematic breaks, setext underlines, ordered lists.
+_MD_LINE_START_RE = re.compile(r"^([-+=>]|\d+[.)])")
+
+
+def _intraword(text: str, i: int) -> bool:
+    return 0 < i < len(text) - 1 and text[i - 1].isalnum() and text[i + 1].isalnum()
+
+
+def _escape_plain_textile(text: str) -> str:
+    out = []
+    for i, ch in enumerate(text):
+        if ch in _HTML:
+            out.append(_HTML[ch])
+        elif ch in _TEXTILE_ALWAYS or (ch in _TEXTILE_SPAN and not _intraword(text, i)):
+            out.append(f"&#{ord(ch)};")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _escape_plain_markdown(text: str) -> str:
+    out = []
+    for i, ch in enumerate(text):
+        if ch in _HTML:
+            out.append(_HTML[ch])
+        elif ch in _MD_ALWAYS or (ch in _MD_SPAN and not _intraword(text, i)):
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _split_urls(line: str) -> list[tuple[str, bool]]:
+    """``line`` cut into (piece, is_url) pieces."""
+    pieces: list[tuple[str, bool]] = []
+    pos = 0
+    for m in _URL_RE.finditer(line):
+        url = m.group(0).rstrip(_URL_TRAILING)
+        if not url.split("://", 1)[1]:
+            continue
+        pieces.append((line[pos : m.start()], False))
+        pieces.append((url, True))
+        pos = m.start() + len(url)
+    pieces.append((line[pos:], False))
+    return [p for p in pieces if p[0]]
+
+
+def escape_text(text: str, formatting: TextFormatting) -> str:
+    """Plain text -> markup that shows exactly ``text``: no HTML, no formatter syntax, no links
+    except bare http(s) URLs (auto-linked by Redmine as if typed)."""
+    lines = []
+    for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        line = raw.strip() if formatting != "textile" else raw.rstrip()
+        escape = _escape_plain_textile if formatting == "textile" else _escape_plain_markdown
+        out = ""
+        after_url = False
+        for piece, is_url in _split_urls(line):
+            escaped = piece if is_url else escape(piece)
+            if after_url and not escaped[0].isspace() and not _ENDS_URL_RE.match(escaped):
+                # Both auto-linkers would take text glued to the URL (escapes included) into the link.
+                escaped = " " + escaped
+            out += escaped
+            after_url = is_url
+        if formatting == "textile":
+            out = _TEXTILE_BLOCK_RE.sub(r"\1&#46;", out)
+        elif _MD_LINE_START_RE.match(out):
+            out = "\\" + out if not out[0].isdigit() else re.sub(r"^(\d+)([.)])", r"\1\\\2", out)
+        lines.append(out)
+    return "\n".join(lines)
+
+
+def _heading(text: str, formatting: TextFormatting) -> str:
+    return ("h3. " if formatting == "textile" else "### ") + escape_text(" ".join(text.split()), formatting)
+
+
+def _bold(text: str, formatting: TextFormatting) -> str:
+    inner = escape_text(" ".join(text.split()), formatting)
+    return f"*{inner}*" if formatting == "textile" else f"**{inner}**"
+
+
+def _link_url(url: str, formatting: TextFormatting) -> str:
+    """A URL we link to: bare on its own line when it is a plain http(s) URL, else shown as text."""
+    url = url.strip()
+    if _SAFE_LINK_RE.fullmatch(url):
+        return url
+    log.warning("redmine.render_unsafe_link")
+    return escape_text(url, formatting)
+
+
+def render_note(message: OutgoingMessage, formatting: TextFormatting) -> str:
+    """The note text for ``message`` in Redmine's text formatting.
+
+    Links are written as their label on one line and the bare URL on the next: both formatters
+    auto-link a bare http(s) URL, so the link works whatever formatting Redmine really uses (it is
+    not readable over REST), and it stays readable in the plain-text part of notification e-mails.
+    The marker goes on a last line ``ref ha-...`` so that a retry finds the note.
+    """
+    if not MARKER_RE.fullmatch(message.marker):
+        raise ValueError("marker must be 'ha-' followed by 12 hex digits")
+    blocks: list[str] = []
+    if message.heading.strip():
+        blocks.append(_heading(message.heading, formatting))
+    blocks.extend(escape_text(p.strip(), formatting) for p in message.paragraphs if p.strip())
+    for entry in message.entries:
+        blocks.append(_bold(entry.title, formatting) + "\n" + escape_text(entry.text.strip(), formatting))
+    for link in message.links:
+        blocks.append(escape_text(link.label.strip(), formatting) + ":\n" + _link_url(link.url, formatting))
+    if message.facts:
+        blocks.append(
+            "\n".join(
+                f"{_bold(label + ':', formatting)} {escape_text(value, formatting)}" for label, value in message.facts
+            )
+        )
+    if message.footer.strip():
+        blocks.append(escape_text(message.footer.strip(), formatting))
+    blocks.append(f"ref {message.marker}")
+    return "\n\n".join(blocks)
+
+
+_MD_UNESCAPE_RE = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def note_to_text(notes: str, formatting: TextFormatting) -> str:
+    """A note as plain text: our own escapes undone (entities, backslashes); other markup kept."""
+    if formatting != "textile":
+        notes = _MD_UNESCAPE_RE.sub(r"\1", notes)
+    return html.unescape(notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# The connector
+# --------------------------------------------------------------------------------------------------
+
+
+class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Checkable):
+    """Redmine 5.x-7.x over its REST API, as the user who owns ``api_key`` (the plugin's account).
+
+    Plain arguments (the registry reads the settings and passes secrets as ``str``):
+    ``projects`` restricts polling and checks to these project identifiers; ``closed_status`` /
+    ``reopen_status`` / ``solved_status`` are status names (empty closed_status: the first
+    ``is_closed`` status); ``polling`` only changes how ``check()`` judges missing webhook secrets.
+    """
+
+    name = SOURCE
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        projects: Iterable[str] = (),
+        webhook_secret: str = "",
+        plugin_token: str = "",
+        closed_status: str = "",
+        reopen_status: str = "",
+        text_formatting: TextFormatting = "textile",
+        timeout_s: float = 15,
+        verify_tls: bool = True,
+        *,
+        solved_status: str = "Resolved",
+        polling: bool = False,
+        session: Any = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.projects = tuple(projects)
+        self._webhook_secret = webhook_secret
+        self._plugin_token = plugin_token
+        self.closed_status = closed_status
+        self.reopen_status = reopen_status
+        self.solved_status = solved_status
+        self.text_formatting: TextFormatting = text_formatting
+        self.polling = polling
+        self.client = RedmineClient(self.url, api_key, timeout_s=timeout_s, verify_tls=verify_tls, session=session)
+        self._statuses: dict[int, IssueStatus] | None = None
+        self._me: User | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"RedmineConnector({self.url!r})"
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def statuses(self, *, refresh: bool = False) -> dict[int, IssueStatus]:
+        if self._statuses is None or refresh:
+            data = IssueStatusList.model_validate(self.client.get("/issue_statuses.json"))
+            self._statuses = {s.id: s for s in data.issue_statuses}
+        return self._statuses
+
+    def me(self) -> User:
+        """The plugin's own account (cached)."""
+        if self._me is None:
+            self._me = UserEnvelope.model_validate(self.client.get("/users/current.json")).user
+        return self._me
+
+    def _status_by_name(self, name: str) -> IssueStatus | None:
+        wanted = name.strip().casefold()
+        return next((s for s in self.statuses().values() if s.name.casefold() == wanted), None)
+
+    def closed_status_id(self) -> int:
+        if self.closed_status:
+            status = self._status_by_name(self.closed_status)
+            if status is None:
+                raise RejectedByHelpdesk(f"redmine.closed_status {self.closed_status!r} is not a Redmine status")
+            if not status.is_closed:
+                raise RejectedByHelpdesk(
+                    f"redmine.closed_status {self.closed_status!r} is not a closed status in Redmine"
+                )
+            return status.id
+        status = next((s for s in self.statuses().values() if s.is_closed), None)
+        if status is None:
+            raise RejectedByHelpdesk("Redmine has no closed status (Administration > Issue statuses)")
+        return status.id
+
+    def reopen_status_id(self) -> int | None:
+        if not self.reopen_status:
+            return None
+        status = self._status_by_name(self.reopen_status)
+        if status is None:
+            raise RejectedByHelpdesk(f"redmine.reopen_status {self.reopen_status!r} is not a Redmine status")
+        return status.id
+
+    def _state(self, status_id: int | None, name: str, is_closed: bool | None) -> TicketState:
+        known = self.statuses().get(status_id) if status_id is not None else None
+        closed = is_closed if is_closed is not None else bool(known and known.is_closed)
+        if closed:
+            return "closed"
+        lowered = name.casefold()
+        if self.solved_status and lowered == self.solved_status.casefold():
+            return "solved"
+        if lowered == "feedback":
+            return "waiting"
+        if lowered == "new":
+            return "new"
+        return "open"
+
+    def _user_email(self, user_id: int) -> str | None:
+        try:
+            return UserEnvelope.model_validate(self.client.get(f"/users/{user_id}.json")).user.mail
+        except (NotFound, PermissionDenied):
+            return None
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _issue(self, ticket_id: str, include: str = "journals") -> Issue:
+        if not str(ticket_id).isdigit():
+            raise NotFound(f"not a Redmine issue id: {ticket_id!r}")
+        try:
+            return IssueEnvelope.model_validate(
+                self.client.get(f"/issues/{ticket_id}.json", {"include": include})
+            ).issue
+        except ValidationError as e:
+            raise ConnectorError(f"Redmine issue {ticket_id}: unexpected JSON ({e.error_count()} errors)") from e
+
+    def get_ticket(self, ticket_id: str) -> Ticket:
+        issue = self._issue(ticket_id)
+        author = None
+        if issue.author is not None:
+            author = Person(id=str(issue.author.id), name=issue.author.name, email=self._user_email(issue.author.id))
+        status = issue.status
+        state = self._state(
+            status.id if status else None, status.name if status else "", status.is_closed if status else None
+        )
+        category = tuple(x.name for x in (issue.tracker, issue.category) if x is not None and x.name)
+        return Ticket(
+            source=SOURCE,
+            id=str(issue.id),
+            subject=issue.subject,
+            body=issue.description or "",
+            state=state,
+            status_name=status.name if status else "",
+            requester=author,
+            author=author,
+            created_by_agent=bool(issue.author and issue.author.id == self.me().id),
+            is_private=issue.is_private,
+            category=category,
+            created_at=issue.created_on,
+            updated_at=issue.updated_on,
+            url=f"{self.url}/issues/{issue.id}",
+            comments=[self._comment(j) for j in issue.journals if (j.notes or "").strip()],
+            outcomes=self._outcomes(issue),
+        )
+
+    def _comment(self, j: Journal) -> Comment:
+        notes = j.notes or ""
+        return Comment(
+            id=str(j.id),
+            author=Person(id=str(j.user.id), name=j.user.name) if j.user else None,
+            body=note_to_text(notes, self.text_formatting),
+            is_private=j.private_notes,
+            kind="comment",
+            created_at=j.created_on,
+            marker=find_marker(notes),
+        )
+
+    def _outcomes(self, issue: Issue) -> list[HelpdeskOutcome]:
+        """Closings (solved) and re-openings of a solved/closed issue (not_solved), oldest first."""
+        statuses = self.statuses()
+        author_id = issue.author.id if issue.author else None
+        outcomes = []
+        for j in issue.journals:
+            change = j.status_change()
+            if change is None:
+                continue
+            old, new = statuses.get(change[0]), statuses.get(change[1])
+            if old is None or new is None:
+                continue
+            by_requester = j.user is not None and j.user.id == author_id
+            old_state = self._state(old.id, old.name, old.is_closed)
+            transition = f"status {old.name} -> {new.name}"
+            note = (j.notes or "").strip()
+            if new.is_closed and not old.is_closed:
+                outcomes.append(
+                    HelpdeskOutcome(kind="solved", by_requester=by_requester, at=j.created_on, detail=transition)
+                )
+            elif (
+                old_state in ("solved", "closed")
+                and not new.is_closed
+                and self._state(new.id, new.name, False) != "solved"
+            ):
+                outcomes.append(
+                    HelpdeskOutcome(
+                        kind="not_solved", by_requester=by_requester, at=j.created_on, detail=note or transition
+                    )
+                )
+        return outcomes
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _put(self, ticket_id: str, fields: dict[str, Any]) -> None:
+        self.client.put(f"/issues/{ticket_id}.json", {"issue": fields})
+
+    def _journal_with_marker(self, issue: Issue, marker: str) -> Journal | None:
+        return next((j for j in issue.journals if marker in (j.notes or "")), None)
+
+    def _check_note(self, ticket_id: str, journal: Journal | None, marker: str, private: bool) -> Journal:
+        if journal is None:
+            raise WriteNotApplied(
+                f"Redmine issue {ticket_id}: the note {marker} is missing after posting (HTTP 204): the plugin's "
+                "role lacks 'Add notes'" + (", or 'View private notes' to read it back" if private else "")
+            )
+        if private and not journal.private_notes:
+            log.error("redmine.private_note_leaked ticket=%s journal=%s", ticket_id, journal.id)
+            raise WriteNotApplied(
+                f"LEAK: Redmine issue {ticket_id}: the PRIVATE note {marker} was posted as a PUBLIC note "
+                f"(journal {journal.id}), visible to the requester: the plugin's role lacks 'Set notes as private' "
+                "and Redmine dropped the flag silently. Make the note private or delete it in Redmine, and grant "
+                "'Set notes as private' (Administration > Roles and permissions)."
+            )
+        if not private and journal.private_notes:
+            raise WriteNotApplied(f"Redmine issue {ticket_id}: the public note {marker} was recorded as private")
+        return journal
+
+    def post_comment(self, ticket_id: str, message: OutgoingMessage, *, private: bool) -> Comment:
+        issue = self._issue(ticket_id)
+        existing = self._journal_with_marker(issue, message.marker)
+        if existing is None:
+            self._put(ticket_id, {"notes": render_note(message, self.text_formatting), "private_notes": private})
+            issue = self._issue(ticket_id)
+            existing = self._journal_with_marker(issue, message.marker)
+        else:
+            log.info("redmine.note_already_posted ticket=%s journal=%s", ticket_id, existing.id)
+        journal = self._check_note(ticket_id, existing, message.marker, private)
+        log.info("redmine.note_posted ticket=%s journal=%s private=%s", ticket_id, journal.id, private)
+        return self._comment(journal)
+
+    def close_confirmed(self, ticket_id: str, message: OutgoingMessage) -> Ticket:
+        issue = self._issue(ticket_id)
+        if issue.status is not None and self.statuses().get(issue.status.id, issue.status).is_closed:
+            return self.get_ticket(ticket_id)
+        closed_id = self.closed_status_id()
+        fields: dict[str, Any] = {"status_id": closed_id}
+        if self._journal_with_marker(issue, message.marker) is None:
+            fields.update(notes=render_note(message, self.text_formatting), private_notes=False)
+        self._put(ticket_id, fields)
+        after = self._issue(ticket_id)
+        if after.status is None or after.status.id != closed_id:
+            raise WriteNotApplied(
+                f"Redmine issue {ticket_id} is still {after.status.name if after.status else '?'}: the workflow does "
+                f"not allow {issue.status.name if issue.status else '?'} -> {self.statuses()[closed_id].name} on "
+                f"tracker {issue.tracker.name if issue.tracker else '?'} for the plugin's role, or the role lacks "
+                "'Edit issues' (Administration > Workflow, Roles and permissions)"
+            )
+        self._check_note(ticket_id, self._journal_with_marker(after, message.marker), message.marker, False)
+        log.info("redmine.closed ticket=%s status=%s", ticket_id, closed_id)
+        return self.get_ticket(ticket_id)
+
+    def hand_back(self, ticket_id: str, message: OutgoingMessage) -> Ticket:
+        issue = self._issue(ticket_id)
+        fields: dict[str, Any] = {}
+        if self._journal_with_marker(issue, message.marker) is None:
+            fields.update(notes=render_note(message, self.text_formatting), private_notes=True)
+        reopen_id = None
+        status = issue.status
+        if status is not None and self._state(status.id, status.name, status.is_closed) == "solved":
+            reopen_id = self.reopen_status_id()
+            if reopen_id is not None:
+                fields["status_id"] = reopen_id
+        if fields:
+            self._put(ticket_id, fields)
+        after = self._issue(ticket_id)
+        self._check_note(ticket_id, self._journal_with_marker(after, message.marker), message.marker, True)
+        if reopen_id is not None and (after.status is None or after.status.id != reopen_id):
+            raise WriteNotApplied(
+                f"Redmine issue {ticket_id} is still {after.status.name if after.status else '?'}: the workflow does "
+                f"not allow {status.name if status else '?'} -> {self.reopen_status} for the plugin's role, or the "
+                "role lacks 'Edit issues'"
+            )
+        log.info("redmine.handed_back ticket=%s reopened=%s", ticket_id, reopen_id is not None)
+        return self.get_ticket(ticket_id)
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def authenticate(self, headers: Mapping[str, str], body: bytes, args: Mapping[str, str]) -> None:
+        webhook.authenticate(headers, body, args, webhook_secret=self._webhook_secret, plugin_token=self._plugin_token)
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[TicketEvent]:
+        return webhook.parse(body)
+
+    # -- polling ---------------------------------------------------------------------------------
+
+    def poll(self, since: str | None) -> tuple[list[TicketEvent], str | None]:
+        """Issues created or updated since ``since`` (an ISO timestamp), per configured project.
+
+        The first run (``since`` None) returns no events and the server's current time: issues
+        that existed before the plugin was set up are not answered.
+        """
+        if since is None:
+            self.client.get("/issues.json", {"status_id": "*", "limit": 1})
+            now = self.client.last_server_time or datetime.now(UTC)
+            return [], now.astimezone(UTC).strftime(_TS_FORMAT)
+        start = _parse_ts(since) - POLL_OVERLAP
+        seen: dict[tuple[int, str], TicketEvent] = {}
+        newest = _parse_ts(since)
+        for project in self.projects or (None,):
+            for issue in self._changed_issues(project, start):
+                if issue.updated_on is None:
+                    continue
+                stamp = issue.updated_on.astimezone(UTC)
+                newest = max(newest, stamp)
+                key = stamp.strftime(_TS_FORMAT)
+                kind: Literal["created", "updated"] = "created" if issue.created_on == issue.updated_on else "updated"
+                seen[(issue.id, key)] = TicketEvent(
+                    source=SOURCE,
+                    ticket_id=str(issue.id),
+                    kind=kind,
+                    delivery_key=f"redmine:poll:{issue.id}:{key}",
+                    occurred_at=issue.updated_on,
+                    vendor_event="poll",
+                )
+        events = sorted(seen.values(), key=lambda e: (e.occurred_at or newest, int(e.ticket_id)))
+        log.info("redmine.polled events=%s", len(events))
+        return events, newest.strftime(_TS_FORMAT)
+
+    def _changed_issues(self, project: str | None, start: datetime) -> list[Issue]:
+        """Every issue with updated_on >= start, all pages. When an issue moves while paging (it was
+        updated, so it jumps to the end and shifts the rest by one), the scan is repeated once."""
+        for _attempt in range(2):
+            issues: dict[int, Issue] = {}
+            moved = False
+            offset = 0
+            while True:
+                params: dict[str, Any] = {
+                    "status_id": "*",
+                    "updated_on": ">=" + start.strftime(_TS_FORMAT),
+                    "sort": "updated_on,id",
+                    "limit": POLL_PAGE,
+                    "offset": offset,
+                }
+                if project:
+                    params["project_id"] = project
+                page = IssueList.model_validate(self.client.get("/issues.json", params))
+                for raw in page.issues:
+                    try:
+                        issue = Issue.model_validate(raw)
+                    except ValidationError:
+                        log.warning("redmine.poll_bad_issue id=%s", raw.get("id"))
+                        continue
+                    moved = moved or issue.id in issues
+                    issues[issue.id] = issue
+                offset += len(page.issues)
+                if not page.issues or offset >= page.total_count:
+                    break
+            if not moved:
+                break
+            log.info("redmine.poll_rescan project=%s", project)
+        return list(issues.values())
+
+    # -- check -----------------------------------------------------------------------------------
+
+    def check(self) -> list[CheckResult]:
+        results: list[CheckResult] = []
+        try:
+            self._me = None
+            me = self.me()
+        except TransientConnectorError as e:
+            return [CheckResult(name="reachable", ok=False, detail=f"{e}. Check redmine.url and the network.")]
+        except AuthenticationError:
+            return [
+                CheckResult(name="reachable", ok=True, detail=f"Redmine answers at {self.url}"),
+                CheckResult(name="rest_api", ok=True, detail="the REST API answers"),
+                CheckResult(
+                    name="api_key",
+                    ok=False,
+                    detail="Redmine refused the API key (HTTP 401): copy the plugin user's key from "
+                    "My account > API access key into redmine.api_key",
+                ),
+            ]
+        except PermissionDenied:
+            return [
+                CheckResult(name="reachable", ok=True, detail=f"Redmine answers at {self.url}"),
+                CheckResult(
+                    name="rest_api",
+                    ok=False,
+                    detail="Redmine answered 403: the REST API is disabled. Enable it in Administration > "
+                    "Settings > API > 'Enable REST web service'",
+                ),
+            ]
+        except ConnectorError as e:
+            return [CheckResult(name="reachable", ok=False, detail=f"{e}")]
+        results.append(CheckResult(name="reachable", ok=True, detail=f"Redmine answers at {self.url}"))
+        results.append(CheckResult(name="rest_api", ok=True, detail="the REST API is enabled"))
+        who = f"{me.login or me.id}" + (" (administrator)" if me.admin else "")
+        results.append(CheckResult(name="api_key", ok=True, detail=f"the API key belongs to {who}"))
+        results.extend(self._check_rights(me))
+        results.extend(self._check_statuses())
+        results.append(self._check_webhooks())
+        return results
+
+    def _project_roles(self, me: User) -> dict[str, list[int]] | CheckResult:
+        """Role ids of the plugin user per project name (configured projects only, when set)."""
+        user = UserEnvelope.model_validate(self.client.get("/users/current.json", {"include": "memberships"})).user
+        by_id = {m.project.id: (m.project.name, [r.id for r in m.roles]) for m in user.memberships if m.project}
+        if not self.projects:
+            return {name: roles for name, roles in by_id.values()}
+        out: dict[str, list[int]] = {}
+        for ident in self.projects:
+            try:
+                project = ProjectEnvelope.model_validate(self.client.get(f"/projects/{ident}.json")).project
+            except NotFound:
+                return CheckResult(
+                    name="projects",
+                    ok=False,
+                    detail=f"project {ident!r} (redmine.projects) does not exist or is not visible to {me.login}",
+                )
+            out[project.identifier or ident] = by_id.get(project.id, ("", []))[1]
+        return out
+
+    def _check_rights(self, me: User) -> list[CheckResult]:
+        if me.admin:
+            return [
+                CheckResult(
+                    name=f"right:{perm}", ok=True, detail=f"'{label}': the plugin's account is an administrator"
+                )
+                for perm, label, _ in REQUIRED_PERMISSIONS
+            ]
+        projects = self._project_roles(me)
+        if isinstance(projects, CheckResult):
+            return [projects]
+        if not projects:
+            return [
+                CheckResult(
+                    name="projects",
+                    ok=False,
+                    detail=f"{me.login} is a member of no project: add it to the helpdesk projects with a role",
+                )
+            ]
+        role_perms: dict[int, set[str]] = {}
+        for roles in projects.values():
+            for rid in roles:
+                if rid not in role_perms:
+                    role_perms[rid] = set(
+                        RoleEnvelope.model_validate(self.client.get(f"/roles/{rid}.json")).role.permissions
+                    )
+        results = []
+        for perm, label, consequence in REQUIRED_PERMISSIONS:
+            missing = [name for name, roles in projects.items() if not any(perm in role_perms[r] for r in roles)]
+            if missing:
+                detail = (
+                    f"{me.login} lacks '{label}' ({perm}) in project(s) {', '.join(missing)}: {consequence}. "
+                    "Grant it in Administration > Roles and permissions"
+                )
+            else:
+                detail = f"'{label}' granted in {', '.join(projects)}"
+            results.append(CheckResult(name=f"right:{perm}", ok=not missing, detail=detail))
+        return results
+
+    def _check_statuses(self) -> list[CheckResult]:
+        results = []
+        try:
+            closed = self.statuses(refresh=True)[self.closed_status_id()]
+            results.append(
+                CheckResult(name="closed_status", ok=True, detail=f"confirmed issues are set to {closed.name}")
+            )
+        except RejectedByHelpdesk as e:
+            results.append(CheckResult(name="closed_status", ok=False, detail=str(e)))
+        if self.solved_status and self._status_by_name(self.solved_status) is None:
+            results.append(
+                CheckResult(
+                    name="solved_status",
+                    ok=False,
+                    detail=f"no status named {self.solved_status!r}: resolved issues will not be recognised",
+                )
+            )
+        if self.reopen_status:
+            try:
+                self.reopen_status_id()
+                results.append(
+                    CheckResult(name="reopen_status", ok=True, detail=f"refused issues go to {self.reopen_status}")
+                )
+            except RejectedByHelpdesk as e:
+                results.append(CheckResult(name="reopen_status", ok=False, detail=str(e)))
+        results.append(
+            CheckResult(
+                name="workflow",
+                ok=True,
+                detail="status transitions cannot be read over REST: the first close is read back and fails "
+                "loudly if the workflow does not allow it",
+            )
+        )
+        return results
+
+    def _check_webhooks(self) -> CheckResult:
+        if self._webhook_secret or self._plugin_token:
+            kinds = [
+                k for k, v in (("Redmine 7 signed", self._webhook_secret), ("plugin token", self._plugin_token)) if v
+            ]
+            return CheckResult(name="webhooks", ok=True, detail="webhooks accepted: " + ", ".join(kinds))
+        if self.polling:
+            return CheckResult(
+                name="webhooks",
+                ok=True,
+                detail="warning: no webhook secret or plugin token, so webhooks are refused; polling is on",
+            )
+        return CheckResult(
+            name="webhooks",
+            ok=False,
+            detail="no redmine.webhook_secret or redmine.plugin_token, and polling is off: new issues will never "
+            "be seen. Configure a webhook or set redmine.poll: true",
+        )
+
+
+def _parse_ts(value: str) -> datetime:
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ConnectorError(f"bad Redmine polling watermark {value!r}") from e
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
