@@ -22,6 +22,14 @@ def test_example_config_is_valid_and_documents_every_section():
     text = (REPO / "config.example.yaml").read_text(encoding="utf-8")
     for section in ("embeddings:", "vector_store:", "retrieval:", "decision:", "llm:", "server:"):
         assert section in text
+    # Every key of every section is documented (secrets as comments naming their variable).
+    from plugin.settings import Settings
+
+    for name, field in Settings.model_fields.items():
+        assert f"{name}:" in text, f"config.example.yaml does not document {name}"
+        sub = getattr(field.annotation, "model_fields", None)
+        for key in sub or {}:
+            assert f"{key}:" in text, f"config.example.yaml does not document {name}.{key}"
 
 
 def test_yaml_then_env_then_overrides(tmp_path):
