@@ -194,13 +194,14 @@ def _bold(text: str, formatting: TextFormatting) -> str:
     return f"*{inner}*" if formatting == "textile" else f"**{inner}**"
 
 
-def _link_url(url: str, formatting: TextFormatting) -> str:
-    """A URL we link to: bare on its own line when it is a plain http(s) URL, else shown as text."""
+def _link_line(url: str) -> str:
+    """A URL we link to, bare on its own line (auto-linked). Anything but a plain http(s) URL is a bug
+    upstream: it is left out rather than shown half-linked."""
     url = url.strip()
     if _SAFE_LINK_RE.fullmatch(url):
         return url
     log.warning("redmine.render_unsafe_link")
-    return escape_text(url, formatting)
+    return "(link left out: not a plain http(s) address)"
 
 
 def render_note(message: OutgoingMessage, formatting: TextFormatting) -> str:
@@ -220,7 +221,7 @@ def render_note(message: OutgoingMessage, formatting: TextFormatting) -> str:
     for entry in message.entries:
         blocks.append(_bold(entry.title, formatting) + "\n" + escape_text(entry.text.strip(), formatting))
     for link in message.links:
-        blocks.append(escape_text(link.label.strip(), formatting) + ":\n" + _link_url(link.url, formatting))
+        blocks.append(escape_text(link.label.strip(), formatting) + ":\n" + _link_line(link.url))
     if message.facts:
         blocks.append(
             "\n".join(
