@@ -60,7 +60,7 @@ What it does not enforce (so a test passing here proves nothing about it)
 - Which HL fields GLPI 11 really puts in each schema beyond those listed in integrations.md 2 [VERIFY].
 
 Test knobs: :attr:`FakeGLPI.drop_privacy` (store every follow-up public, as a silently misbehaving
-server would), :meth:`FakeGLPI.fail_next` (answer the next requests with an error),
+server would), :attr:`FakeGLPI.honour_add_close` (False: ``add_close``/``add_reopen`` ignored), :meth:`FakeGLPI.fail_next` (answer the next requests with an error),
 :attr:`FakeGLPI.search_row_hook` (corrupt search rows), :meth:`FakeGLPI.set_time`/:meth:`advance`.
 """
 
@@ -165,6 +165,9 @@ class FakeGLPI:
         self.app_token: str = app_token if app_token is not None else "app-" + secrets.token_hex(8)
         self.autoclose_delay = autoclose_delay
         self.drop_privacy = False
+        #: False: ``add_close``/``add_reopen`` are stored but have no effect (the API passing them
+        #: through to ``ITILFollowup::add()`` is [INF] in integrations.md 1.8).
+        self.honour_add_close = True
         self.search_row_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.request_log: list[LoggedRequest] = []
         #: ``(event, ticket_id, followup_id)`` for each notification GLPI would send.
@@ -197,7 +200,8 @@ class FakeGLPI:
     def start(self) -> FakeGLPI:
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-glpi", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="fake-glpi", daemon=True)
         self._thread.start()
         return self
 
@@ -415,15 +419,15 @@ class FakeGLPI:
         content = str(inp.get("content") or "")
         if not content and "add_close" not in inp and "add_reopen" not in inp:
             raise _APIError(400, "ERROR_GLPI_ADD", "You can't add a followup without description")
-        close = "add_close" in inp
-        if close and not content:
+        close = "add_close" in inp and self.honour_add_close
+        if "add_close" in inp and not content:
             content = "Solution approved"
-        reopen = "add_reopen" in inp
-        if reopen and not content:
+        reopen = "add_reopen" in inp and self.honour_add_close
+        if "add_reopen" in inp and not content:
             raise _APIError(400, "ERROR_GLPI_ADD", "If you reject the solution, you must specify a reason")
         is_private = 0 if self.drop_privacy else int(bool(int(inp.get("is_private") or 0)))
         # GLPI's trap [4]: a requester's follow-up on a solved ticket refuses the solution and reopens.
-        if not close and t["status"] == SOLVED and self._is_actor(t["id"], user.id, (REQUESTER,)):
+        if "add_close" not in inp and t["status"] == SOLVED and self._is_actor(t["id"], user.id, (REQUESTER,)):
             reopen = True
         if t["status"] == WAITING:  # ParentStatus: a follow-up on a pending ticket reopens it
             reopen = True
