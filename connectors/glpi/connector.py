@@ -79,6 +79,7 @@ RIGHT_USER_READ = 1
 
 DATE_FMT = "%Y-%m-%d %H:%M:%S"
 POLL_PAGE = 50
+EPOCH = "1970-01-01 00:00:00"
 #: Refusal follow-up and the solution's ``date_approval`` are written by the same request.
 _REFUSAL_WINDOW = timedelta(seconds=120)
 _SAFE_SCHEMES = ("http://", "https://", "mailto:")
@@ -375,7 +376,9 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
                                                ("order", "DESC"), ("range", "0-0")]
         body, _ = self.client.search("Ticket", params)
         rows = SearchResponse.model_validate(body).data
-        return str(rows[0]["19"]) if rows and rows[0].get("19") else datetime.now().strftime(DATE_FMT)
+        # No ticket yet: start from the beginning, so the very first ticket is not missed (our clock
+        # and GLPI's server-local time may differ).
+        return str(rows[0]["19"]) if rows and rows[0].get("19") else EPOCH
 
     # ============================================================================ check
     def check(self) -> list[CheckResult]:

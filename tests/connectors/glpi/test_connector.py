@@ -395,3 +395,11 @@ def test_hand_back_raises_when_glpi_ignores_add_reopen(fake: FakeGLPI, connector
     fake.honour_add_close = False
     with pytest.raises(WriteNotApplied, match="still in status 5"):
         connector.hand_back(str(tid), message())
+
+
+def test_first_poll_on_an_empty_glpi_starts_from_the_beginning(fake: FakeGLPI, connector: GLPIConnector) -> None:
+    events, watermark = connector.poll(None)
+    assert (events, watermark) == ([], "1970-01-01 00:00:00")
+    tid = fake.create_ticket()
+    events, _ = connector.poll(watermark)
+    assert [(e.ticket_id, e.kind) for e in events] == [(str(tid), "created")]
