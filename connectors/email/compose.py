@@ -1,0 +1,351 @@
+"""Messages we send: the suggestion reply to a user, the short thanks after "solved", and the
+forward of a user's original message to the helpdesk's intake address.
+
+Every reply to a user is threaded (our Message-ID, In-Reply-To, References, subject tag), marked as
+automatic (``Auto-Submitted``, ``X-Auto-Response-Suppress: All``) and starts with our "reply above
+this line" marker. Replies are multipart/alternative: plain text and HTML, every user or
+knowledge-base text HTML-escaped in the HTML part.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Sequence
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, formatdate
+from typing import Literal
+
+from connectors.email.parse import REPLY_MARKER, IncomingMail
+from connectors.email.threads import add_subject_tag, new_message_id, reply_subject
+
+Language = Literal["ru", "en"]
+
+#: Keep References short: the first id (the thread root) and the newest ones.
+MAX_REFERENCES = 20
+#: Longest user text quoted into a forward note.
+MAX_NOTE_TEXT = 20_000
+
+_TEXTS: dict[str, dict[str, str]] = {
+    "ru": {
+        "hello": "Здравствуйте!",
+        "intro": "Это автоматический ответ помощника ИТ-поддержки на ваше письмо «{subject}».",
+        "maybe": "Возможно, поможет:",
+        "question": "Помогло?",
+        "solved": "Да, проблема решена",
+        "not_solved": "Нет, не помогло",
+        "keywords": "Можно также ответить на это письмо одним словом: «Да» или «Нет».",
+        "timeout": "Если вы не ответите, ваше письмо передадут специалистам поддержки.",
+        "thanks": "Спасибо, что сообщили! Рады, что проблема решена.",
+        "thanks_closed": "Обращение закрыто, заявка в поддержку не создавалась. "
+        "Если проблема вернётся, просто напишите нам снова.",
+        "no_subject": "(без темы)",
+    },
+    "en": {
+        "hello": "Hello,",
+        "intro": "This is an automatic answer from the IT support assistant to your message \u201c{subject}\u201d.",
+        "maybe": "This may help:",
+        "question": "Did this solve your problem?",
+        "solved": "Yes, it is solved",
+        "not_solved": "No, it did not help",
+        "keywords": "You can also reply to this message with one word: \u201cYes\u201d or \u201cNo\u201d.",
+        "timeout": "If you do not answer, your message will be passed on to the support team.",
+        "thanks": "Thank you for letting us know! We are glad the problem is solved.",
+        "thanks_closed": "Your request is closed and no ticket was created. "
+        "If the problem comes back, just write to us again.",
+        "no_subject": "(no subject)",
+    },
+}
+
+_FORWARD_TEXTS: dict[str, dict[str, str]] = {
+    "ru": {
+        "head": "Письмо пользователя переслано помощником ИТ-поддержки (helpdesk-assist).",
+        "reason": "Почему переслано",
+        "from": "От",
+        "subject": "Тема",
+        "date": "Получено",
+        "text": "Текст письма",
+        "suggested": "Что предложил помощник",
+        "answered": "Ответ пользователя",
+        "problems": "Проблемы при чтении письма",
+        "attached": "Исходное письмо приложено без изменений (original.eml). Ответ на это письмо уйдёт пользователю.",
+        "attached_file": "Исходное письмо приложено как файл original.eml без изменений: вложить его как письмо "
+        "(message/rfc822) без изменений нельзя (очень длинные строки или нулевые байты).",
+        "unreadable": "(письмо не удалось разобрать)",
+        "no_subject": "(без темы)",
+    },
+    "en": {
+        "head": "A user's message forwarded by the IT support assistant (helpdesk-assist).",
+        "reason": "Why it is forwarded",
+        "from": "From",
+        "subject": "Subject",
+        "date": "Received",
+        "text": "Message text",
+        "suggested": "What the assistant suggested",
+        "answered": "What the user answered",
+        "problems": "Problems reading the message",
+        "attached": "The original message is attached unchanged (original.eml). "
+        "Replying to this message answers the user.",
+        "attached_file": "The original message is attached unchanged as the file original.eml: it cannot be attached "
+        "as a message (message/rfc822) unchanged (very long lines or NUL bytes).",
+        "unreadable": "(the message could not be parsed)",
+        "no_subject": "(no subject)",
+    },
+}
+
+_LINEBREAKS = re.compile(r"[\r\n\t]+")
+
+
+def _header_text(value: str) -> str:
+    """A header value without line breaks (no header injection from user text)."""
+    return _LINEBREAKS.sub(" ", value or "").strip()
+
+
+def _sender_of(original: IncomingMail) -> tuple[str, str]:
+    """(name, address) to answer: the Reply-To when the user set one, else From."""
+    if original.reply_to:
+        return "", original.reply_to[0]
+    return original.from_name, original.from_addr
+
+
+def _references(original: IncomingMail) -> list[str]:
+    refs = list(original.references)
+    if not original.message_id_generated and original.message_id not in refs:
+        refs.append(original.message_id)
+    if len(refs) > MAX_REFERENCES:
+        refs = refs[:1] + refs[-(MAX_REFERENCES - 1) :]
+    return refs
+
+
+def _threaded(
+    original: IncomingMail,
+    *,
+    from_addr: str,
+    from_name: str,
+    message_id_domain: str,
+    conversation_id: str,
+    language: Language,
+) -> EmailMessage:
+    msg = EmailMessage()
+    name, addr = _sender_of(original)
+    if not addr:
+        raise ValueError("the original message has no sender address to answer")
+    msg["From"] = formataddr((_header_text(from_name), from_addr))
+    msg["To"] = formataddr((_header_text(name), addr))
+    subject = _header_text(original.subject) or _TEXTS[language]["no_subject"]
+    msg["Subject"] = add_subject_tag(reply_subject(subject), conversation_id)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = new_message_id(message_id_domain, conversation_id)
+    if not original.message_id_generated:
+        msg["In-Reply-To"] = f"<{original.message_id}>"
+    refs = _references(original)
+    if refs:
+        msg["References"] = " ".join(f"<{r}>" for r in refs)
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["X-Auto-Response-Suppress"] = "All"
+    msg["Content-Language"] = language
+    return msg
+
+
+def _paragraphs_html(text: str) -> str:
+    parts = [p.strip() for p in re.split(r"\n\s*\n", text or "") if p.strip()]
+    return "".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in parts)
+
+
+_BUTTON = (
+    "display:inline-block;padding:8px 16px;margin:4px 8px 4px 0;border-radius:4px;"
+    "text-decoration:none;color:#ffffff;background:{color};font-weight:bold"
+)
+
+
+def build_reply(
+    original: IncomingMail,
+    *,
+    from_addr: str,
+    from_name: str,
+    message_id_domain: str,
+    conversation_id: str,
+    language: Language,
+    answer_text: str,
+    entries: Sequence[tuple[str, str]],
+    solved_url: str,
+    not_solved_url: str,
+) -> EmailMessage:
+    """The suggestion to the user: answer, knowledge-base entries and the two signed links."""
+    t = _TEXTS[language]
+    msg = _threaded(
+        original,
+        from_addr=from_addr,
+        from_name=from_name,
+        message_id_domain=message_id_domain,
+        conversation_id=conversation_id,
+        language=language,
+    )
+    subject = _header_text(original.subject) or t["no_subject"]
+    intro = t["intro"].format(subject=subject)
+
+    lines = [REPLY_MARKER[language], "", t["hello"], "", intro, ""]
+    if answer_text.strip():
+        lines += [answer_text.strip(), ""]
+    if entries:
+        lines += [t["maybe"], ""]
+        for n, (title, text) in enumerate(entries, 1):
+            lines += [f"{n}. {title.strip()}", text.strip(), ""]
+    lines += [
+        t["question"],
+        f"  {t['solved']}: {solved_url}",
+        f"  {t['not_solved']}: {not_solved_url}",
+        "",
+        t["keywords"],
+        t["timeout"],
+    ]
+    msg.set_content("\n".join(lines) + "\n")
+
+    e = html.escape
+    parts = [
+        f'<p style="color:#888888;font-size:12px">{e(REPLY_MARKER[language])}</p>',
+        f"<p>{e(t['hello'])}</p>",
+        f"<p>{e(intro)}</p>",
+        _paragraphs_html(answer_text),
+    ]
+    if entries:
+        parts.append(f"<p>{e(t['maybe'])}</p><ol>")
+        for title, text in entries:
+            parts.append(f"<li><p><b>{e(title.strip())}</b></p>{_paragraphs_html(text)}</li>")
+        parts.append("</ol>")
+    parts += [
+        f"<p><b>{e(t['question'])}</b></p>",
+        "<p>"
+        f'<a href="{e(solved_url, quote=True)}" style="{_BUTTON.format(color="#2e7d32")}">{e(t["solved"])}</a>'
+        f'<a href="{e(not_solved_url, quote=True)}" style="{_BUTTON.format(color="#c62828")}">{e(t["not_solved"])}</a>'
+        "</p>",
+        f'<p style="color:#555555">{e(t["keywords"])}<br>{e(t["timeout"])}</p>',
+    ]
+    body = "".join(parts)
+    msg.add_alternative(
+        f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8"></head><body>{body}</body></html>\n',
+        subtype="html",
+    )
+    return msg
+
+
+def build_thanks(
+    original: IncomingMail,
+    *,
+    from_addr: str,
+    from_name: str,
+    message_id_domain: str,
+    conversation_id: str,
+    language: Language,
+) -> EmailMessage:
+    """The short confirmation after the user said "solved" (plain text only)."""
+    t = _TEXTS[language]
+    msg = _threaded(
+        original,
+        from_addr=from_addr,
+        from_name=from_name,
+        message_id_domain=message_id_domain,
+        conversation_id=conversation_id,
+        language=language,
+    )
+    msg.set_content("\n".join([t["hello"], "", t["thanks"], t["thanks_closed"]]) + "\n")
+    return msg
+
+
+# --------------------------------------------------------------------------------------------------
+# Forward to the helpdesk
+# --------------------------------------------------------------------------------------------------
+
+
+def _fits_rfc822_unchanged(raw: bytes) -> bool:
+    """Whether ``raw`` can travel as a message/rfc822 part with 7bit/8bit encoding unchanged:
+    no NUL bytes, no line over 998 octets (RFC 5322 2.1.1; postfix would fold it)."""
+    if b"\x00" in raw:
+        return False
+    return all(len(line) <= 998 for line in raw.split(b"\n"))
+
+
+def _rfc822_part(raw: bytes) -> EmailMessage:
+    part = EmailMessage()
+    part["Content-Type"] = "message/rfc822"
+    part["Content-Disposition"] = 'attachment; filename="original.eml"'
+    part["Content-Transfer-Encoding"] = "7bit" if raw.isascii() else "8bit"
+    # A string payload on a message/rfc822 part is written as it is by the generator (BytesGenerator
+    # turns the surrogate escapes back into the original bytes): never re-serialized.
+    part.set_payload(raw.decode("ascii", errors="surrogateescape"))
+    return part
+
+
+def _section(title: str, text: str) -> list[str]:
+    text = (text or "").strip()
+    if not text:
+        return []
+    if len(text) > MAX_NOTE_TEXT:
+        text = text[:MAX_NOTE_TEXT] + " [...]"
+    return [f"{title}:", text, ""]
+
+
+def build_forward(
+    original_raw: bytes,
+    original: IncomingMail | None,
+    *,
+    to_addr: str,
+    from_addr: str,
+    note_text: str,
+    suggestion_text: str = "",
+    user_reason: str = "",
+    from_name: str = "",
+    language: Language = "ru",
+    auto_submitted: bool = True,
+    conversation_id: str | None = None,
+    message_id_domain: str = "",
+) -> EmailMessage:
+    """The user's message for the helpdesk's intake: our note in the body, the original attached
+    unchanged as message/rfc822, ``Reply-To`` the user so that the helpdesk answers them.
+
+    ``note_text``: why it is forwarded ("no answer within 48 h"); ``suggestion_text``: what we
+    suggested; ``user_reason``: what the user answered. ``auto_submitted=False`` leaves out
+    ``Auto-Submitted: auto-generated``: Redmine's mail handler ignores mail carrying it.
+    """
+    t = _FORWARD_TEXTS[language]
+    msg = EmailMessage()
+    msg["From"] = formataddr((_header_text(from_name), from_addr))
+    msg["To"] = to_addr
+    subject = _header_text(original.subject) if original else ""
+    msg["Subject"] = f"Fwd: {subject or t['no_subject']}"
+    msg["Date"] = formatdate(localtime=True)
+    domain = message_id_domain or (from_addr.rsplit("@", 1)[-1] if "@" in from_addr else "localhost")
+    msg["Message-ID"] = new_message_id(domain, conversation_id or "fwd")
+    if original is not None:
+        name, addr = _sender_of(original)
+        if addr:
+            msg["Reply-To"] = formataddr((_header_text(name), addr))
+    if auto_submitted:
+        msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Auto-Response-Suppress"] = "All"
+
+    lines = [t["head"], ""]
+    lines += _section(t["reason"], note_text)
+    if original is not None:
+        sender = formataddr((original.from_name, original.from_addr)) if original.from_addr else ""
+        lines += [f"{t['from']}: {sender}", f"{t['subject']}: {subject or t['no_subject']}"]
+        if original.date is not None:
+            lines.append(f"{t['date']}: {format_datetime(original.date)}")
+        lines.append("")
+        lines += _section(t["text"], original.text)
+    else:
+        lines += [t["unreadable"], ""]
+    lines += _section(t["suggested"], suggestion_text)
+    lines += _section(t["answered"], user_reason)
+    if original is not None and original.problems:
+        lines += [f"{t['problems']}:", *[f"- {p}" for p in original.problems], ""]
+    unchanged = _fits_rfc822_unchanged(original_raw)
+    lines.append(t["attached"] if unchanged else t["attached_file"])
+    msg.set_content("\n".join(lines) + "\n")
+
+    if unchanged:
+        msg.make_mixed()
+        msg.attach(_rfc822_part(original_raw))
+    else:
+        msg.add_attachment(original_raw, maintype="application", subtype="octet-stream", filename="original.eml")
+    return msg

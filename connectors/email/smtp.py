@@ -1,0 +1,156 @@
+"""Sending mail with smtplib: implicit TLS, STARTTLS or plain, optional AUTH.
+
+Errors: 4xx answers and network failures raise :class:`TransientConnectorError` (retry later);
+5xx answers raise :class:`RejectedByHelpdesk` (the server will not take this message); a refused
+login raises :class:`AuthenticationError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.generator import BytesGenerator
+from email.message import EmailMessage
+from email.utils import getaddresses
+from io import BytesIO
+from typing import Literal
+
+from connectors.base import AuthenticationError, ConnectorError, RejectedByHelpdesk, TransientConnectorError
+
+log = logging.getLogger(__name__)
+
+Security = Literal["ssl", "starttls", "none"]
+
+
+def _recipients(msg: EmailMessage) -> list[str]:
+    values = [str(v) for h in ("To", "Cc", "Bcc") for v in msg.get_all(h, [])]
+    return [addr for _, addr in getaddresses(values) if addr]
+
+
+def _sender(msg: EmailMessage) -> str:
+    for header in ("Sender", "From"):
+        found = getaddresses([str(v) for v in msg.get_all(header, [])])
+        if found and found[0][1]:
+            return found[0][1]
+    return ""
+
+
+def _flatten(msg: EmailMessage) -> bytes:
+    """The message as bytes with CRLF line ends, Bcc left out."""
+    buf = BytesIO()
+    clone = msg
+    if msg.get("Bcc") is not None:
+        from copy import copy
+
+        clone = copy(msg)
+        del clone["Bcc"]
+    BytesGenerator(buf, policy=msg.policy.clone(linesep="\r\n")).flatten(clone)
+    return buf.getvalue()
+
+
+def _status_error(code: int, what: str, detail: object) -> Exception:
+    text = f"SMTP {what} answered {code}: {detail!r}"
+    if 400 <= code < 500:
+        return TransientConnectorError(text)
+    return RejectedByHelpdesk(text)
+
+
+class SmtpSender:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        security: Security,
+        username: str = "",
+        password: str = "",
+        timeout_s: float = 30.0,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        local_hostname: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.security = security
+        self.username = username
+        self._password = password
+        self.timeout_s = timeout_s
+        self._ssl_context = ssl_context
+        self._local_hostname = local_hostname
+
+    def _connect(self) -> smtplib.SMTP:
+        context = self._ssl_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout_s, context=context, local_hostname=self._local_hostname
+            )
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s, local_hostname=self._local_hostname)
+        try:
+            smtp.ehlo()
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if self.username:
+                smtp.login(self.username, self._password)
+        except BaseException:
+            _quiet_close(smtp)
+            raise
+        return smtp
+
+    def send(self, msg: EmailMessage, *, to: list[str] | None = None) -> list[str]:
+        """Send ``msg`` to ``to`` (default: its To, Cc and Bcc). Envelope sender: Sender or From.
+
+        Returns the recipients refused while others accepted the message (usually empty); raises
+        when no recipient accepted it."""
+        recipients = to if to is not None else _recipients(msg)
+        if not recipients:
+            raise RejectedByHelpdesk("message has no recipient")
+        sender = _sender(msg)
+        data = _flatten(msg)
+        try:
+            smtp = self._connect()
+        except smtplib.SMTPAuthenticationError as e:
+            raise AuthenticationError(f"SMTP login refused for {self.username} on {self.host}") from e
+        except smtplib.SMTPNotSupportedError as e:
+            raise ConnectorError(
+                f"SMTP {self.host}:{self.port} offers no AUTH here (use STARTTLS or SSL, or no username)"
+            ) from e
+        except smtplib.SMTPResponseException as e:
+            raise _status_error(e.smtp_code, "connection", e.smtp_error) from e
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransientConnectorError(f"SMTP {self.host}:{self.port} unreachable: {type(e).__name__}") from e
+        try:
+            options: list[str] = []
+            if not data.isascii():
+                if smtp.has_extn("8bitmime"):
+                    options.append("BODY=8BITMIME")
+                else:
+                    log.warning("email.smtp.no_8bitmime host=%s", self.host)
+            refused = smtp.sendmail(sender, recipients, data, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as e:
+            codes = [code for code, _ in e.recipients.values()]
+            code = min(codes) if codes else 550
+            raise _status_error(code, "RCPT", f"{len(codes)} recipient(s) refused") from e
+        except smtplib.SMTPResponseException as e:
+            raise _status_error(e.smtp_code, "send", e.smtp_error) from e
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransientConnectorError(f"SMTP send failed: {type(e).__name__}") from e
+        finally:
+            _quiet_close(smtp)
+        if refused:
+            # Some recipients took it: the message went out, so no error (a retry would duplicate it).
+            log.warning("email.smtp.partly_refused refused=%s of=%s", len(refused), len(recipients))
+        log.info("email.smtp.sent recipients=%s bytes=%s", len(recipients) - len(refused), len(data))
+        return sorted(refused)
+
+
+def _quiet_close(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except Exception:  # noqa: BLE001 - the connection is being dropped anyway
+        try:
+            smtp.close()
+        except Exception:  # noqa: BLE001, S110 - nothing left to release
+            pass
