@@ -727,15 +727,54 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
                 )
             except RejectedByHelpdesk as e:
                 results.append(CheckResult(name="reopen_status", ok=False, detail=str(e)))
-        results.append(
-            CheckResult(
+        try:
+            results.append(self._check_workflow())
+        except ConnectorError as e:
+            results.append(CheckResult(name="workflow", ok=False, detail=f"could not try the workflow: {e}"))
+        return results
+
+    def _check_workflow(self) -> CheckResult:
+        """Whether the plugin may set the closed status, tried on the newest open issue (the workflow
+        itself is not readable over REST; ``allowed_statuses`` gives the transitions from one issue's
+        status). Meaningful only with 'Edit issues', checked apart: Redmine 5.0 lists workflow
+        targets in allowed_statuses even to a role that may not change the status at all."""
+        try:
+            closed_id = self.closed_status_id()
+        except RejectedByHelpdesk as e:
+            return CheckResult(name="workflow", ok=False, detail=str(e))
+        problems, tried = [], []
+        for project in self.projects or (None,):
+            params: dict[str, Any] = {"status_id": "o", "sort": "updated_on:desc", "limit": 1}
+            if project:
+                params["project_id"] = project
+            listed = IssueList.model_validate(self.client.get("/issues.json", params)).issues
+            if not listed:
+                continue
+            issue = self._issue(str(listed[0].get("id")), include="allowed_statuses")
+            tried.append(f"#{issue.id}")
+            if closed_id not in {s.id for s in issue.allowed_statuses}:
+                problems.append(
+                    f"#{issue.id} ({issue.tracker.name if issue.tracker else '?'}, "
+                    f"{issue.status.name if issue.status else '?'})"
+                )
+        closed_name = self.statuses()[closed_id].name
+        if problems:
+            return CheckResult(
+                name="workflow",
+                ok=False,
+                detail=f"the workflow does not let the plugin's role set {closed_name} on issue(s) "
+                + ", ".join(problems)
+                + ": add the transitions in Administration > Workflow",
+            )
+        if not tried:
+            return CheckResult(
                 name="workflow",
                 ok=True,
-                detail="status transitions cannot be read over REST: the first close is read back and fails "
-                "loudly if the workflow does not allow it",
+                detail="no open issue to try the workflow on: the first close is read back and fails loudly if refused",
             )
+        return CheckResult(
+            name="workflow", ok=True, detail=f"the plugin's role may set {closed_name} on {', '.join(tried)}"
         )
-        return results
 
     def _check_webhooks(self) -> CheckResult:
         if self._webhook_secret or self._plugin_token:

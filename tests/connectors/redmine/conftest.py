@@ -85,6 +85,7 @@ def connector() -> RedmineConnector:
 
 def add_lookups(rsps: responses.RequestsMock) -> None:
     rsps.get(f"{URL}/issue_statuses.json", json=STATUSES)
+    rsps.get(f"{URL}/issues.json", json={"issues": [], "total_count": 0})
     rsps.get(f"{URL}/users/current.json", json=ME)
     rsps.get(f"{URL}/users/5.json", json={"user": {"id": 5, "login": "requester", "mail": "rita@example.test"}})
 

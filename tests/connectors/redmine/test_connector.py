@@ -314,6 +314,20 @@ def test_check_unreachable() -> None:
     assert result.name == "reachable" and not result.ok
 
 
+def test_check_workflow_tried_on_the_newest_open_issue(rsps: responses.RequestsMock) -> None:
+    rsps.get(f"{URL}/issue_statuses.json", json=STATUSES)
+    rsps.get(f"{URL}/users/current.json", json=ME)
+    rsps.get(f"{URL}/issues.json", json={"issues": [{"id": 7}], "total_count": 1})
+    allowed = issue()
+    allowed["issue"]["allowed_statuses"] = [{"id": 1, "name": "New"}, {"id": 5, "name": "Closed", "is_closed": True}]
+    rsps.get(
+        f"{URL}/issues/7.json", json=allowed, match=[matchers.query_param_matcher({"include": "allowed_statuses"})]
+    )
+    assert _by_name(RedmineConnector(URL, KEY).check())["workflow"].ok
+    workflow = _by_name(RedmineConnector(URL, KEY, closed_status="Rejected").check())["workflow"]
+    assert not workflow.ok and "Rejected on issue(s) #7 (Support, New)" in workflow.detail
+
+
 def test_check_without_webhooks_or_polling_fails(rsps: responses.RequestsMock) -> None:
     add_lookups(rsps)
     assert not _by_name(RedmineConnector(URL, KEY).check())["webhooks"].ok

@@ -151,6 +151,14 @@ def test_check_agent_names_missing_rights(redmine: RedmineServer) -> None:
     assert results["api_key"].ok and "agent" in results["api_key"].detail
 
 
+def test_check_workflow_on_a_live_issue(redmine: RedmineServer) -> None:
+    redmine.create_issue()
+    assert {r.name: r for r in redmine.connector(redmine.agent_key, projects=["helpdesk"]).check()}["workflow"].ok
+    agent_rejected = redmine.connector(redmine.agent_key, projects=["helpdesk"], closed_status="Rejected")
+    workflow = {r.name: r for r in agent_rejected.check()}["workflow"]
+    assert not workflow.ok and "Rejected" in workflow.detail
+
+
 def test_check_bad_key(redmine: RedmineServer) -> None:
     results = {r.name: r for r in redmine.connector("0" * 40).check()}
     assert not results["api_key"].ok
