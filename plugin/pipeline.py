@@ -205,7 +205,7 @@ class Pipeline:
             s = self.records.get(s.id) or s
         if s.outcome is not None or s.mode == "abstain":
             return
-        created = datetime.fromtimestamp(s.created_at, UTC)
+        created = _suggested_at(ticket, s)
         for outcome in ticket.outcomes:
             if not outcome.by_requester or (outcome.at is not None and _aware(outcome.at) < created):
                 continue
@@ -290,6 +290,16 @@ def _as(connector: Connector, capability: type) -> Any:
     if not isinstance(connector, capability):
         raise PermanentFailure(f"connector {connector.name!r} cannot {capability.__name__}")
     return connector
+
+
+def _suggested_at(ticket: Ticket, s: Suggestion) -> datetime:
+    """When our first comment appeared, on the helpdesk's own clock (GLPI reports server-local
+    times to the second), so that outcomes are compared with timestamps from the same clock."""
+    ours = {s.marker("public"), s.marker("private")}
+    stamps = [_aware(c.created_at) for c in ticket.comments if c.marker in ours and c.created_at is not None]
+    if stamps:
+        return min(stamps)
+    return datetime.fromtimestamp(int(s.created_at), UTC)
 
 
 def _agent_replied(ticket: Ticket, *, after: datetime, before: datetime | None) -> bool:

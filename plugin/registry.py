@@ -25,6 +25,7 @@ def _glpi(settings: Settings) -> Connector:
         timeout_s=g.timeout_s,
         verify_tls=g.verify_tls,
         web_url=g.web_url,
+        poll=g.poll,
     )
 
 
@@ -43,6 +44,7 @@ def _redmine(settings: Settings) -> Connector:
         text_formatting=r.text_formatting,
         timeout_s=r.timeout_s,
         verify_tls=r.verify_tls,
+        polling=r.poll,
     )
 
 
