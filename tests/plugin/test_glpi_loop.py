@@ -102,7 +102,7 @@ def test_new_ticket_suggestion_then_solved_closes_with_the_solution_approved(ser
     assert sorted(f["is_private"] for f in everything) == [0, 1]
     public = as_requester[0]["content"]
     assert "password.example.ru" in public
-    solved_path, not_solved_path = HREF_RE.findall(public)
+    solved_path, _ = HREF_RE.findall(public)
 
     assert client.get(solved_path).status_code == 200  # a link scanner: nothing changes
     _drain(services.make_worker())
