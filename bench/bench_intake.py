@@ -94,6 +94,7 @@ def glpi_delivery(ticket_id: int, ts: int) -> tuple[dict[str, str], bytes]:
                 "id": ticket_id, "name": f"Ticket {ticket_id}", "content": "<p>Не могу войти в почту</p>",
                 "status": {"id": 1, "name": "New"}, "type": 1, "date_creation": "2026-11-24T10:00:00",
                 "date_mod": "2026-11-24T10:00:00", "entity": {"id": 0, "name": "Root entity"},
+                "request_type": {"id": 1, "name": "Helpdesk"}, "external_id": "",
             },
         },
         indent=4, ensure_ascii=False,
