@@ -12,9 +12,11 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Sequence
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, formatdate
-from typing import Literal
+from io import BytesIO
+from typing import Any, Literal
 
 from connectors.email.parse import REPLY_MARKER, IncomingMail
 from connectors.email.threads import add_subject_tag, new_message_id, reply_subject
@@ -93,6 +95,34 @@ _FORWARD_TEXTS: dict[str, dict[str, str]] = {
     },
 }
 
+
+class RawBytesGenerator(BytesGenerator):
+    """BytesGenerator that writes a string payload of a message/rfc822 part back to its original
+    bytes (surrogate escapes included): the stdlib one only allows ASCII there."""
+
+    def _encode(self, s: str) -> bytes:
+        return s.encode("ascii", errors="surrogateescape")
+
+
+def flatten(msg: EmailMessage, linesep: str = "\r\n") -> bytes:
+    """The message as bytes (CRLF line ends by default), original attachments byte for byte."""
+    buf = BytesIO()
+    RawBytesGenerator(buf, policy=msg.policy.clone(linesep=linesep)).flatten(msg)
+    return buf.getvalue()
+
+
+class ForwardMessage(EmailMessage):
+    """An EmailMessage whose ``as_bytes()``/``bytes()`` keep an attached original unchanged."""
+
+    def as_bytes(self, unixfrom: bool = False, policy: Any = None) -> bytes:
+        buf = BytesIO()
+        RawBytesGenerator(buf, mangle_from_=False, policy=policy or self.policy).flatten(self, unixfrom=unixfrom)
+        return buf.getvalue()
+
+    def __bytes__(self) -> bytes:
+        return self.as_bytes()
+
+
 _LINEBREAKS = re.compile(r"[\r\n\t]+")
 
 
@@ -143,7 +173,6 @@ def _threaded(
         msg["References"] = " ".join(f"<{r}>" for r in refs)
     msg["Auto-Submitted"] = "auto-replied"
     msg["X-Auto-Response-Suppress"] = "All"
-    msg["Content-Language"] = language
     return msg
 
 
@@ -226,6 +255,7 @@ def build_reply(
         f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8"></head><body>{body}</body></html>\n',
         subtype="html",
     )
+    msg["Content-Language"] = language  # after the body: make_alternative moves Content-* headers down
     return msg
 
 
@@ -249,6 +279,7 @@ def build_thanks(
         language=language,
     )
     msg.set_content("\n".join([t["hello"], "", t["thanks"], t["thanks_closed"]]) + "\n")
+    msg["Content-Language"] = language
     return msg
 
 
@@ -308,7 +339,7 @@ def build_forward(
     ``Auto-Submitted: auto-generated``: Redmine's mail handler ignores mail carrying it.
     """
     t = _FORWARD_TEXTS[language]
-    msg = EmailMessage()
+    msg = ForwardMessage()
     msg["From"] = formataddr((_header_text(from_name), from_addr))
     msg["To"] = to_addr
     subject = _header_text(original.subject) if original else ""
@@ -327,7 +358,7 @@ def build_forward(
     lines = [t["head"], ""]
     lines += _section(t["reason"], note_text)
     if original is not None:
-        sender = formataddr((original.from_name, original.from_addr)) if original.from_addr else ""
+        sender = f"{original.from_name} <{original.from_addr}>".strip() if original.from_addr else ""
         lines += [f"{t['from']}: {sender}", f"{t['subject']}: {subject or t['no_subject']}"]
         if original.date is not None:
             lines.append(f"{t['date']}: {format_datetime(original.date)}")

@@ -94,6 +94,18 @@ def _match_any(tokens: list[str], i: int, phrases: Sequence[tuple[str, ...]]) ->
     return max((len(p) for p in phrases if _starts(tokens, i, p)), default=0)
 
 
+def _negated_positive(tokens: list[str], i: int) -> int:
+    """After the negation at ``i``: the index just past a positive word it reaches (one of the next
+    three words, not across a comma: "не помогло", "ничего не помогло", "not really fixed"), else 0."""
+    for j in range(i + 1, min(i + 4, len(tokens))):
+        if tokens[j] == ",":
+            return 0
+        n = _match_any(tokens, j, _POSITIVE) or _match_any(tokens, j, _NEGATED_ONLY)
+        if n:
+            return j + n
+    return 0
+
+
 def _judge(tokens: list[str]) -> Verdict | Literal["unclear", "nothing"]:
     pos = neg = False
     i = 0
@@ -113,20 +125,10 @@ def _judge(tokens: list[str]) -> Verdict | Literal["unclear", "nothing"]:
         if _match_any(tokens, i, _AMBIGUOUS):
             return "unclear"
         if tokens[i] in _NEGATORS:
-            # a negation reaching one of the next three words: "не помогло", "not really fixed",
-            # "ничего не помогло", "still doesn't work"
-            for j in range(i + 1, min(i + 4, len(tokens))):
-                if tokens[j] == ",":
-                    break
-                n = _match_any(tokens, j, _POSITIVE) or _match_any(tokens, j, _NEGATED_ONLY)
-                if n:
-                    neg = True
-                    i = j + n
-                    break
-            else:
-                if tokens[i] == "still":
-                    neg = True
-                i += 1
+            reach = _negated_positive(tokens, i)
+            if reach or tokens[i] == "still":
+                neg = True
+            i = reach or i + 1
             continue
         n = _match_any(tokens, i, _NEGATIVE)
         if n:

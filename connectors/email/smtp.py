@@ -10,13 +10,13 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
-from email.generator import BytesGenerator
+from copy import copy
 from email.message import EmailMessage
 from email.utils import getaddresses
-from io import BytesIO
 from typing import Literal
 
 from connectors.base import AuthenticationError, ConnectorError, RejectedByHelpdesk, TransientConnectorError
+from connectors.email.compose import flatten
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,10 @@ def _sender(msg: EmailMessage) -> str:
 
 def _flatten(msg: EmailMessage) -> bytes:
     """The message as bytes with CRLF line ends, Bcc left out."""
-    buf = BytesIO()
-    clone = msg
     if msg.get("Bcc") is not None:
-        from copy import copy
-
-        clone = copy(msg)
-        del clone["Bcc"]
-    BytesGenerator(buf, policy=msg.policy.clone(linesep="\r\n")).flatten(clone)
-    return buf.getvalue()
+        msg = copy(msg)
+        del msg["Bcc"]
+    return flatten(msg)
 
 
 def _status_error(code: int, what: str, detail: object) -> Exception:
