@@ -339,7 +339,7 @@ def build_forward(
     ``Auto-Submitted: auto-generated``: Redmine's mail handler ignores mail carrying it.
     """
     t = _FORWARD_TEXTS[language]
-    msg = ForwardMessage()
+    msg: EmailMessage = ForwardMessage()
     msg["From"] = formataddr((_header_text(from_name), from_addr))
     msg["To"] = to_addr
     subject = _header_text(original.subject) if original else ""
