@@ -160,6 +160,10 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
                 services = app.extensions[EXTENSION]
                 services.worker = services.make_worker()
                 services.worker.start_thread()
+                if services.mail is not None and settings.email.idle:
+                    import threading
+
+                    services.mail.watch(threading.Event(), services.worker.wake)
             return app
 
     click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz, /webhooks/<source>)",
@@ -187,7 +191,10 @@ def worker(obj: _Ctx, once: bool) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"worker running; connectors: {', '.join(sorted(services.connectors)) or 'none'}", err=True)
+    if services.mail is not None and services.settings.email.idle:
+        services.mail.watch(stop, w.wake)
+    click.echo(f"worker running; connectors: {', '.join(sorted(services.connectors)) or 'none'}"
+               + (", mailbox" if services.mail is not None else ""), err=True)
     w.run(stop)
 
 

@@ -63,6 +63,8 @@ class Pipeline:
         self.links = links
         self.wake = wake or (lambda: None)
         self.clock = clock
+        #: How an outcome is applied for sources that are not helpdesk connectors (the mailbox).
+        self.appliers: dict[str, Callable[[Suggestion], None]] = {}
 
     # -- intake ----------------------------------------------------------------------------------------
     def enqueue_event(self, event: TicketEvent) -> bool:
@@ -243,9 +245,11 @@ class Pipeline:
             raise PermanentFailure(f"no outcome to apply for suggestion {item.payload.get('suggestion_id')!r}")
         if s.outcome_applied_at is not None:
             return
-        connector = self._connector(s.source)
-        if s.source != "email":
-            self._apply_in_helpdesk(connector, s)
+        applier = self.appliers.get(s.source)
+        if applier is not None:
+            applier(s)
+        else:
+            self._apply_in_helpdesk(self._connector(s.source), s)
         self._learn(s)
         self.records.mark_applied(s.id)
         self.records.log(s.source, s.ticket_id, "outcome_applied", f"{s.outcome} via {s.outcome_via}")

@@ -33,6 +33,8 @@ class Services:
     links: Any = None
     pipeline: Any = None
     outcomes: Any = None
+    #: The support mailbox flow (issue 4), when email.enabled.
+    mail: Any = None
     #: The worker that runs inside this process, if any (``serve`` with worker.embedded).
     worker: Any = None
 
@@ -50,9 +52,13 @@ class Services:
             PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=self.pipeline.enqueue_event)
             for name, poller, interval in pollers(self.settings, self.connectors)
         ]
+        handlers = self.pipeline.handlers()
+        if self.mail is not None:
+            handlers.update(self.mail.handlers())
+            jobs += self.mail.poll_jobs()
         return Worker(
             self.store,
-            self.pipeline.handlers(),
+            handlers,
             owner=owner,
             lease_s=w.lease_s,
             max_attempts=w.max_attempts,
@@ -187,6 +193,11 @@ def attach_ticket_side(
     pipeline = Pipeline(settings, services.engine, store, records, conns, links, wake=services.wake_worker)
     services.store, services.records, services.connectors = store, records, conns
     services.links, services.pipeline, services.outcomes = links, pipeline, ConfirmBackend(pipeline)
+    if settings.email.enabled:
+        from plugin.mail_flow import MailFlow
+
+        services.mail = MailFlow(settings.email, pipeline)
+        pipeline.appliers["email"] = services.mail.apply_outcome
 
 
 def ensure_knowledge_base(services: Services, *, progress: bool = False) -> int:

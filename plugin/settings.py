@@ -169,10 +169,11 @@ class EmailSettings(_Section):
     smtp_security: Literal["ssl", "starttls", "none"] = "starttls"
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
-    #: Where unresolved conversations go: the helpdesk's intake address ...
+    #: Where unresolved conversations go: the helpdesk's intake address (GLPI's mail collector,
+    #: Redmine's receive_imap mailbox), with the original message attached.
     forward_to: str = ""
-    #: ... or a ticket created through a connector ("smtp" uses ``forward_to``).
-    forward_via: Literal["smtp", "glpi", "redmine"] = "smtp"
+    #: Only "smtp" for now (creating the ticket through a connector's API is not built yet).
+    forward_via: Literal["smtp"] = "smtp"
     #: No answer from the user within this time: forward to the helpdesk.
     reply_timeout_h: float = Field(default=48.0, gt=0)
     #: At most this many automatic answers per sender per day.

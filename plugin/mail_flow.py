@@ -1,0 +1,472 @@
+"""The support mailbox: answer before a ticket exists, forward only what still needs a person.
+
+    IMAP (poll, woken by IDLE) --> inbox "mail_in" (durable, de-duplicated on Message-ID) --> moved to Processed
+    worker: parse -> automatic? (never answered) -> a reply in one of our conversations?
+        yes: first words "да, помогло" / "no, still broken" -> outcome; anything else -> forward to the helpdesk
+        no:  rate limit per sender -> ask the engine -> answer by SMTP with two signed links
+             (abstention, shadow mode, rate limit: forward at once, with our note for the agents)
+    outcome "solved"      -> short thanks, conversation closed: a deflection, no ticket ever
+    outcome "not solved"  -> forward to the helpdesk intake with the original message attached intact
+    no outcome in reply_timeout_h -> forward (the "mail_timeouts" job)
+
+Exactly-once in practice: the conversation row is written with state ``sending`` before the reply
+goes out; a retry that finds ``sending`` does not send again (it cannot know whether the first
+attempt reached the user) and forwards to the helpdesk instead: nobody is answered twice and
+nothing is lost. Forwards are the other way round (sent, then recorded): a duplicate forward is
+better than a lost one.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+
+from connectors.email import (
+    IncomingMail,
+    Mailbox,
+    SmtpSender,
+    automatic_reason,
+    build_forward,
+    build_reply,
+    build_thanks,
+    classify_reply,
+    conversation_from_headers,
+    find_subject_tag,
+    parse_message,
+)
+from plugin.records import EntryRef, Suggestion, new_suggestion_id
+from plugin.settings import EmailSettings
+from plugin.state import InboxItem
+from plugin.worker import PermanentFailure, PollJob
+from rag.privacy import mask_pii
+
+log = logging.getLogger(__name__)
+
+MAIL_IN = "mail_in"
+MAIL_FORWARD = "mail_forward"
+SOURCE = "email"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS mail_conversations (
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    from_addr TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    language TEXT NOT NULL DEFAULT 'ru',
+    raw BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    reply_message_id TEXT,
+    answered_at REAL,
+    deadline REAL,
+    forwarded_at REAL,
+    forward_reason TEXT NOT NULL DEFAULT '',
+    closed_at REAL
+);
+CREATE INDEX IF NOT EXISTS mail_conversations_sender ON mail_conversations (from_addr, answered_at);
+CREATE INDEX IF NOT EXISTS mail_conversations_deadline ON mail_conversations (state, deadline);
+"""
+
+
+class MailFlow:
+    def __init__(
+        self,
+        settings: EmailSettings,
+        pipeline: Any,
+        *,
+        mailbox: Mailbox | None = None,
+        sender: SmtpSender | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.cfg = settings
+        self.pipeline = pipeline
+        self.store = pipeline.store
+        self.records = pipeline.records
+        self.engine = pipeline.engine
+        self.clock = clock
+        self.domain = settings.message_id_domain or settings.address.rsplit("@", 1)[-1]
+        self.mailbox = mailbox or Mailbox(
+            settings.imap_host,
+            settings.imap_port,
+            settings.imap_security,
+            settings.imap_username,
+            settings.imap_password.get_secret_value(),
+            settings.folder,
+            settings.processed_folder,
+            settings.timeout_s,
+            idle=settings.idle,
+            poll_interval_s=settings.poll_interval_s,
+        )
+        self.sender = sender or SmtpSender(
+            settings.smtp_host,
+            settings.smtp_port,
+            settings.smtp_security,
+            settings.smtp_username,
+            settings.smtp_password.get_secret_value(),
+            settings.timeout_s,
+        )
+        self._due = threading.Event()
+        self._last_poll = float("-inf")
+        self._lock = threading.Lock()
+        self.store.ensure_schema("mail", 1, _DDL)
+
+    # -- registration ----------------------------------------------------------------------------------
+    def handlers(self) -> dict[str, Callable[[InboxItem], None]]:
+        return {MAIL_IN: self.handle_mail, MAIL_FORWARD: self.handle_forward}
+
+    def poll_jobs(self) -> list[PollJob]:
+        return [
+            PollJob(name="email", poll=self.poll, interval_s=1.0, enqueue=self.enqueue_arrival),
+            PollJob(name="email-timeouts", poll=self.expired, interval_s=60.0, enqueue=self.enqueue_forward),
+        ]
+
+    # -- intake ------------------------------------------------------------------------------------------
+    def poll(self, watermark: str | None) -> tuple[list[tuple[int, bytes]], str | None]:
+        """New messages since the watermark ``"<uidvalidity>:<last uid>"``. Runs every second but
+        reads the mailbox only every ``poll_interval_s`` or when IDLE announced new mail."""
+        now = time.monotonic()  # an interval, not a date: never the injectable wall clock
+        if not self._due.is_set() and now - self._last_poll < self.cfg.poll_interval_s:
+            return [], watermark
+        self._due.clear()
+        self._last_poll = now
+        with self._lock:
+            validity = self.mailbox.uidvalidity
+            last_validity, _, last_uid = (watermark or "").partition(":")
+            after = int(last_uid) if last_validity == str(validity) and last_uid.isdigit() else 0
+            # A changed UIDVALIDITY means every UID is new: read the folder again; Message-ID
+            # de-duplication in the inbox keeps anything from being handled twice.
+            messages = self.mailbox.fetch_new(after)
+        new_mark = f"{validity}:{max([after] + [uid for uid, _ in messages])}"
+        return messages, new_mark
+
+    def enqueue_arrival(self, arrival: tuple[int, bytes]) -> None:
+        """Persist one fetched message, then move it out of the folder we read."""
+        uid, raw = arrival
+        mail = parse_message(raw)
+        key = f"email:{mail.message_id}"
+        self.store.enqueue(SOURCE, MAIL_IN, key, {"raw": base64.b64encode(raw).decode("ascii"), "uid": uid})
+        with self._lock:
+            self.mailbox.mark_processed(uid)
+        self.pipeline.wake()
+
+    def watch(self, stop: threading.Event, wake: Callable[[], None]) -> threading.Thread:
+        """A thread that waits on IMAP IDLE (its own connection) and makes the next poll immediate."""
+        cfg = self.cfg
+        watcher = Mailbox(
+            cfg.imap_host,
+            cfg.imap_port,
+            cfg.imap_security,
+            cfg.imap_username,
+            cfg.imap_password.get_secret_value(),
+            cfg.folder,
+            cfg.processed_folder,
+            cfg.timeout_s,
+            idle=cfg.idle,
+            poll_interval_s=cfg.poll_interval_s,
+        )
+
+        def run() -> None:
+            while not stop.is_set():
+                try:
+                    if watcher.wait(min(cfg.poll_interval_s, 300.0)):
+                        self._due.set()
+                        wake()
+                except Exception as e:  # noqa: BLE001 - a watcher failure only delays polling
+                    log.warning("mail_watch_failed: %s", e)
+                    stop.wait(5.0)
+            watcher.close()
+
+        t = threading.Thread(target=run, name="helpdesk-mail-idle", daemon=True)
+        t.start()
+        return t
+
+    # -- one message -------------------------------------------------------------------------------------
+    def handle_mail(self, item: InboxItem) -> None:
+        raw = base64.b64decode(item.payload["raw"])
+        mail = parse_message(raw)
+        reason = automatic_reason(
+            mail,
+            own_addresses=[self.cfg.address],
+            ignore_patterns=self.cfg.ignore_senders,
+            own_message_id_domains=[self.domain],
+        )
+        if reason:
+            log.info("mail_not_answered: automatic message: %s", reason)
+            self.records.log(SOURCE, mail.message_id, "ignored", f"automatic: {reason}")
+            return
+        conv_id = conversation_from_headers(mail.in_reply_to, mail.references, self.domain) or find_subject_tag(
+            mail.subject
+        )
+        conv = self._conversation(conv_id) if conv_id else None
+        if conv is not None:
+            self._handle_reply(conv, mail, raw)
+            return
+        if self._conversation_by_message(mail.message_id) is not None:
+            return  # this very message was handled before (a re-read after UIDVALIDITY changed)
+        self._handle_new(mail, raw)
+
+    def _handle_new(self, mail: IncomingMail, raw: bytes) -> None:
+        conv_id = new_suggestion_id()
+        language = mail.language or self.engine.config.default_language
+        self._insert(conv_id, mail, raw, language)
+        text = "\n".join(p for p in (mail.subject.strip(), mail.text.strip()) if p)
+        if not text:
+            self._forward(conv_id, "the message has no readable text" + _problems(mail))
+            return
+        if self._replies_today(mail.from_addr) >= self.cfg.max_replies_per_sender_per_day:
+            self._forward(
+                conv_id,
+                f"more than {self.cfg.max_replies_per_sender_per_day} automatic answers to this "
+                "sender today: not answered, forwarded",
+            )
+            return
+        result = self.engine.ask(text, compose=True)
+        hits = result.hits[:3]
+        s = Suggestion(
+            id=conv_id,
+            source=SOURCE,
+            ticket_id=conv_id,
+            created_at=self.clock(),
+            mode="abstain"
+            if result.decision == "abstain"
+            else ("shadow" if self.pipeline.settings.pipeline.shadow_mode else "public"),
+            language=result.language,
+            ticket_title=mail.subject[:300],
+            query=mask_pii(text)[:4000],
+            category=" > ".join(result.category.levels),
+            category_confidence=result.category.confidence,
+            confidence=hits[0].confidence if hits else 0.0,
+            threshold=result.threshold,
+            reason=result.reason,
+            answer_text=result.composed.text if result.composed else "",
+            answer_mode=result.composed.mode if result.composed else "",
+            entries=[
+                EntryRef(
+                    entry_id=h.entry_id,
+                    answer_id=h.answer_id,
+                    title=h.title,
+                    question=h.question,
+                    answer=h.answer,
+                    score=round(h.score, 4),
+                    confidence=round(h.confidence, 4),
+                )
+                for h in hits
+            ],
+            requester_id=mail.from_addr,
+        )
+        s = self.records.create(s)
+        if s.mode == "abstain":
+            self._forward(conv_id, f"no confident answer ({s.reason})", suggestion=s)
+            return
+        if s.mode == "shadow":
+            self._forward(conv_id, "shadow mode: the user got no automatic answer", suggestion=s)
+            return
+        self._send_reply(conv_id, mail, s)
+
+    def _send_reply(self, conv_id: str, mail: IncomingMail, s: Suggestion) -> None:
+        with self.store.transaction() as db:
+            state = db.execute("SELECT state FROM mail_conversations WHERE id = ?", (conv_id,)).fetchone()["state"]
+            if state == "new":
+                db.execute("UPDATE mail_conversations SET state = 'sending' WHERE id = ?", (conv_id,))
+        if state == "sending":
+            # An earlier attempt may or may not have reached the user: never risk a second answer.
+            self._forward(conv_id, "our answer may not have been delivered (interrupted while sending)", suggestion=s)
+            return
+        if state != "new":
+            return
+        links = self.pipeline.links
+        msg = build_reply(
+            mail,
+            from_addr=self.cfg.address,
+            from_name=self.cfg.display_name,
+            message_id_domain=self.domain,
+            conversation_id=conv_id,
+            language="ru" if s.language == "ru" else "en",
+            answer_text=s.answer_text,
+            entries=[
+                (e.title or e.question, e.answer) for e in s.entries[: self.pipeline.settings.pipeline.max_entries]
+            ],
+            solved_url=links.url(s.id, "solved"),
+            not_solved_url=links.url(s.id, "not_solved"),
+        )
+        self.sender.send(msg, to=[mail.reply_to[0] if mail.reply_to else mail.from_addr])
+        now = self.clock()
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE mail_conversations SET state = 'answered', reply_message_id = ?, answered_at = ?, deadline = ? "
+                "WHERE id = ?",
+                (str(msg["Message-ID"]), now, now + self.cfg.reply_timeout_h * 3600, conv_id),
+            )
+        self.records.log(SOURCE, conv_id, "answered", f"p={s.confidence:.2f}")
+        log.info("mail_answered: conversation=%s", conv_id)
+
+    def _handle_reply(self, conv: dict[str, Any], mail: IncomingMail, raw: bytes) -> None:
+        conv_id = conv["id"]
+        if conv["state"] != "answered":
+            # The conversation is already with the agents (or closed): pass the new message on.
+            self._send_forward(conv_id, "the user wrote again in a conversation already handled", raw, mail)
+            return
+        verdict = classify_reply(mail.text)
+        if verdict is None:
+            self._forward(
+                conv_id,
+                "the user answered, neither clearly solved nor not solved: please read their reply",
+                extra=(raw, mail),
+            )
+            return
+        self.pipeline.record_outcome(conv_id, verdict, via="mail", comment=mail.text[:2000])
+
+    # -- outcomes (from links or replies), applied by the worker -----------------------------------------
+    def apply_outcome(self, s: Suggestion) -> None:
+        conv = self._conversation(s.ticket_id)
+        if conv is None:
+            raise PermanentFailure(f"no mail conversation {s.ticket_id!r}")
+        if s.outcome == "solved":
+            if conv["state"] == "answered":
+                original = parse_message(conv["raw"])
+                msg = build_thanks(
+                    original,
+                    from_addr=self.cfg.address,
+                    from_name=self.cfg.display_name,
+                    message_id_domain=self.domain,
+                    conversation_id=conv["id"],
+                    language="ru" if conv["language"] == "ru" else "en",
+                )
+                with self.store.transaction() as db:
+                    db.execute(
+                        "UPDATE mail_conversations SET state = 'closed', closed_at = ? WHERE id = ?",
+                        (self.clock(), conv["id"]),
+                    )
+                self.sender.send(msg, to=[original.reply_to[0] if original.reply_to else original.from_addr])
+                self.records.log(SOURCE, conv["id"], "deflected", "the user confirmed: no ticket created")
+            return
+        reason = "the user says the suggestion did not help"
+        self._forward(conv["id"], reason, suggestion=s, user_reason=s.outcome_comment or (s.outcome_reason or ""))
+
+    # -- forwarding ----------------------------------------------------------------------------------------
+    def expired(self, watermark: str | None) -> tuple[list[str], str | None]:
+        db = self.store.read()
+        rows = db.execute(
+            "SELECT id FROM mail_conversations WHERE state = 'answered' AND deadline < ?", (self.clock(),)
+        ).fetchall()
+        return [r["id"] for r in rows], None
+
+    def enqueue_forward(self, conv_id: str) -> None:
+        self.store.enqueue(
+            SOURCE,
+            MAIL_FORWARD,
+            f"email:timeout:{conv_id}",
+            {"conversation": conv_id, "reason": f"no answer from the user within {self.cfg.reply_timeout_h:g} h"},
+        )
+
+    def handle_forward(self, item: InboxItem) -> None:
+        conv = self._conversation(str(item.payload["conversation"]))
+        if conv is None or conv["state"] != "answered":
+            return  # the user answered meanwhile
+        self._forward(conv["id"], str(item.payload.get("reason", "")), suggestion=self.records.get(conv["id"]))
+
+    def _forward(
+        self,
+        conv_id: str,
+        why: str,
+        *,
+        suggestion: Suggestion | None = None,
+        user_reason: str = "",
+        extra: tuple[bytes, IncomingMail] | None = None,
+    ) -> None:
+        conv = self._conversation(conv_id)
+        assert conv is not None
+        if conv["state"] == "forwarded":
+            return
+        raw = bytes(conv["raw"])
+        original = parse_message(raw)
+        suggestion_text = ""
+        if suggestion is not None and suggestion.answer_text:
+            suggestion_text = suggestion.answer_text
+        elif suggestion is not None and suggestion.entries:
+            suggestion_text = "\n\n".join(f"{e.title or e.question}\n{e.answer}" for e in suggestion.entries)
+        if extra is not None:
+            user_reason = (user_reason + "\n" if user_reason else "") + extra[1].text
+        self._send_forward(conv_id, why, raw, original, suggestion_text=suggestion_text, user_reason=user_reason)
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE mail_conversations SET state = 'forwarded', forwarded_at = ?, forward_reason = ? WHERE id = ?",
+                (self.clock(), why[:500], conv_id),
+            )
+        self.records.log(SOURCE, conv_id, "forwarded", why)
+        log.info("mail_forwarded: conversation=%s reason=%s", conv_id, why)
+
+    def _send_forward(
+        self,
+        conv_id: str,
+        why: str,
+        raw: bytes,
+        original: IncomingMail,
+        *,
+        suggestion_text: str = "",
+        user_reason: str = "",
+    ) -> None:
+        if self.cfg.forward_via != "smtp":
+            raise PermanentFailure(f"forward_via {self.cfg.forward_via!r} is not supported yet; use smtp")
+        msg: EmailMessage = build_forward(
+            raw,
+            original,
+            to_addr=self.cfg.forward_to,
+            from_addr=self.cfg.address,
+            note_text=why,
+            suggestion_text=suggestion_text,
+            user_reason=user_reason,
+            from_name=self.cfg.display_name,
+            language="ru" if (original.language or "ru") == "ru" else "en",
+            # Redmine's mail handler ignores mail marked Auto-Submitted: the helpdesk must take it.
+            auto_submitted=False,
+            conversation_id=conv_id,
+            message_id_domain=self.domain,
+        )
+        self.sender.send(msg, to=[self.cfg.forward_to])
+
+    # -- storage -------------------------------------------------------------------------------------------
+    def _insert(self, conv_id: str, mail: IncomingMail, raw: bytes, language: str) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO mail_conversations"
+                " (id, message_id, from_addr, subject, language, raw, created_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'new')",
+                (conv_id, mail.message_id, mail.from_addr, mail.subject[:500], language, raw, self.clock()),
+            )
+
+    def _conversation(self, conv_id: str) -> dict[str, Any] | None:
+        row = self.store.read().execute("SELECT * FROM mail_conversations WHERE id = ?", (conv_id,)).fetchone()
+        return dict(row) if row else None
+
+    def _conversation_by_message(self, message_id: str) -> dict[str, Any] | None:
+        row = (
+            self.store.read().execute("SELECT * FROM mail_conversations WHERE message_id = ?", (message_id,)).fetchone()
+        )
+        return dict(row) if row else None
+
+    def _replies_today(self, sender: str) -> int:
+        row = (
+            self.store.read()
+            .execute(
+                "SELECT COUNT(*) AS n FROM mail_conversations WHERE from_addr = ? AND answered_at > ?",
+                (sender, self.clock() - 86_400),
+            )
+            .fetchone()
+        )
+        return int(row["n"])
+
+    def conversations(self) -> dict[str, int]:
+        rows = (
+            self.store.read().execute("SELECT state, COUNT(*) AS n FROM mail_conversations GROUP BY state").fetchall()
+        )
+        return {r["state"]: r["n"] for r in rows}
+
+
+def _problems(mail: IncomingMail) -> str:
+    return (": " + "; ".join(mail.problems)) if mail.problems else ""
