@@ -1,0 +1,63 @@
+"""`helpdesk-assist check` against the fake GLPI: plain words, and an exit code a script can use."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from plugin.cli import main
+from tests.fakes.glpi_server import FakeGLPI
+
+
+@pytest.fixture(scope="module")
+def glpi():
+    with FakeGLPI() as server:
+        yield server
+
+
+def _check(env: dict[str, str]):
+    base = {"HELPDESK_ASSIST_SECRET_KEY": "k" * 32}
+    return CliRunner().invoke(main, ["check"], env={**base, **env}, catch_exceptions=False)
+
+
+def _glpi_env(glpi: FakeGLPI, **over: str) -> dict[str, str]:
+    env = {
+        "HELPDESK_ASSIST_GLPI__ENABLED": "true",
+        "HELPDESK_ASSIST_GLPI__URL": glpi.url,
+        "HELPDESK_ASSIST_GLPI__USER_TOKEN": glpi.bot_token,
+        "HELPDESK_ASSIST_GLPI__APP_TOKEN": glpi.app_token,
+        "HELPDESK_ASSIST_GLPI__WEBHOOK_SECRET": "w" * 40,
+    }
+    env.update({f"HELPDESK_ASSIST_GLPI__{k.upper()}": v for k, v in over.items()})
+    return env
+
+
+def test_all_good_exits_0(glpi):
+    r = _check(_glpi_env(glpi))
+    assert r.exit_code == 0, r.output
+    assert "[FAIL]" not in r.output and "glpi:" in r.output and "0 to fix" in r.output
+
+
+def test_bad_token_is_explained_and_exits_1(glpi):
+    r = _check(_glpi_env(glpi, user_token="not-a-token"))
+    assert r.exit_code == 1
+    assert "[FAIL] glpi" in r.output
+    assert "not-a-token" not in r.output, "secrets are never printed"
+
+
+def test_missing_app_token_is_explained(glpi):
+    r = _check(_glpi_env(glpi, app_token=""))
+    assert r.exit_code == 1
+    assert "App-Token" in r.output or "app token" in r.output.lower()
+
+
+def test_unreachable_helpdesk_is_a_failure_not_a_crash():
+    env = {"HELPDESK_ASSIST_GLPI__ENABLED": "true", "HELPDESK_ASSIST_GLPI__URL": "http://127.0.0.1:9/apirest.php",
+           "HELPDESK_ASSIST_GLPI__USER_TOKEN": "x", "HELPDESK_ASSIST_GLPI__TIMEOUT_S": "2"}
+    r = _check(env)
+    assert r.exit_code == 1 and "[FAIL] glpi" in r.output
+
+
+def test_nothing_enabled_says_so():
+    r = _check({})
+    assert r.exit_code == 1 and "no connector is enabled" in r.output
