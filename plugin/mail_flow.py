@@ -90,18 +90,7 @@ class MailFlow:
         self.engine = pipeline.engine
         self.clock = clock
         self.domain = settings.message_id_domain or settings.address.rsplit("@", 1)[-1]
-        self.mailbox = mailbox or Mailbox(
-            settings.imap_host,
-            settings.imap_port,
-            settings.imap_security,
-            settings.imap_username,
-            settings.imap_password.get_secret_value(),
-            settings.folder,
-            settings.processed_folder,
-            settings.timeout_s,
-            idle=settings.idle,
-            poll_interval_s=settings.poll_interval_s,
-        )
+        self.mailbox = mailbox or _mailbox(settings)
         self.sender = sender or SmtpSender(
             settings.smtp_host,
             settings.smtp_port,
@@ -157,18 +146,7 @@ class MailFlow:
     def watch(self, stop: threading.Event, wake: Callable[[], None]) -> threading.Thread:
         """A thread that waits on IMAP IDLE (its own connection) and makes the next poll immediate."""
         cfg = self.cfg
-        watcher = Mailbox(
-            cfg.imap_host,
-            cfg.imap_port,
-            cfg.imap_security,
-            cfg.imap_username,
-            cfg.imap_password.get_secret_value(),
-            cfg.folder,
-            cfg.processed_folder,
-            cfg.timeout_s,
-            idle=cfg.idle,
-            poll_interval_s=cfg.poll_interval_s,
-        )
+        watcher = _mailbox(cfg)
 
         def run() -> None:
             while not stop.is_set():
@@ -466,6 +444,14 @@ class MailFlow:
             self.store.read().execute("SELECT state, COUNT(*) AS n FROM mail_conversations GROUP BY state").fetchall()
         )
         return {r["state"]: r["n"] for r in rows}
+
+
+def _mailbox(cfg: EmailSettings) -> Mailbox:
+    """One IMAP connection to the configured folder (the worker's, or the IDLE watcher's own)."""
+    return Mailbox(
+        cfg.imap_host, cfg.imap_port, cfg.imap_security, cfg.imap_username, cfg.imap_password.get_secret_value(),
+        cfg.folder, cfg.processed_folder, cfg.timeout_s, idle=cfg.idle, poll_interval_s=cfg.poll_interval_s,
+    )
 
 
 def _problems(mail: IncomingMail) -> str:

@@ -18,6 +18,7 @@ import requests
 from plugin.app import create_app
 from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from tests.drain import drain
 from tests.integration.servers import require_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -53,15 +54,8 @@ def client(services):
     return create_app(services.settings, services=services).test_client()
 
 
-def _drain(worker, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not worker.run_once():
-            counts = worker.store.counts()
-            if not counts.get("pending") and not counts.get("leased"):
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"inbox not drained: {worker.store.counts()}")
+def _drain(worker, timeout: float = 60.0) -> None:
+    drain(worker, timeout)
 
 
 def _create_issue(subject: str, description: str) -> dict:

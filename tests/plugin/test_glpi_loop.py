@@ -8,13 +8,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
 
 import pytest
 
 from plugin.app import create_app
 from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from tests.drain import drain
 from tests.fakes.glpi_server import FakeGLPI
 
 pytestmark = pytest.mark.slow
@@ -51,15 +51,8 @@ def client(services):
     return create_app(services.settings, services=services).test_client()
 
 
-def _drain(worker, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not worker.run_once():
-            counts = worker.store.counts()
-            if not counts.get("pending") and not counts.get("leased"):
-                return
-            time.sleep(0.05)
-    raise AssertionError(f"inbox not drained: {worker.store.counts()}")
+def _drain(worker, timeout: float = 30.0) -> None:
+    drain(worker, timeout)
 
 
 def _deliver(client, glpi, event, itemtype, ticket_id, secret=SECRET):

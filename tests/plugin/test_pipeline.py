@@ -3,8 +3,6 @@ shipped sample knowledge base) and the real state store and worker."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from connectors.base import TicketEvent
@@ -15,6 +13,7 @@ from plugin.settings import load_settings
 from plugin.state import StateStore
 from plugin.worker import Worker
 from rag.engine import Engine
+from tests.drain import drain
 from tests.plugin.fake_connector import AGENT, FakeHelpdesk
 
 pytestmark = pytest.mark.slow
@@ -55,16 +54,8 @@ def _event(ticket_id: str, key: str = "") -> TicketEvent:
     return TicketEvent(source="fake", ticket_id=ticket_id, kind="created", delivery_key=key or f"fake:{ticket_id}")
 
 
-def _drain(worker: Worker, timeout: float = 20.0) -> None:
-    """Run the worker until nothing is pending (retries are due after a few milliseconds)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not worker.run_once():
-            counts = worker.store.counts()
-            if not counts.get("pending") and not counts.get("leased"):
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"inbox not drained: {worker.store.counts()}")
+def _drain(worker, timeout: float = 20.0) -> None:
+    drain(worker, timeout)
 
 
 def test_new_ticket_gets_one_public_suggestion_and_one_private_note(engine, helpdesk, tmp_path):
