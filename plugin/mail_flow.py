@@ -39,11 +39,10 @@ from connectors.email import (
     find_subject_tag,
     parse_message,
 )
-from plugin.records import EntryRef, Suggestion, new_suggestion_id
+from plugin.records import Suggestion, new_suggestion_id
 from plugin.settings import EmailSettings
 from plugin.state import InboxItem
 from plugin.worker import PermanentFailure, PollJob
-from rag.privacy import mask_pii
 
 log = logging.getLogger(__name__)
 
@@ -203,39 +202,9 @@ class MailFlow:
                 "sender today: not answered, forwarded",
             )
             return
-        result = self.engine.ask(text, compose=True)
-        hits = result.hits[:3]
-        s = Suggestion(
-            id=conv_id,
-            source=SOURCE,
-            ticket_id=conv_id,
-            created_at=self.clock(),
-            mode="abstain"
-            if result.decision == "abstain"
-            else ("shadow" if self.pipeline.settings.pipeline.shadow_mode else "public"),
-            language=result.language,
-            ticket_title=mail.subject[:300],
-            query=mask_pii(text)[:4000],
-            category=" > ".join(result.category.levels),
-            category_confidence=result.category.confidence,
-            confidence=hits[0].confidence if hits else 0.0,
-            threshold=result.threshold,
-            reason=result.reason,
-            answer_text=result.composed.text if result.composed else "",
-            answer_mode=result.composed.mode if result.composed else "",
-            entries=[
-                EntryRef(
-                    entry_id=h.entry_id,
-                    answer_id=h.answer_id,
-                    title=h.title,
-                    question=h.question,
-                    answer=h.answer,
-                    score=round(h.score, 4),
-                    confidence=round(h.confidence, 4),
-                )
-                for h in hits
-            ],
-            requester_id=mail.from_addr,
+        s = self.pipeline.suggest(
+            text, source=SOURCE, ticket_id=conv_id, title=mail.subject, requester_id=mail.from_addr,
+            suggestion_id=conv_id,
         )
         s = self.records.create(s)
         if s.mode == "abstain":

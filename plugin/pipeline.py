@@ -139,11 +139,22 @@ class Pipeline:
 
     def _decide(self, ticket: Ticket) -> Suggestion:
         query = "\n".join(p for p in (ticket.subject.strip(), ticket.body.strip()) if p)
+        return self.suggest(
+            query, source=ticket.source, ticket_id=ticket.id, title=ticket.subject,
+            requester_id=ticket.requester.id if ticket.requester else "",
+        )
+
+    def suggest(
+        self, query: str, *, source: str, ticket_id: str, title: str, requester_id: str,
+        suggestion_id: str | None = None,
+    ) -> Suggestion:
+        """Ask the engine and turn its result into a suggestion row (not stored yet): one shape
+        for helpdesk tickets and for mail conversations."""
         try:
             result = self.engine.ask(query, compose=True)
         except EmptyIndexError as e:
             raise PermanentFailure(f"knowledge base is empty: {e}") from e
-        shadow = self.settings.shadow_mode_for(ticket.source)
+        shadow = self.settings.shadow_mode_for(source)
         mode = "abstain" if result.decision == "abstain" else ("shadow" if shadow else "public")
         best = result.hits[0] if result.hits else None
         composed = result.composed
@@ -155,13 +166,13 @@ class Pipeline:
             for h in result.hits[: max(self.settings.pipeline.max_entries, 3)]
         ]
         return Suggestion(
-            id=new_suggestion_id(),
-            source=ticket.source,
-            ticket_id=ticket.id,
+            id=suggestion_id or new_suggestion_id(),
+            source=source,
+            ticket_id=ticket_id,
             created_at=self.clock(),
             mode=mode,  # type: ignore[arg-type]
             language=result.language,
-            ticket_title=ticket.subject[:300],
+            ticket_title=title[:300],
             query=mask_pii(query)[:4000],
             category=" > ".join(result.category.levels),
             category_confidence=result.category.confidence,
@@ -173,7 +184,7 @@ class Pipeline:
             if composed
             else "",
             entries=entries,
-            requester_id=ticket.requester.id if ticket.requester else "",
+            requester_id=requester_id,
         )
 
     def _post(self, connector: Connector, ticket: Ticket, s: Suggestion) -> None:
