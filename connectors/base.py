@@ -81,6 +81,13 @@ class MalformedPayload(WebhookError):
     status = 400
 
 
+class ChallengeRefused(WebhookError):
+    """A GET challenge that is not the one the helpdesk sends. Answered 403 with a fixed text: the
+    reason (no secret, wrong token) is not told to a caller who may be probing."""
+
+    status = 403
+
+
 # --------------------------------------------------------------------------------------------------
 # Normalized models
 # --------------------------------------------------------------------------------------------------
@@ -271,7 +278,10 @@ class WebhookSource(ABC):
         SignatureInvalid (401). ``args`` are the URL query arguments (shared-secret URLs)."""
 
     def challenge(self, args: Mapping[str, str]) -> str | None:
-        """Answer a GET challenge (GLPI's ``crc_token``), or None when the request is not one."""
+        """Answer a GET challenge (GLPI's ``crc_token``), or None when the request is not one.
+
+        Raises :class:`ChallengeRefused` for a challenge the helpdesk would not send: an answer is a
+        MAC made with the webhook secret, so it must never cover bytes the caller chose."""
         return None
 
     @abstractmethod

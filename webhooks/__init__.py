@@ -9,6 +9,9 @@ Order of checks (after Sentry's GitHub webhook): known source (404) -> body size
 authentication on the raw bytes (400 missing / 401 forged) -> parse (400 malformed) -> persist
 (503 when the store is unavailable, so the helpdesk retries) -> 202. A known event we do not act
 on is answered 200 and changes nothing.
+
+``GET /webhooks/<source>`` answers the helpdesk's challenge (GLPI's ``crc_token``) and nothing else: a
+source answers only the challenge its helpdesk really sends, and any other is a 403 with a fixed text.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class IntakeUnavailable(HelpdeskError):
 
 AcceptEvents = Callable[[str, list[TicketEvent]], Accepted]
 
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found"}
+
 
 def create_blueprint(
     sources: Callable[[], Mapping[str, WebhookSource]],
@@ -63,7 +68,12 @@ def create_blueprint(
         hook = sources().get(source)
         if hook is None:
             return _error(404, "Not Found", f"no webhook source {source!r} is enabled")
-        answer = hook.challenge(request.args)
+        try:
+            answer = hook.challenge(request.args)
+        except WebhookError as e:
+            # A fixed answer: which check failed (no secret, wrong token) helps only a prober.
+            log.warning("webhook_challenge_refused: source=%s reason=%s", source, type(e).__name__)
+            return _error(e.status, _REASONS.get(e.status, "Bad Request"), "challenge refused")
         if answer is None:
             return _error(405, "Method Not Allowed", "deliveries are POSTed; GET answers challenges only")
         return Response(answer, status=200, mimetype="text/plain")

@@ -317,10 +317,11 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
                              max_age_s=self.config.webhook_max_age_s)
 
     def challenge(self, args: Mapping[str, str]) -> str | None:
+        """GLPI's CRA challenge: only GLPI's own token is answered (webhook.answer_cra_challenge)."""
         token = args.get("crc_token")
-        if token is None or not self.config.webhook_secret:
+        if token is None:
             return None
-        return webhook.challenge_response(self.config.webhook_secret, token)
+        return webhook.answer_cra_challenge(self.config.webhook_secret, token)
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[TicketEvent]:
         return webhook.parse(headers, body, source=self.name)

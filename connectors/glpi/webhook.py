@@ -21,7 +21,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from connectors.base import MalformedPayload, SignatureInvalid, SignatureMissing, TicketEvent
+from connectors.base import ChallengeRefused, MalformedPayload, SignatureInvalid, SignatureMissing, TicketEvent
 from connectors.glpi.payloads import HLFollowup, HLSolution, HLTicket, WebhookEnvelope
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,10 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
 
 
 def sign(secret: str, body: bytes, timestamp: str) -> str:
-    """GLPI's signature: hex HMAC-SHA256 with key ``secret`` over ``body + timestamp``."""
+    """A delivery's signature: hex HMAC-SHA256 with key ``secret`` over ``body + timestamp``.
+
+    Deliveries only. The challenge below uses the same key, so it never signs what a caller sends:
+    an HMAC over caller-chosen bytes would be a valid signature of a forged delivery."""
     return hmac.new(secret.encode(), body + timestamp.encode(), hashlib.sha256).hexdigest()
 
 
@@ -102,15 +105,34 @@ def authenticate(headers: Mapping[str, str], body: bytes, *, secret: str, max_ag
         raise SignatureInvalid("GLPI webhook refused: the timestamp is in the future (check the clocks)")
 
 
-def challenge_response(secret: str, crc_token: str) -> str:
+#: The only message GLPI ever puts in a challenge: ``Webhook::validateCRAChallenge($url, $body, $secret)``
+#: is called with ``$body = 'validate_cra_challenge'`` by QueuedWebhook::sendById, Webhook::showForm
+#: and ajax/webhook.php (glpi-project/glpi, src/Webhook.php, 10.0 and 11.0).
+CRA_CHALLENGE_BODY = b"validate_cra_challenge"
+
+
+def answer_cra_challenge(secret: str, crc_token: str) -> str:
     """The body GLPI expects for ``GET <url>?crc_token=...`` (challenge-response, integrations.md 3.1).
 
-    GLPI (``Webhook::validateCRAChallenge``, src/Webhook.php, glpi-project/glpi 11.0) sends
-    ``crc_token = hash_hmac('sha256', 'validate_cra_challenge', $secret)`` and compares the answer with
-    ``hash_hmac('sha256', $crc_token, $secret)``. PHP's argument order is (algo, *data*, *key*), so
-    the answer is the hex HMAC-SHA256 with **key = secret** over **message = crc_token**.
+    GLPI's ``Webhook::validateCRAChallenge`` (glpi-project/glpi src/Webhook.php; 11.0)::
+
+        $secret_signature = self::getSignature($body, $decrypted_secret);   // hash_hmac('sha256', $body, $secret)
+        $response = $httpClient->request('GET', '', ['query' => ['crc_token' => $secret_signature]]);
+        ... hash_equals(hash_hmac('sha256', $secret_signature, $decrypted_secret), $response_challenge)
+
+    with ``$body = 'validate_cra_challenge'`` always. PHP's ``hash_hmac`` takes (algo, *data*, *key*),
+    so GLPI sends ``crc_token = HMAC(key=secret, 'validate_cra_challenge')`` and wants
+    ``HMAC(key=secret, crc_token)`` back. We therefore answer that one token only (compared in constant
+    time) and raise :class:`ChallengeRefused` for anything else: answering HMAC(secret, X) for any X
+    handed anyone a delivery signature (X = body + timestamp; issue 8 item 1). The single answer we
+    give covers 64 hex digits, which is never a JSON body followed by a Unix time.
     """
-    return hmac.new(secret.encode(), crc_token.encode(), hashlib.sha256).hexdigest()
+    if not secret:
+        raise ChallengeRefused("challenge refused")
+    expected = hmac.new(secret.encode(), CRA_CHALLENGE_BODY, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), crc_token.strip().lower().encode("utf-8", "replace")):
+        raise ChallengeRefused("challenge refused")
+    return hmac.new(secret.encode(), expected.encode(), hashlib.sha256).hexdigest()
 
 
 def infer_itemtype(envelope: WebhookEnvelope) -> str | None:

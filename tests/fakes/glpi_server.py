@@ -50,7 +50,8 @@ What it enforces
 - :meth:`FakeGLPI.webhook_delivery` builds a GLPI 11 delivery from the fake's own state: HL-API
   shaped ``{"item", "event", "parent_item"}`` body, pretty-printed the way PHP ``json_encode``
   (``JSON_PRETTY_PRINT``) does, ``X-GLPI-signature`` = hex HMAC-SHA256(secret, body + timestamp),
-  ``X-GLPI-timestamp``, and no Content-Type [3.1].
+  ``X-GLPI-timestamp``, and no Content-Type [3.1]; :meth:`FakeGLPI.cra_challenge` builds the
+  ``crc_token`` GLPI sends to check a webhook URL and the only answer it accepts [3.1].
 
 What it does not enforce (so a test passing here proves nothing about it)
 - The life-cycle matrix per profile, entities and recursion, ``changeActiveEntities``,
@@ -755,6 +756,19 @@ class FakeGLPI:
         ts = str(int(time.time()) if timestamp is None else timestamp)
         signature = hmac.new(secret.encode(), body + ts.encode(), hashlib.sha256).hexdigest()
         return {"X-GLPI-signature": signature, "X-GLPI-timestamp": ts}, body
+
+    @staticmethod
+    def cra_challenge(secret: str) -> tuple[str, str]:
+        """GLPI's challenge-response check of a webhook URL: ``(crc_token, expected answer)``.
+
+        ``Webhook::validateCRAChallenge($url, 'validate_cra_challenge', $secret)`` (glpi-project/glpi
+        src/Webhook.php) sends ``GET $url?crc_token=hash_hmac('sha256', 'validate_cra_challenge', $secret)``
+        and accepts the 200 answer only when it equals ``hash_hmac('sha256', $crc_token, $secret)``; PHP's
+        argument order is (algo, data, key). The body is always the constant 'validate_cra_challenge'
+        (QueuedWebhook::sendById, Webhook::showForm, ajax/webhook.php) [3.1].
+        """
+        token = hmac.new(secret.encode(), b"validate_cra_challenge", hashlib.sha256).hexdigest()
+        return token, hmac.new(secret.encode(), token.encode(), hashlib.sha256).hexdigest()
 
     def _hl_user(self, uid: int) -> dict[str, Any]:
         u = self.users.get(uid)

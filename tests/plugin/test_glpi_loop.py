@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 
 import pytest
 
@@ -64,11 +65,32 @@ def _new_ticket(glpi, name, content):
     return glpi.create_ticket(name=name, content=f"<p>{content}</p>")
 
 
-def test_crc_challenge_is_answered(client):
-    token = hmac.new(SECRET.encode(), b"validate_cra_challenge", hashlib.sha256).hexdigest()
+def test_crc_challenge_is_answered(client, glpi):
+    token, expected = glpi.cra_challenge(SECRET)
     r = client.get(f"/webhooks/glpi?crc_token={token}")
     assert r.status_code == 200
-    assert r.get_data(as_text=True) == hmac.new(SECRET.encode(), token.encode(), hashlib.sha256).hexdigest()
+    assert r.get_data(as_text=True) == expected
+
+
+def test_item1_the_challenge_cannot_sign_a_forged_delivery(services, client, glpi):
+    """Issue 8 item 1: the GET challenge answered HMAC(secret, X) for any X, which is a delivery's
+    signature when X = body + timestamp. Now only GLPI's own token is answered; the attack stores nothing."""
+    tid = _new_ticket(glpi, "Забыл пароль", "Как сбросить пароль от учетной записи?")
+    _, body = glpi.webhook_delivery("new", "Ticket", tid, SECRET)
+    ts = str(int(time.time()))
+    before = services.store.counts()
+    r = client.get("/webhooks/glpi", query_string={"crc_token": (body + ts.encode()).decode()})
+    assert r.status_code == 403
+    assert r.get_json() == {"error": "Forbidden", "detail": "challenge refused"}
+    forged = r.get_data(as_text=True).strip()  # what an attacker would send as the signature
+    r = client.post("/webhooks/glpi", data=body, headers={"X-GLPI-signature": forged, "X-GLPI-timestamp": ts})
+    assert r.status_code == 401
+    assert services.store.counts() == before
+    # Any other caller-chosen token: the same 403, whatever its length or content; no signature anywhere.
+    for other in ("abc", "0" * 64, glpi.cra_challenge("another-secret")[0], glpi.cra_challenge(SECRET)[1]):
+        r = client.get("/webhooks/glpi", query_string={"crc_token": other})
+        assert (r.status_code, r.get_json()["detail"]) == (403, "challenge refused")
+        assert hmac.new(SECRET.encode(), other.encode(), hashlib.sha256).hexdigest() not in r.get_data(as_text=True)
 
 
 def test_forged_delivery_is_refused_and_nothing_is_stored(services, client, glpi):

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 import pytest
 from flask import Flask
 
-from connectors.base import MalformedPayload, SignatureInvalid, SignatureMissing, TicketEvent, WebhookSource
+from connectors.base import (
+    ChallengeRefused,
+    MalformedPayload,
+    SignatureInvalid,
+    SignatureMissing,
+    TicketEvent,
+    WebhookSource,
+)
 from webhooks import Accepted, IntakeUnavailable, create_blueprint
 
 SECRET = b"s3cret"
@@ -28,6 +35,8 @@ class HmacSource(WebhookSource):
             raise SignatureInvalid("X-Sig does not match the body")
 
     def challenge(self, args: Mapping[str, str]) -> str | None:
+        if args.get("ping") == "wrong":
+            raise ChallengeRefused("the token is not the one the helpdesk sends")
         return f"pong:{args['ping']}" if "ping" in args else None
 
     def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> list[TicketEvent]:
@@ -139,3 +148,9 @@ def test_store_down_is_503_so_the_helpdesk_retries(client, inbox):
 def test_get_answers_challenges_only(client):
     assert client.get("/webhooks/t?ping=abc").get_data(as_text=True) == "pong:abc"
     assert client.get("/webhooks/t").status_code == 405
+
+
+def test_refused_challenge_is_403_and_says_nothing_more(client):
+    r = client.get("/webhooks/t?ping=wrong")
+    assert r.status_code == 403
+    assert r.get_json() == {"error": "Forbidden", "detail": "challenge refused"}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.base import MalformedPayload, SignatureInvalid, SignatureMissing
+from connectors.base import ChallengeRefused, MalformedPayload, SignatureInvalid, SignatureMissing
 from connectors.glpi import SUPPORTED_EVENTS, GLPIConnector
 from connectors.glpi.payloads import WebhookEnvelope
-from connectors.glpi.webhook import challenge_response, infer_itemtype
+from connectors.glpi.webhook import answer_cra_challenge, infer_itemtype
 from tests.connectors.glpi.conftest import SECRET
 from tests.fakes.glpi_server import FakeGLPI
 
@@ -179,7 +179,9 @@ def test_no_secret_configured_refuses_with_a_clear_message(fake: FakeGLPI) -> No
     body = load("ticket__new.json")
     with pytest.raises(SignatureInvalid, match="no webhook secret is configured"):
         conn.authenticate(signed(body), body, {})
-    assert conn.challenge({"crc_token": "abc"}) is None
+    # Without a secret there is nothing to prove: refused like a wrong token (issue 8 item 1).
+    with pytest.raises(ChallengeRefused):
+        conn.challenge({"crc_token": "abc"})
     conn.close()
 
 
@@ -187,16 +189,37 @@ def test_crc_challenge_answer() -> None:
     # GLPI: crc_token = hash_hmac('sha256', 'validate_cra_challenge', secret); expects
     # hash_hmac('sha256', crc_token, secret) - PHP's order is (algo, data, key).
     secret = "s3cr3t"
-    crc_token = hmac.new(secret.encode(), b"validate_cra_challenge", hashlib.sha256).hexdigest()
-    expected = hmac.new(secret.encode(), crc_token.encode(), hashlib.sha256).hexdigest()
-    assert challenge_response(secret, crc_token) == expected
-    assert challenge_response(secret, crc_token) != hmac.new(crc_token.encode(), secret.encode(),
-                                                             hashlib.sha256).hexdigest()
+    crc_token, expected = FakeGLPI.cra_challenge(secret)
+    assert crc_token == hmac.new(secret.encode(), b"validate_cra_challenge", hashlib.sha256).hexdigest()
+    assert answer_cra_challenge(secret, crc_token) == expected
+    assert answer_cra_challenge(secret, crc_token) != hmac.new(crc_token.encode(), secret.encode(),
+                                                               hashlib.sha256).hexdigest()
 
 
 def test_connector_challenge(connector: GLPIConnector) -> None:
-    assert connector.challenge({}) is None
-    assert connector.challenge({"crc_token": "tok"}) == hmac.new(SECRET.encode(), b"tok", hashlib.sha256).hexdigest()
+    assert connector.challenge({}) is None  # not a challenge: the blueprint says GET is for challenges only
+    token, expected = FakeGLPI.cra_challenge(SECRET)
+    assert connector.challenge({"crc_token": token}) == expected
+
+
+@pytest.mark.parametrize("token", ["tok", "", "0" * 64, "validate_cra_challenge", "X" * 5000])
+def test_item1_challenge_refuses_any_token_but_glpis(connector: GLPIConnector, token: str) -> None:
+    """Issue 8 item 1: answering HMAC(secret, X) for any X signed deliveries for anyone."""
+    with pytest.raises(ChallengeRefused) as err:
+        connector.challenge({"crc_token": token})
+    assert err.value.status == 403 and str(err.value) == "challenge refused"
+
+
+def test_item1_a_delivery_signature_is_never_a_challenge_answer(connector: GLPIConnector) -> None:
+    """What the attack needed: a caller-chosen body + timestamp signed through the challenge."""
+    body = load("ticket__new.json")
+    ts = str(int(time.time()))
+    with pytest.raises(ChallengeRefused):
+        connector.challenge({"crc_token": (body + ts.encode()).decode()})
+    # The one answer ever given covers 64 hex digits, never a JSON body + a Unix time.
+    _, answer = FakeGLPI.cra_challenge(SECRET)
+    with pytest.raises(SignatureInvalid):
+        connector.authenticate({"X-GLPI-signature": answer, "X-GLPI-timestamp": ts}, body, {})
 
 
 # ---------------------------------------------------------------------------------------- malformed, keys
