@@ -1,14 +1,23 @@
-"""The Flask application factory: ``create_app(settings=None)``; gunicorn: ``plugin:create_app()``."""
+"""The Flask application factory: ``create_app(settings=None)``; gunicorn: ``plugin:create_app()``.
+
+``/api/*`` needs an API key (plugin.apikeys); ``/healthz`` says only ok/degraded without one. The
+engine work one /api/ask request may cause is bounded: retrieval reads the first
+``api.max_query_chars`` characters, and at most ``api.max_concurrent_asks`` asks run at once (one more
+is a 503 with Retry-After), so that webhook intake in the same process stays fast (issue 8 item 9).
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from connectors import safejson
 from helpdesk_errors import HelpdeskError
+from plugin.apikeys import KeyChecker, accepted_keys, presented_key
 from plugin.confirm import confirm_bp
 from plugin.registry import webhook_sources
 from plugin.settings import Settings, load_settings
@@ -18,7 +27,12 @@ from webhooks import create_blueprint
 log = logging.getLogger(__name__)
 
 EXTENSION = "helpdesk_assist"
+#: The API key checker and the /api/ask slots live beside the services (app.extensions).
+KEYS_EXTENSION = "helpdesk_assist.api_keys"
+SLOTS_EXTENSION = "helpdesk_assist.ask_slots"
 MAX_TEXT_CHARS = 20_000
+#: Seconds a client should wait after a 503 "busy" before asking again.
+RETRY_AFTER_S = 1
 
 api = Blueprint("api", __name__)
 
@@ -36,6 +50,8 @@ def create_app(settings: Settings | None = None, *, services: Any = None) -> Fla
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION] = services
+    app.extensions[KEYS_EXTENSION] = KeyChecker(accepted_keys(settings))
+    app.extensions[SLOTS_EXTENSION] = threading.BoundedSemaphore(settings.api.max_concurrent_asks)
     app.register_blueprint(api)
     app.register_blueprint(confirm_bp)
     app.register_blueprint(
@@ -68,14 +84,49 @@ def _services() -> Any:
     return current_app.extensions[EXTENSION]
 
 
+def _key_status() -> bool | None:
+    """True: a valid key was sent; False: a wrong one; None: none at all."""
+    key = presented_key(request.headers)
+    if key is None:
+        return None
+    return bool(current_app.extensions[KEYS_EXTENSION].matches(key))
+
+
+def _unauthorized() -> Any:
+    response = jsonify(error="Unauthorized", detail="an API key is required: send 'Authorization: Bearer <key>' "
+                       "or 'X-API-Key: <key>' (api.keys, or the key in <data_dir>/api_key)")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk-assist"'
+    return response, 401
+
+
+@api.before_request
+def _require_key() -> Any:
+    # Every /api/* route, present and future, before its body is read.
+    if request.path.startswith("/api/") and _key_status() is not True:
+        return _unauthorized()
+    return None
+
+
 @api.get("/healthz")
 def healthz() -> Any:
-    return jsonify(_services().health())
+    """Without a key only ok/degraded (for load balancers); with one, models, index, queue and connectors."""
+    status = _key_status()
+    if status is False:
+        return _unauthorized()
+    health = _services().health()
+    return jsonify(health if status else {"status": health["status"]})
 
 
 @api.post("/api/ask")
 def ask() -> Any:
-    data = request.get_json(silent=True)
+    if not request.is_json:
+        return jsonify(error="Bad Request", detail='expected a JSON object like {"text": "..."}'), 400
+    try:
+        data = safejson.loads(request.get_data(cache=False))
+    except safejson.JSONTooDeep as e:
+        return jsonify(error="Bad Request", detail=f"{e}; expected a JSON object like {{\"text\": \"...\"}}"), 400
+    except (ValueError, UnicodeDecodeError):
+        data = None
     if not isinstance(data, dict):
         return jsonify(error="Bad Request", detail='expected a JSON object like {"text": "..."}'), 400
     text = data.get("text")
@@ -89,5 +140,21 @@ def ask() -> Any:
     compose = data.get("compose", True)
     if not isinstance(compose, bool):
         return jsonify(error="Bad Request", detail="'compose' must be true or false"), 400
-    result = _services().engine.ask(text, category=category or None, compose=compose)
-    return jsonify(result.model_dump())
+    services = _services()
+    limit = services.settings.api.max_query_chars
+    slots: threading.BoundedSemaphore = current_app.extensions[SLOTS_EXTENSION]
+    if not slots.acquire(blocking=False):
+        log.info("api_ask_busy: max_concurrent_asks=%d", services.settings.api.max_concurrent_asks)
+        response = jsonify(error="Service Unavailable", detail="the assistant is busy with other requests; retry "
+                           "in a moment")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response, 503
+    try:
+        result = services.engine.ask(text[:limit], category=category or None, compose=compose)
+    finally:
+        slots.release()
+    # Never the entries' source text: for a knowledge base built from tickets, ``question`` is what an
+    # employee wrote (names, logins). Titles and answers are what the public suggestions show too.
+    body = result.model_dump(exclude={"hits": {"__all__": {"question"}}})
+    body["truncated"] = len(text) > limit
+    return jsonify(body)

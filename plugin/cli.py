@@ -168,6 +168,14 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
 
     click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz, /webhooks/<source>)",
                err=True)
+    if not settings.api.keys:
+        from plugin.apikeys import ensure_local_key, local_key_path
+
+        key_file = local_key_path(settings)
+        ensure_local_key(key_file)
+        # The path, never the key: terminals and service logs are kept.
+        click.echo(f"/api/* needs the key in {key_file}: curl -H \"Authorization: Bearer $(cat {key_file})\" ...",
+                   err=True)
     _Server().run()
 
 

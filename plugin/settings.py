@@ -97,6 +97,37 @@ class ServerSettings(_Section):
     max_webhook_bytes: int = Field(default=256_000, ge=1024)
 
 
+class APISettings(_Section):
+    """``/api/*`` (issue 8 item 9): who may ask, and how much engine work one request may cause."""
+
+    #: Keys accepted on /api/* as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Several, so a
+    #: key can be replaced without downtime; comma-separated in HELPDESK_ASSIST_API__KEYS. Empty: a
+    #: key is generated on first start in ``<data_dir>/api_key`` (file mode 0600) and is the only one.
+    keys: list[SecretStr] = Field(default_factory=list)
+    #: /api/ask requests that may run the engine at the same time; one more is answered 503 with
+    #: Retry-After at once, so that webhook intake in the same process stays fast.
+    max_concurrent_asks: int = Field(default=1, ge=1, le=64)
+    #: Retrieval reads at most this many characters of an /api/ask text (a longer text is cut, not refused).
+    max_query_chars: int = Field(default=2000, ge=100, le=20_000)
+
+    @field_validator("keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, v: Any) -> Any:
+        # The environment gives one string: "key1,key2".
+        if isinstance(v, str):
+            return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    @field_validator("keys")
+    @classmethod
+    def _long_enough(cls, v: list[SecretStr]) -> list[SecretStr]:
+        for i, key in enumerate(v):
+            if len(key.get_secret_value()) < 16:
+                raise ValueError(f"API key number {i + 1} is shorter than 16 characters: generate one with "
+                                 "python3 -c \"import secrets; print(secrets.token_urlsafe(32))\"")
+        return v
+
+
 class _ConnectorSettings(_Section):
     enabled: bool = False
     #: Post only the private agent note (draft, category, entries), never the public suggestion.
@@ -236,6 +267,7 @@ class Settings(BaseSettings):
     decision: DecisionSettings = Field(default_factory=DecisionSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    api: APISettings = Field(default_factory=APISettings)
     #: Signs the confirmation links. Required once a connector is enabled; keep it stable (a new
     #: key invalidates the links already sent). Generate one:
     #: ``python -c "import secrets; print(secrets.token_hex(32))"``.
@@ -342,7 +374,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-_SECRET_KEY_RE = re.compile(r"(secret|token|api_key|password)", re.IGNORECASE)
+_SECRET_KEY_RE = re.compile(r"(secret|token|api_key|password|\bkeys\b)", re.IGNORECASE)
 
 
 def _explain(e: ValidationError, origin: str) -> str:

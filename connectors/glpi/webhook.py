@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from connectors import safejson
 from connectors.base import ChallengeRefused, MalformedPayload, SignatureInvalid, SignatureMissing, TicketEvent
 from connectors.glpi.payloads import HLFollowup, HLSolution, HLTicket, WebhookEnvelope
 
@@ -171,7 +171,9 @@ def delivery_key(body: bytes, timestamp: str) -> str:
 def parse(headers: Mapping[str, str], body: bytes, *, source: str = "glpi") -> list[TicketEvent]:
     """The events of an authenticated delivery; [] for deliveries we ignore."""
     try:
-        raw = json.loads(body)
+        raw = safejson.loads(body)
+    except safejson.JSONTooDeep as e:
+        raise MalformedPayload(f"GLPI webhook body: {e}") from e
     except (ValueError, UnicodeDecodeError) as e:
         raise MalformedPayload("GLPI webhook body is not JSON") from e
     try:

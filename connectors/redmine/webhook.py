@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
 
 from pydantic import ValidationError
 
+from connectors import safejson
 from connectors.base import EventKind, MalformedPayload, SignatureInvalid, SignatureMissing, TicketEvent
 
 from .payloads import NativeEnvelope, PluginEnvelope
@@ -105,7 +105,9 @@ def delivery_key(body: bytes) -> str:
 def parse(body: bytes) -> list[TicketEvent]:
     """The ticket events in an authenticated delivery ([] for known events we ignore)."""
     try:
-        data = json.loads(body)
+        data = safejson.loads(body)
+    except safejson.JSONTooDeep as e:
+        raise MalformedPayload(f"Redmine webhook body: {e}") from e
     except (ValueError, UnicodeDecodeError) as e:
         raise MalformedPayload("Redmine webhook body is not JSON") from e
     if not isinstance(data, dict):

@@ -11,11 +11,17 @@ from tests.rag.llm.tiny_qwen import build_tiny_qwen
 pytestmark = pytest.mark.slow
 
 
+KEY = "llm-wiring-test-key-0123456789"
+
+
 def _client(tmp_path, llm: dict):
-    settings = load_settings(env={}, data_dir=str(tmp_path / "var"), llm=llm, decision={"threshold": 0.0})
+    settings = load_settings(env={}, data_dir=str(tmp_path / "var"), llm=llm, decision={"threshold": 0.0},
+                             api={"keys": [KEY]})
     services = build_services(settings, embedder=HashingEmbedder())
     ensure_knowledge_base(services)
-    return create_app(settings, services=services).test_client()
+    client = create_app(settings, services=services).test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {KEY}"  # /api/* and the full /healthz need a key
+    return client
 
 
 def test_transformers_backend_from_a_local_qwen_directory(tmp_path):

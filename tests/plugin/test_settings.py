@@ -110,3 +110,17 @@ def test_worker_lease_must_outlast_the_llm_timeout():
 def test_shadow_mode_per_connector_overrides_the_global_one():
     s = load_settings(env={}, pipeline={"shadow_mode": True}, redmine={"shadow_mode": False})
     assert s.shadow_mode_for("redmine") is False and s.shadow_mode_for("glpi") is True
+
+
+def test_api_keys_from_the_environment_comma_separated():
+    s = load_settings(env={"HELPDESK_ASSIST_API__KEYS": "first-key-0123456789abc, second-key-0123456789abc"})
+    assert [k.get_secret_value() for k in s.api.keys] == ["first-key-0123456789abc", "second-key-0123456789abc"]
+    assert load_settings(env={}).api.keys == []
+
+
+def test_a_short_api_key_is_refused_without_echoing_it():
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"HELPDESK_ASSIST_API__KEYS": "long-enough-key-0123456789,short-key"})
+    msg = str(e.value)
+    assert "api.keys" in msg and "number 2" in msg and "16 characters" in msg
+    assert "short-key" not in msg and "long-enough-key" not in msg
