@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from connectors import safejson
 from helpdesk_errors import HelpdeskError
+from plugin import logredact
 from plugin.apikeys import KeyChecker, accepted_keys, presented_key
 from plugin.confirm import confirm_bp
 from plugin.registry import webhook_sources
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, *, services: Any = None) -> Fla
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    # Under a gunicorn started by hand (not `serve`), its handlers exist by now: filter them too.
+    logredact.install()
     app.extensions[EXTENSION] = services
     app.extensions[KEYS_EXTENSION] = KeyChecker(accepted_keys(settings))
     app.extensions[SLOTS_EXTENSION] = threading.BoundedSemaphore(settings.api.max_concurrent_asks)

@@ -46,6 +46,9 @@ def _setup_logging(level: str) -> None:
     # Third-party chatter that says nothing to an admin.
     for noisy in ("chromadb", "httpx", "sentence_transformers", "urllib3", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from plugin import logredact
+
+    logredact.install(logging.getLogger())  # no token from a URL in any line (issue 8 item 5)
 
 
 def _fail(e: Exception) -> None:
@@ -151,6 +154,8 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
             self.cfg.set("threads", threads)
             self.cfg.set("timeout", 120)
             self.cfg.set("accesslog", "-")
+            # The access log prints request lines and Referers: ?token=, /r/<token> are redacted.
+            self.cfg.set("logger_class", "plugin.logredact.RedactingGunicornLogger")
 
         def load(self) -> Any:
             from plugin.app import EXTENSION, create_app
