@@ -6,6 +6,7 @@ A connector implements the capabilities its helpdesk has (house-style.md):
 - :class:`TicketWriter`  - post a public reply or a private note, close on confirmation, hand back;
 - :class:`WebhookSource` - authenticate a webhook on its raw bytes and parse it into events;
 - :class:`TicketPoller`  - list tickets created or changed since a watermark;
+- :class:`Scoped`        - tell whether a ticket lies inside the configured projects / entities;
 - :class:`Checkable`     - test credentials and rights, in plain words.
 
 Connectors return these models, never vendor dicts; they never import Flask or ``plugin``.
@@ -158,6 +159,9 @@ class Ticket(_Model):
     is_private: bool = False
     #: Category path, most general first (GLPI's ITIL category, Redmine's tracker/category).
     category: tuple[str, ...] = ()
+    #: Where the ticket lives, as the connector's scope settings name it (the Redmine project id, the
+    #: GLPI entity id); empty when unknown. :class:`Scoped` decides from it.
+    scope: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
     url: str = ""
@@ -296,6 +300,14 @@ class TicketPoller(ABC):
         """Events for tickets created or changed after the watermark ``since`` (opaque string,
         None on the first run), and the new watermark. Overlaps are fine: events carry
         delivery keys and are de-duplicated downstream. One bad item does not stop the run."""
+
+
+class Scoped(ABC):
+    @abstractmethod
+    def out_of_scope(self, ticket: Ticket) -> str | None:
+        """Why ``ticket`` (as re-fetched) lies outside the configured scope (Redmine projects, GLPI
+        entities), in words for the log; None when it is inside or no scope is configured. The
+        pipeline asks on every path (webhook and polling) before doing anything with a ticket."""
 
 
 class Checkable(ABC):

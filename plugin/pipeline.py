@@ -20,6 +20,7 @@ from typing import Any
 
 from connectors.base import (
     Connector,
+    Scoped,
     Ticket,
     TicketEvent,
     TicketReader,
@@ -99,6 +100,12 @@ class Pipeline:
             return
         reader = _as(connector, TicketReader)
         ticket = reader.get_ticket(event.ticket_id)
+        # Scope (Redmine projects, GLPI entities) on the ticket as it is now, whatever the delivery
+        # said and whichever path brought it: webhook or poll. Outside it we touch nothing (issue 8 item 7).
+        outside = connector.out_of_scope(ticket) if isinstance(connector, Scoped) else None
+        if outside:
+            log.info("ticket_out_of_scope: source=%s ticket=%s: %s", ticket.source, ticket.id, outside)
+            return
         existing = self.records.for_ticket(event.source, ticket.id)
         if existing is not None:
             self._resume(connector, ticket, existing)

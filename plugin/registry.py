@@ -26,6 +26,7 @@ def _glpi(settings: Settings) -> Connector:
         verify_tls=g.verify_tls,
         web_url=g.web_url,
         poll=g.poll,
+        entities=tuple(g.entities),
     )
 
 

@@ -153,13 +153,19 @@ class GLPISettings(_ConnectorSettings):
     webhook_max_age_s: int = Field(default=6 * 3600, ge=60)
     #: Base URL of the GLPI web UI for links in notes (default: derived from ``url``).
     web_url: str = ""
+    #: Answer only tickets of these entity ids (exactly these: list a sub-entity to include it), on
+    #: every path (webhooks and polling, judged on the re-fetched ticket). Empty: every entity the
+    #: plugin's profile sees.
+    entities: list[int] = Field(default_factory=list)
 
 
 class RedmineSettings(_ConnectorSettings):
     url: str = ""
     #: The plugin user's API key (My account > API access key).
     api_key: SecretStr = SecretStr("")
-    #: Restrict to these project identifiers (empty: every project the plugin user sees).
+    #: Answer only issues of these projects (identifiers or ids; exactly these, not their subprojects),
+    #: on every path: webhooks, polling and check, judged on the re-fetched issue. Empty: every
+    #: project the plugin user sees.
     projects: list[str] = Field(default_factory=list)
     #: Secret of Redmine 7's native webhook (``X-Redmine-Signature-256``).
     webhook_secret: SecretStr = SecretStr("")

@@ -39,6 +39,7 @@ from connectors.base import (
     OutgoingMessage,
     Person,
     RejectedByHelpdesk,
+    Scoped,
     Ticket,
     TicketEvent,
     TicketPoller,
@@ -100,6 +101,8 @@ class GLPIConfig:
     bot_user_id: str | None = None
     poll: bool = False
     poll_overlap_s: int = 60
+    #: Entity ids whose tickets we answer (empty: every entity the plugin's profile sees).
+    entities: tuple[int, ...] = ()
 
 
 def derive_web_url(api_url: str) -> str:
@@ -111,19 +114,20 @@ def derive_web_url(api_url: str) -> str:
     return base
 
 
-class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Checkable):
+class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable):
     name = "glpi"
 
     def __init__(self, url: str, user_token: Any, app_token: Any = "", webhook_secret: Any = "",
                  webhook_max_age_s: int = 6 * 3600, timeout_s: float = 15.0, verify_tls: bool = True,
                  web_url: str = "", bot_user_id: str | int | None = None, *, poll: bool = False,
-                 poll_overlap_s: int = 60, session: requests.Session | None = None) -> None:
+                 poll_overlap_s: int = 60, entities: tuple[int, ...] = (),
+                 session: requests.Session | None = None) -> None:
         self.config = GLPIConfig(url=url, user_token=secret_value(user_token), app_token=secret_value(app_token),
                                  webhook_secret=secret_value(webhook_secret), webhook_max_age_s=webhook_max_age_s,
                                  timeout_s=timeout_s, verify_tls=verify_tls,
                                  web_url=(web_url or derive_web_url(url)).rstrip("/"),
                                  bot_user_id=str(bot_user_id) if bot_user_id not in (None, "") else None,
-                                 poll=poll, poll_overlap_s=poll_overlap_s)
+                                 poll=poll, poll_overlap_s=poll_overlap_s, entities=tuple(entities))
         self.client = GLPIClient(url, self.config.user_token, self.config.app_token, timeout_s, verify_tls, session)
         self._bot_id: str | None = self.config.bot_user_id
 
@@ -142,7 +146,7 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
     def from_config(cls, config: GLPIConfig, session: requests.Session | None = None) -> GLPIConnector:
         return cls(config.url, config.user_token, config.app_token, config.webhook_secret, config.webhook_max_age_s,
                    config.timeout_s, config.verify_tls, config.web_url, config.bot_user_id, poll=config.poll,
-                   poll_overlap_s=config.poll_overlap_s, session=session)
+                   poll_overlap_s=config.poll_overlap_s, entities=config.entities, session=session)
 
     def close(self) -> None:
         self.client.close()
@@ -183,7 +187,7 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
             state=STATE_OF.get(t.status, "open"), status_name=f"{STATUS_NAMES.get(t.status, 'Unknown')} ({t.status})",
             requester=requesters[0] if requesters else None, author=author,
             created_by_agent=bool(t.users_id_recipient) and str(t.users_id_recipient) not in requester_ids,
-            category=tuple(p.strip() for p in category.split(" > ") if p.strip()),
+            category=tuple(p.strip() for p in category.split(" > ") if p.strip()), scope=str(t.entities_id),
             created_at=_dt(t.date or t.date_creation), updated_at=_dt(t.date_mod), url=self.ticket_url(t.id),
             comments=self._timeline(followups, solutions, people),
             outcomes=self._outcomes(solutions, followups, requester_ids),
@@ -310,6 +314,15 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
         log.info("glpi_ticket_handed_back ticket=%s from_status=%s", t.id, t.status,
                  extra={"event": "glpi_ticket_handed_back"})
         return self.get_ticket(ticket_id)
+
+    # ============================================================================ scope
+    def out_of_scope(self, ticket: Ticket) -> str | None:
+        """Exactly the configured entities: a sub-entity is in scope only when it is listed too (GLPI's
+        own way to keep the others out entirely is a profile limited to those entities)."""
+        if not self.config.entities or ticket.scope in {str(e) for e in self.config.entities}:
+            return None
+        return (f"entity id {ticket.scope or '?'} is not in glpi.entities "
+                f"({', '.join(str(e) for e in self.config.entities)})")
 
     # ============================================================================ webhooks
     def authenticate(self, headers: Mapping[str, str], body: bytes, args: Mapping[str, str]) -> None:

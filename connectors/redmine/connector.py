@@ -40,6 +40,7 @@ from connectors.base import (
     PermissionDenied,
     Person,
     RejectedByHelpdesk,
+    Scoped,
     Ticket,
     TicketEvent,
     TicketPoller,
@@ -249,11 +250,12 @@ def note_to_text(notes: str, formatting: TextFormatting) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Checkable):
+class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable):
     """Redmine 5.x-7.x over its REST API, as the user who owns ``api_key`` (the plugin's account).
 
     Plain arguments (the registry reads the settings and passes secrets as ``str``):
-    ``projects`` restricts polling and checks to these project identifiers; ``closed_status`` /
+    ``projects`` restricts everything - webhooks, polling, checks - to these projects (identifiers or
+    ids; exactly these, not their subprojects: list a subproject to include it); ``closed_status`` /
     ``reopen_status`` / ``solved_status`` are status names (empty closed_status: the first
     ``is_closed`` status); ``polling`` only changes how ``check()`` judges missing webhook secrets.
     """
@@ -289,6 +291,8 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         self.client = RedmineClient(self.url, api_key, timeout_s=timeout_s, verify_tls=verify_tls, session=session)
         self._statuses: dict[int, IssueStatus] | None = None
         self._me: User | None = None
+        #: Configured project -> its id (Redmine identifiers never change, so this is never stale).
+        self._project_ids: dict[str, int] = {}
 
     def close(self) -> None:
         self.client.close()
@@ -391,6 +395,7 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
             created_by_agent=bool(issue.author and issue.author.id == self.me().id),
             is_private=issue.is_private,
             category=category,
+            scope=str(issue.project.id) if issue.project is not None else "",
             created_at=issue.created_on,
             updated_at=issue.updated_on,
             url=f"{self.url}/issues/{issue.id}",
@@ -526,6 +531,29 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         log.info("redmine.handed_back ticket=%s reopened=%s", ticket_id, reopen_id is not None)
         return self.get_ticket(ticket_id)
 
+    # -- scope -----------------------------------------------------------------------------------
+
+    def project_ids(self) -> dict[str, int]:
+        """The configured projects' ids. A project that does not exist (or that the plugin's account
+        cannot see) matches nothing; it is looked up again next time, and ``check`` names it."""
+        for ident in self.projects:
+            if ident in self._project_ids:
+                continue
+            try:
+                project = ProjectEnvelope.model_validate(self.client.get(f"/projects/{ident}.json")).project
+            except (NotFound, PermissionDenied):
+                log.warning("redmine.project_unknown project=%s: in redmine.projects but not visible", ident)
+                continue
+            self._project_ids[ident] = project.id
+        return dict(self._project_ids)
+
+    def out_of_scope(self, ticket: Ticket) -> str | None:
+        if not self.projects:
+            return None
+        if ticket.scope and ticket.scope in {str(i) for i in self.project_ids().values()}:
+            return None
+        return f"project id {ticket.scope or '?'} is not in redmine.projects ({', '.join(self.projects)})"
+
     # -- webhooks --------------------------------------------------------------------------------
 
     def authenticate(self, headers: Mapping[str, str], body: bytes, args: Mapping[str, str]) -> None:
@@ -585,7 +613,10 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
                     "offset": offset,
                 }
                 if project:
+                    # Exactly the configured project, as the pipeline's scope check: Redmine would
+                    # add its subprojects' issues by default.
                     params["project_id"] = project
+                    params["subproject_id"] = "!*"
                 page = IssueList.model_validate(self.client.get("/issues.json", params))
                 for raw in page.issues:
                     try:

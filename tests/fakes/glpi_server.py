@@ -180,6 +180,9 @@ class FakeGLPI:
         self._followups: list[dict[str, Any]] = []
         self._solutions: list[dict[str, Any]] = []
         self.categories: dict[int, dict[str, Any]] = {}
+        #: Entities by id (0: the root); tickets live in one. Recursion and per-profile entity
+        #: restrictions are not enforced: the bot sees every entity.
+        self.entities: dict[int, str] = {0: "Root entity"}
         self.sessions: dict[str, int] = {}
         self._failures: list[tuple[int, list[Any], str | None]] = []
         self._ids = {k: itertools.count(1) for k in ("ticket", "tu", "fup", "sol", "cat", "email")}
@@ -290,10 +293,17 @@ class FakeGLPI:
             self.categories[cid] = {"id": cid, "name": completename.split(" > ")[-1], "completename": completename}
             return cid
 
+    def create_entity(self, name: str) -> int:
+        """A child entity of the root (its completename is ``Root entity > name``)."""
+        with self._lock:
+            eid = max(self.entities) + 1
+            self.entities[eid] = f"Root entity > {name}"
+            return eid
+
     def create_ticket(self, requester: int | str | None = None, name: str = "Printer does not print",
                       content: str = "<p>Nothing comes out of the printer.</p>", *, writer: int | None = None,
                       status: int = INCOMING, category: str | None = None, assigned: int | None = None,
-                      date: str | None = None) -> int:
+                      date: str | None = None, entity: int = 0) -> int:
         """Create a ticket as GLPI would store it. ``requester``: a user id, or an e-mail address for an
         anonymous requester (``users_id`` 0 + ``alternative_email``); default: the standard requester."""
         with self._lock:
@@ -302,7 +312,7 @@ class FakeGLPI:
             req = self.requester_id if requester is None else requester
             writer_id = writer if writer is not None else (req if isinstance(req, int) else 0)
             self.tickets[tid] = {
-                "id": tid, "entities_id": 0, "name": name, "date": stamp, "closedate": None, "solvedate": None,
+                "id": tid, "entities_id": entity, "name": name, "date": stamp, "closedate": None, "solvedate": None,
                 "date_mod": stamp, "users_id_lastupdater": writer_id, "status": status,
                 "users_id_recipient": writer_id, "requesttypes_id": 1, "content": content, "urgency": 3,
                 "impact": 3, "priority": 3, "itilcategories_id": self.create_category(category) if category else 0,
@@ -670,7 +680,7 @@ class FakeGLPI:
             u = self.users.get(int(value or 0))
             return u.display if u else ""
         if key == "entities_id":
-            return "Root entity"
+            return self.entities.get(int(value or 0), "")
         return value
 
     def _get_subitems(self, request: Request, itemtype: str, item_id: str, sub: str,
@@ -796,7 +806,8 @@ class FakeGLPI:
             "date_mod": _iso(t["date_mod"]), "date": _iso(t["date"]), "type": t["type"],
             "external_id": t["externalid"], "request_type": {"id": 1, "name": "Helpdesk"},
             "status": {"id": t["status"], "name": STATUS_NAMES[t["status"]]},
-            "entity": {"id": 0, "name": "Root entity", "completename": "Root entity"}, "team": team,
+            "entity": {"id": t["entities_id"], "name": self.entities[t["entities_id"]].split(" > ")[-1],
+                       "completename": self.entities[t["entities_id"]]}, "team": team,
         }
 
     def _hl_followup(self, f: dict[str, Any]) -> dict[str, Any]:

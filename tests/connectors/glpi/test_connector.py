@@ -403,3 +403,15 @@ def test_first_poll_on_an_empty_glpi_starts_from_the_beginning(fake: FakeGLPI, c
     tid = fake.create_ticket()
     events, _ = connector.poll(watermark)
     assert [(e.ticket_id, e.kind) for e in events] == [(str(tid), "created")]
+
+
+def test_item7_scope_is_the_tickets_entity_and_only_configured_entities_are_in(fake: FakeGLPI) -> None:
+    hr = fake.create_entity("HR")
+    tid = fake.create_ticket(entity=hr)
+    conn = GLPIConnector(fake.url, fake.bot_token, fake.app_token, entities=(0,))
+    ticket = conn.get_ticket(str(tid))
+    assert ticket.scope == str(hr)
+    assert conn.out_of_scope(ticket) == f"entity id {hr} is not in glpi.entities (0)"
+    assert conn.out_of_scope(conn.get_ticket(str(fake.create_ticket()))) is None  # root entity 0: listed
+    assert GLPIConnector(fake.url, fake.bot_token, fake.app_token).out_of_scope(ticket) is None
+    conn.close()

@@ -338,3 +338,31 @@ def test_me_cached(connector: RedmineConnector, rsps: responses.RequestsMock) ->
     connector.me()
     connector.me()
     assert len(rsps.calls) == 1
+
+
+# -- scope (issue 8 item 7) ------------------------------------------------------------------------
+
+
+def test_item7_scope_is_the_issues_project_and_only_configured_projects_are_in(rsps: responses.RequestsMock) -> None:
+    conn = RedmineConnector(URL, KEY, projects=["helpdesk", "gone"])
+    add_lookups(rsps)
+    rsps.get(f"{URL}/issues/7.json", json=issue())
+    rsps.get(f"{URL}/projects/helpdesk.json", json={"project": {"id": 1, "name": "Helpdesk", "identifier": "helpdesk"}})
+    rsps.get(f"{URL}/projects/gone.json", status=404, json={})
+    ticket = conn.get_ticket("7")
+    assert ticket.scope == "1"
+    assert conn.out_of_scope(ticket) is None
+    other = ticket.model_copy(update={"scope": "4"})
+    assert conn.out_of_scope(other) == "project id 4 is not in redmine.projects (helpdesk, gone)"
+    assert conn.out_of_scope(ticket.model_copy(update={"scope": ""})) is not None
+    # Identifiers are resolved once: no second GET /projects/helpdesk.json.
+    assert sum(1 for c in rsps.calls if (c.request.url or "").endswith("/projects/helpdesk.json")) == 1
+    assert RedmineConnector(URL, KEY).out_of_scope(other) is None  # no projects configured: all in
+
+
+def test_item7_polling_asks_for_exactly_the_configured_project(rsps: responses.RequestsMock) -> None:
+    conn = RedmineConnector(URL, KEY, projects=["helpdesk"])
+    rsps.get(f"{URL}/issues.json", json={"issues": [], "total_count": 0})
+    conn.poll("2026-11-24T02:59:00Z")
+    q = parse_qs(urlparse(rsps.calls[0].request.url or "").query)
+    assert q["project_id"] == ["helpdesk"] and q["subproject_id"] == ["!*"]
