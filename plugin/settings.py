@@ -294,8 +294,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The YAML file is merged in by load_settings() as init data below the env overrides.
-        return (init_settings, env_settings)
+        # The YAML file and the environment are merged by load_settings() (env above YAML, unknown
+        # variables named like unknown keys) and passed as init data. pydantic-settings' own env
+        # source would read os.environ a second time and JSON-decode list values, so that
+        # HELPDESK_ASSIST_API__KEYS=key1,key2 failed before our validators saw it.
+        return (init_settings,)
 
     @model_validator(mode="after")
     def _enabled_connectors_are_complete(self) -> Settings:

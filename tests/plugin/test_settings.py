@@ -124,3 +124,12 @@ def test_a_short_api_key_is_refused_without_echoing_it():
     msg = str(e.value)
     assert "api.keys" in msg and "number 2" in msg and "16 characters" in msg
     assert "short-key" not in msg and "long-enough-key" not in msg
+
+
+def test_api_keys_from_the_process_environment(monkeypatch):
+    # pydantic-settings' own env source JSON-decoded list values and refused "key1,key2".
+    monkeypatch.setenv("HELPDESK_ASSIST_API__KEYS", "env-key-number-one-0123,env-key-number-two-0123")
+    monkeypatch.setenv("HELPDESK_ASSIST_DECISION__THRESHOLD", "0.7")
+    s = load_settings()
+    assert [k.get_secret_value() for k in s.api.keys] == ["env-key-number-one-0123", "env-key-number-two-0123"]
+    assert s.decision.threshold == 0.7

@@ -1,0 +1,147 @@
+"""Webhook acknowledgements while /api/ask is hammered (issue 8 item 9): prints numbers, asserts nothing.
+
+`helpdesk-assist serve` (gunicorn, one process, its default 4 threads) on loopback with GLPI webhooks
+enabled and the embedded worker off, so that only intake and /api/ask are measured:
+
+1. idle: one client POSTs signed GLPI 11 deliveries one after another; acknowledgement p50/p99;
+2. loaded: the same client while 8 clients send /api/ask with maximal inputs (20,000 characters,
+   the largest accepted) as fast as they can, without waiting on a 503 (worst case); ask outcomes too.
+
+Run twice: with the shipped limits (api.max_concurrent_asks 1, api.max_query_chars 2000) and with the
+limits lifted (64 concurrent asks, 20,000 characters read) as on main before issue 8.
+
+Usage: PYTHONPATH=. .venv/bin/python bench/bench_hardening.py [--deliveries 300] [--askers 8]
+Results: bench/results/hardening.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_intake import GLPI_SECRET, _pct, _serve, _stop, glpi_delivery  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "bench-api-key-0123456789abcdef0123"
+MAX_TEXT = 20_000
+LIMITS = {
+    "shipped limits (1 concurrent ask, 2,000 characters read)": {},
+    "limits lifted (64 concurrent asks, 20,000 characters read)": {
+        "HELPDESK_ASSIST_API__MAX_CONCURRENT_ASKS": "64", "HELPDESK_ASSIST_API__MAX_QUERY_CHARS": "20000"},
+}
+
+
+def _long_text() -> str:
+    base = ("Не могу подключиться к VPN из дома, AnyConnect пишет ошибку 809; перезагружал роутер и "
+            "компьютер, пароль вводил заново, в офисе всё работает. ")
+    return (base * (MAX_TEXT // len(base) + 1))[:MAX_TEXT]
+
+
+def _acks(base: str, n: int, first_id: int) -> list[float]:
+    """One client, n deliveries one after another: acknowledgement times in seconds."""
+    s = requests.Session()
+    out = []
+    ts = int(time.time())
+    for i in range(n):
+        headers, body = glpi_delivery(first_id + i, ts)
+        t0 = time.perf_counter()
+        r = s.post(base + "/webhooks/glpi", data=body, headers=headers, timeout=60)
+        out.append(time.perf_counter() - t0)
+        assert r.status_code == 202, (r.status_code, r.text[:200])
+    return out
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(_pct(values, 0.5) * 1000, 1), "p99_ms": round(_pct(values, 0.99) * 1000, 1),
+            "max_ms": round(max(values) * 1000, 1), "n": len(values)}
+
+
+def run(limits: dict[str, str], deliveries: int, askers: int) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench-hardening-"))
+    proc, base, _ = _serve(
+        {
+            "HELPDESK_ASSIST_GLPI__ENABLED": "true",
+            "HELPDESK_ASSIST_GLPI__URL": "http://127.0.0.1:9/apirest.php",
+            "HELPDESK_ASSIST_GLPI__USER_TOKEN": "unused-for-intake",
+            "HELPDESK_ASSIST_GLPI__WEBHOOK_SECRET": GLPI_SECRET,
+            "HELPDESK_ASSIST_WORKER__EMBEDDED": "false",
+            "HELPDESK_ASSIST_API__KEYS": API_KEY,
+            **limits,
+        },
+        tmp, 4,
+    )
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    text = _long_text()
+    stop = threading.Event()
+    asks: dict[int, list[float]] = {}
+    lock = threading.Lock()
+
+    def asker() -> None:
+        s = requests.Session()
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                r = s.post(base + "/api/ask", json={"text": text}, headers=auth, timeout=120)
+                code = r.status_code
+            except requests.RequestException:
+                code = 0
+            with lock:
+                asks.setdefault(code, []).append(time.perf_counter() - t0)
+
+    try:
+        requests.post(base + "/api/ask", json={"text": "VPN"}, headers=auth, timeout=120)  # warm the engine
+        _acks(base, 20, 9_000_000)  # warm intake (imports, SQLite)
+        idle = _acks(base, deliveries, 1)
+        pool = [threading.Thread(target=asker, daemon=True) for _ in range(askers)]
+        for t in pool:
+            t.start()
+        time.sleep(3)  # let the askers fill the server
+        t0 = time.perf_counter()
+        loaded = _acks(base, deliveries, 1_000_000)
+        wall = time.perf_counter() - t0
+        stop.set()
+        for t in pool:
+            t.join(timeout=150)
+    finally:
+        _stop(proc)
+    idle_s, loaded_s = _summary(idle), _summary(loaded)
+    return {
+        "ack_idle": idle_s,
+        "ack_while_asks_hammer": loaded_s,
+        "p50_ratio": round(loaded_s["p50_ms"] / idle_s["p50_ms"], 2),
+        "p99_ratio": round(loaded_s["p99_ms"] / idle_s["p99_ms"], 2),
+        "asks_during_load": {str(code): {"count": len(v), **({"p50_ms": _summary(v)["p50_ms"]} if v else {})}
+                             for code, v in sorted(asks.items())},
+        "loaded_phase_s": round(wall, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--deliveries", type=int, default=300)
+    ap.add_argument("--askers", type=int, default=8)
+    args = ap.parse_args()
+    results = {}
+    for name, limits in LIMITS.items():
+        print(f"{name} ...", flush=True)
+        results[name] = run(limits, args.deliveries, args.askers)
+        print(json.dumps(results[name], indent=2), flush=True)
+    out = ROOT / "bench" / "results" / "hardening.json"
+    out.write_text(json.dumps({"askers": args.askers, "ask_chars": MAX_TEXT, "server_threads": 4,
+                               "results": results, "cpu_count": os.cpu_count(),
+                               "load_avg_at_end": os.getloadavg(), "when": time.strftime("%Y-%m-%d %H:%M")},
+                              indent=2, ensure_ascii=False))
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()
