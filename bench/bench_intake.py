@@ -66,9 +66,9 @@ def _serve(env_extra: dict[str, str], data_dir: Path, threads: int) -> tuple[sub
         if proc.poll() is not None:
             raise SystemExit(f"serve exited: {log_path.read_text(errors='replace')[-2000:]}")
         try:
-            if requests.get(base + "/healthz", timeout=5).ok:
+            if requests.get(base + "/healthz", timeout=30).ok:
                 return proc, base, log_path
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # the first request builds the app
             time.sleep(0.5)
     raise SystemExit("serve did not come up")
 
@@ -151,7 +151,9 @@ def bench_intake(n: int, clients: int, threads: int) -> dict:
         # A replayed delivery is acknowledged and stored once.
         h, b = glpi_delivery(1, ts)
         replay = requests.post(base + "/webhooks/glpi", data=b, headers=h, timeout=30).json()
-        queue = requests.get(base + "/healthz", timeout=30).json()["queue"]
+        # No api.keys here: serve wrote a local key, which the full /healthz needs (issue 8 item 9).
+        key = (tmp / "api_key").read_text().strip()
+        queue = requests.get(base + "/healthz", headers={"X-API-Key": key}, timeout=30).json()["queue"]
     finally:
         _stop(proc)
     return {
