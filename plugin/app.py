@@ -127,7 +127,8 @@ def ask() -> Any:
     # The slot first, before the body is parsed: while the engine is busy, a flood of asks costs one
     # cheap 503 each, not a JSON parse and validation of 20,000 characters each.
     if not slots.acquire(blocking=False):
-        log.info("api_ask_busy: max_concurrent_asks=%d", services.settings.api.max_concurrent_asks)
+        # DEBUG, not INFO: a flood of busy answers must not become a flood of log lines too.
+        log.debug("api_ask_busy: max_concurrent_asks=%d", services.settings.api.max_concurrent_asks)
         request.get_data(cache=False)  # read (and drop) the body: an unread one resets the client's connection
         response = jsonify(error="Service Unavailable", detail="the assistant is busy with other requests; retry "
                            "in a moment")
