@@ -43,6 +43,14 @@ class TransientConnectorError(ConnectorError):
     transient = True
 
 
+class WriteOutcomeUnknown(TransientConnectorError):
+    """A write was sent but no answer came (read timeout, connection reset): the helpdesk may have
+    applied it, or may still apply it. Never write again on this alone: read back until the write
+    shows or a bounded wait has passed (:func:`connectors.readback.await_write`). A write that was
+    certainly not sent (connection refused, connect timeout) is a plain
+    :class:`TransientConnectorError` and safe to retry."""
+
+
 class AuthenticationError(ConnectorError):
     """Credentials refused (HTTP 401 after one session re-init, bad token)."""
 

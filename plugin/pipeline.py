@@ -74,6 +74,18 @@ class Pipeline:
             self.wake()
         return new is not None
 
+    def enqueue_polled(self, event: TicketEvent) -> bool:
+        """A poller's event: like :meth:`enqueue_event`, and when the worker gave up on this very
+        delivery (dead after ``worker.retry_for_h`` of transient failures), it is queued again: the
+        poll just saw the ticket, so the helpdesk answers. A poll seeing the ticket under a new key
+        (it changed since) enqueues a new event anyway."""
+        new = self.store.enqueue(
+            event.source, TICKET_EVENT, event.delivery_key, event.model_dump(mode="json"), revive=True
+        )
+        if new is not None:
+            self.wake()
+        return new is not None
+
     def accept_events(self, source: str, events: list[TicketEvent]) -> Accepted:
         """The webhooks blueprint's ``accept``: persist before the 2xx (a database failure is a 503)."""
         new = dup = 0

@@ -26,6 +26,7 @@ def _glpi(settings: Settings) -> Connector:
         verify_tls=g.verify_tls,
         web_url=g.web_url,
         poll=g.poll,
+        unknown_write_wait_s=g.unknown_write_wait_s,
     )
 
 
@@ -45,6 +46,7 @@ def _redmine(settings: Settings) -> Connector:
         timeout_s=r.timeout_s,
         verify_tls=r.verify_tls,
         polling=r.poll,
+        unknown_write_wait_s=r.unknown_write_wait_s,
     )
 
 

@@ -48,8 +48,10 @@ class Services:
         from plugin.worker import PollJob, Worker
 
         w = self.settings.worker
+        # A poll revives an event the worker gave up on: seeing the ticket again means the helpdesk
+        # answers again (a webhook-only failure would otherwise wait for `queue retry`).
         jobs = [
-            PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=self.pipeline.enqueue_event)
+            PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=self.pipeline.enqueue_polled)
             for name, poller, interval in pollers(self.settings, self.connectors)
         ]
         handlers = self.pipeline.handlers()
@@ -64,8 +66,11 @@ class Services:
             max_attempts=w.max_attempts,
             backoff_base_s=w.backoff_base_s,
             backoff_max_s=w.backoff_max_s,
+            retry_for_s=w.retry_for_h * 3600,
             idle_poll_s=w.idle_poll_s,
             pollers=jobs,
+            purge_done_after_s=w.purge_done_after_days * 86_400,
+            keep_delivery_keys_s=w.keep_delivery_keys_days * 86_400,
         )
 
     def health(self) -> dict[str, Any]:
