@@ -119,6 +119,15 @@ def status(obj: _Ctx, as_json: bool) -> None:
     idx = health["index"]
     click.echo(f"index:      {idx['entries']} entries, {idx['distinct_answers']} distinct answers, "
                f"learned {idx['learned']}, calibration: {idx['calibration']}")
+    for name, conn in health.get("connections", {}).items():
+        if conn["state"] == "ok":
+            click.echo(f"{name + ':':12s}reachable")
+        else:
+            click.echo(f"{name + ':':12s}UNREACHABLE since {conn['since']} ({conn['for_s'] // 60} min, "
+                       f"{conn['failures']} failures); last error: {conn['last_error']}")
+    queue = health.get("queue") or {}
+    if queue:
+        click.echo("queue:      " + ", ".join(f"{k} {v}" for k, v in queue.items()))
 
 
 # -- serve ----------------------------------------------------------------------------------------
