@@ -5,8 +5,9 @@ numbers; asserts nothing: the test suite covers correctness).
    (N times), then a last worker finishes the queue. Each kill lands at a random moment within an
    item (0 to 1.5 s after the worker took one: reading the issue, answering, posting, reading back).
 2. slow-write run: the slow proxy of tests/fakes/slow_proxy.py in front of Redmine holds every PUT
-   `--delay` seconds (twice the client's timeout) before Redmine gets it, so the client gives up before
-   the write lands; one worker handles the issues. Mode `reset` instead forwards the PUT at once and
+   `--delay` seconds (4 s; the client's timeout is `--timeout`, 1 s) before Redmine gets it, so the
+   client gives up, and its retry (backoff 0.5 s) re-reads the issue, before the write lands; one
+   worker handles the issues. Mode `reset` instead forwards the PUT at once and
    resets the connection (applied, answer lost). A control run with `unknown_write_wait_s: 0` (no
    read-back wait, what the code did before issue 8) shows what the run detects.
 
@@ -14,7 +15,7 @@ Counted afterwards from Redmine itself (admin API key): notes per marker (`ref h
 duplicates = notes beyond the first per marker; missing = issues without their agent note.
 
 Usage: PYTHONPATH=. .venv/bin/python bench/bench_reliability.py [--kills 12] [--crash-issues 40]
-       [--slow-issues 20] [--reset-issues 10] [--delay 2] [--no-control]
+       [--slow-issues 10] [--reset-issues 10] [--delay 4] [--timeout 1] [--no-control]
 Results: bench/results/reliability.json
 """
 
@@ -237,9 +238,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=12)
     ap.add_argument("--crash-issues", type=int, default=40)
-    ap.add_argument("--slow-issues", type=int, default=20)
+    ap.add_argument("--slow-issues", type=int, default=10)
     ap.add_argument("--reset-issues", type=int, default=10)
-    ap.add_argument("--delay", type=float, default=2.0, help="seconds a PUT is held (the client timeout is half)")
+    ap.add_argument("--delay", type=float, default=4.0, help="seconds the proxy holds a PUT")
+    ap.add_argument("--timeout", type=float, default=1.0, help="the client's timeout (redmine.timeout_s)")
     ap.add_argument("--no-control", action="store_true", help="skip the control run without read-back wait")
     ap.add_argument("--seed", type=int, default=20250131)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "reliability.json")
@@ -254,7 +256,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "load_average_start": os.getloadavg(),
     }
-    timeout = args.delay / 2
+    timeout = args.timeout
     if args.kills:
         results["crash"] = crash_run(args.crash_issues, args.kills, args.seed)
         print("crash run:", json.dumps(results["crash"], ensure_ascii=False))
