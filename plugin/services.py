@@ -83,7 +83,8 @@ class Services:
         if self.store is None:
             return {}
         known = self.store.connection_health()
-        names = sorted(set(self.connectors) | ({"email"} if self.mail is not None else set()) | set(known))
+        # Only what is enabled now: a connector switched off since keeps no stale "unreachable".
+        names = sorted(set(self.connectors) | ({"email"} if self.mail is not None else set()))
         now = self.store.clock()
         out: dict[str, dict[str, Any]] = {}
         for name in names:

@@ -110,3 +110,13 @@ def test_worker_lease_must_outlast_the_llm_timeout():
 def test_shadow_mode_per_connector_overrides_the_global_one():
     s = load_settings(env={}, pipeline={"shadow_mode": True}, redmine={"shadow_mode": False})
     assert s.shadow_mode_for("redmine") is False and s.shadow_mode_for("glpi") is True
+
+
+def test_item4_item11_retry_and_purge_windows_and_their_check():
+    s = load_settings(env={})
+    assert (s.worker.retry_for_h, s.worker.purge_done_after_days, s.worker.keep_delivery_keys_days) == (24, 7, 90)
+    assert s.redmine.unknown_write_wait_s == s.glpi.unknown_write_wait_s == 60
+    with pytest.raises(ConfigError, match=r"worker\.keep_delivery_keys_days.*worker\.purge_done_after_days"):
+        load_settings(env={}, worker={"purge_done_after_days": 30, "keep_delivery_keys_days": 7})
+    with pytest.raises(ConfigError, match=r"worker\.retry_for_h"):
+        load_settings(env={"HELPDESK_ASSIST_WORKER__RETRY_FOR_H": "0"})
