@@ -200,6 +200,10 @@ class Pipeline:
         )
 
     def _post(self, connector: Connector, ticket: Ticket, s: Suggestion) -> None:
+        # Each attempt starts from a fresh read of the ticket, so a comment an earlier attempt posted
+        # is found by its marker. A write the helpdesk received but did not answer is resolved one
+        # level down, in the connector (it reads back until the write shows: connectors/readback.py),
+        # where each step of a multi-step write and its privacy can be checked.
         writer = _as(connector, TicketWriter)
         if s.mode == "public" and s.public_comment_id is None:
             found = ticket.comment_with_marker(s.marker("public"))
