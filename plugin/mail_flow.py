@@ -295,6 +295,12 @@ class MailFlow:
         reason = "the user says the suggestion did not help"
         self._forward(conv["id"], reason, suggestion=s, user_reason=s.outcome_comment or (s.outcome_reason or ""))
 
+    def conversation_open(self, s: Suggestion) -> bool:
+        """Whether a link click may still count: we are waiting for the user's answer. A conversation
+        forwarded to the helpdesk (the user did not answer in time, wrote again...) or closed is not."""
+        conv = self._conversation(s.ticket_id)
+        return conv is not None and conv["state"] in ("new", "sending", "answered")
+
     # -- forwarding ----------------------------------------------------------------------------------------
     def expired(self, watermark: str | None) -> tuple[list[str], str | None]:
         db = self.store.read()

@@ -10,6 +10,7 @@ forwards.
 from __future__ import annotations
 
 import email
+import re
 import smtplib
 import subprocess
 import time
@@ -20,6 +21,7 @@ from email.utils import make_msgid
 import pytest
 from imapclient import IMAPClient
 
+from plugin.app import create_app
 from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
 from tests.integration.servers import require_server
@@ -238,6 +240,34 @@ def test_silence_past_the_timeout_forwards_to_the_helpdesk(services, monkeypatch
 
     run_until(services, lambda: len(forwarded()) == 1)
     assert "48" in forwarded()[0].get_body(("plain",)).get_content()
+
+
+def test_link_clicked_after_the_conversation_went_to_the_helpdesk_records_nothing(services, monkeypatch):
+    """Issue 8 item 10 for mail: the conversation's own state decides; forwarded means closed for us."""
+    send(user_mail("Не работает VPN дома", "Как подключиться к VPN из дома? Пишет ошибку."))
+    run_until(services, lambda: len(sink()) == 1)
+    text = sink()[0].get_body(("plain",)).get_content()
+    solved_path, _ = re.findall(r"https://ai\.example\.test(/r/[A-Za-z0-9_.\-]+)", text)
+    client = create_app(services.settings, services=services).test_client()
+    assert "<form" in client.get(solved_path).get_data(as_text=True)  # still waiting for the user: open
+    later = time.time() + 49 * 3600
+    monkeypatch.setattr(services.mail, "clock", lambda: later)
+    worker = services.make_worker()
+    for job in services.mail.poll_jobs():
+        if job.name == "email-timeouts":
+            worker.run_poller(job)
+    run_until(services, lambda: any("VPN" in str(m["Subject"]) for m in intake()))
+
+    page = client.get(solved_path)
+    assert page.status_code == 200 and "Обращение уже закрыто" in page.get_data(as_text=True)
+    assert client.post(solved_path).status_code == 409
+    conv = next(c for c in _conversations(services) if c["subject"] == "Не работает VPN дома")
+    assert conv["state"] == "forwarded" and services.records.get(conv["id"]).outcome is None
+
+
+def _conversations(services) -> list[dict]:
+    rows = services.store.read().execute("SELECT * FROM mail_conversations ORDER BY created_at").fetchall()
+    return [dict(r) for r in rows]
 
 
 def test_rate_limit_per_sender_forwards_instead_of_answering(services, monkeypatch):
