@@ -11,7 +11,7 @@
 Pure stdlib ``email`` + imapclient; nothing here imports Flask or ``plugin``.
 """
 
-from connectors.email.compose import build_forward, build_reply, build_thanks
+from connectors.email.compose import build_forward, build_reply, build_thanks, reply_address
 from connectors.email.imap import Mailbox
 from connectors.email.keywords import classify_reply
 from connectors.email.loops import automatic_reason
@@ -39,4 +39,5 @@ __all__ = [
     "find_subject_tag",
     "new_message_id",
     "parse_message",
+    "reply_address",
 ]

@@ -176,9 +176,14 @@ class Mailbox:
 
     def fetch_new(self, after_uid: int = 0, limit: int | None = None) -> list[tuple[int, bytes]]:
         """Messages with a UID above ``after_uid``, oldest first, as ``(uid, raw bytes)``; at most
-        ``limit`` of them. Does not set ``\\Seen``."""
+        ``limit`` of them, including mail delivered after the folder was selected. Does not set
+        ``\\Seen``."""
 
         def run(c: IMAPClient) -> list[tuple[int, bytes]]:
+            # A server reports mail that arrived since SELECT only in answer to a command, and a
+            # search may run on the folder as it was (Dovecot right after SELECT: measured). NOOP
+            # first brings the connection's view of the folder up to date (RFC 3501 6.1.2).
+            c.noop()
             # "N:*" also matches the highest UID when N is above it (RFC 3501 6.4.8): filter.
             uids = sorted(u for u in c.search(["UID", f"{after_uid + 1}:*"]) if u > after_uid)
             if limit is not None:

@@ -288,3 +288,48 @@ def test_rate_limit_per_sender_forwards_instead_of_answering(services, monkeypat
     run_until(services, got_forward)
     assert len(sink()) == 1, "the second message was not answered"
     assert "today" in forwarded[0].get_body(("plain",)).get_content()
+
+
+def _to(messages: list[EmailMessage], address: str) -> list[EmailMessage]:
+    return [m for m in messages if address in str(m["To"])]
+
+
+def test_reply_to_cannot_bypass_the_rate_limit(services, monkeypatch):
+    """Issue 8 item 6: the limit counts the address we write to, not the From that anyone can forge."""
+    monkeypatch.setattr(services.mail.cfg, "max_replies_per_sender_per_day", 2)
+    victim = "victim@customer.example"
+    for n in range(5):
+        m = user_mail(f"Забыл пароль {n}", "Как сбросить пароль от учетной записи?", Reply_To=victim)
+        m.replace_header("From", f"Сотрудник {n} <forged{n}@customer.example>")
+        send(m)
+    run_until(services, lambda: len(sink()) + len(intake()) >= 5, timeout=60)
+    time.sleep(1)
+    run_until(services, lambda: not _pending(services), timeout=10)
+    assert len(_to(sink(), victim)) == 2, "no more answers to one address than the limit"
+    assert len(sink()) == 2
+    forwarded = intake()
+    assert len(forwarded) == 3, "the rest went to the helpdesk: nothing lost"
+    assert all("today" in f.get_body(("plain",)).get_content() for f in forwarded)
+
+
+def test_mail_from_or_reply_to_outside_the_allowed_domains_is_forwarded_not_answered(services, monkeypatch):
+    """Issue 8 item 6: with email.allowed_domains set, the assistant answers only its own company."""
+    monkeypatch.setattr(services.mail.cfg, "allowed_domains", ["customer.example"])
+    outsider = user_mail("Забыл пароль", "Как сбросить пароль от учетной записи?")
+    outsider.replace_header("From", "Stranger <stranger@internet.example>")
+    redirected = user_mail("Забыл пароль снова", "Как сбросить пароль от учетной записи?",
+                           Reply_To="someone@internet.example")
+    inside = user_mail("Не могу войти", "Забыл пароль от учетной записи, как сбросить?")
+    for m in (outsider, redirected, inside):
+        send(m)
+    run_until(services, lambda: len(sink()) + len(intake()) >= 3, timeout=60)
+    time.sleep(1)
+    run_until(services, lambda: not _pending(services), timeout=10)
+
+    answered = sink()
+    assert [str(m["In-Reply-To"]) for m in answered] == [inside["Message-ID"]]
+    assert _to(answered, "internet.example") == []
+    forwarded = intake()
+    assert len(forwarded) == 2
+    for f in forwarded:
+        assert "email.allowed_domains" in f.get_body(("plain",)).get_content()

@@ -110,3 +110,18 @@ def test_worker_lease_must_outlast_the_llm_timeout():
 def test_shadow_mode_per_connector_overrides_the_global_one():
     s = load_settings(env={}, pipeline={"shadow_mode": True}, redmine={"shadow_mode": False})
     assert s.shadow_mode_for("redmine") is False and s.shadow_mode_for("glpi") is True
+
+
+def test_email_allowed_domains_are_normalized_and_read_from_one_variable():
+    s = load_settings(env={}, email={"allowed_domains": ["Example.RU", "@corp.example.com."]})
+    assert s.email.allowed_domains == ["example.ru", "corp.example.com"]
+    s = load_settings(env={"HELPDESK_ASSIST_EMAIL__ALLOWED_DOMAINS": "example.ru, пример.рф"})
+    assert s.email.allowed_domains == ["example.ru", "пример.рф"]
+    assert load_settings(env={}).email.allowed_domains == []
+
+
+@pytest.mark.parametrize("bad", ["https://example.ru", "user@example.ru", "example", "exa mple.ru", "example.ru/x"])
+def test_email_allowed_domains_names_the_key_and_the_bad_value(bad):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={}, email={"allowed_domains": ["example.ru", bad]})
+    assert "email.allowed_domains" in str(e.value) and "not a domain name" in str(e.value)
