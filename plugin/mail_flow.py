@@ -30,6 +30,7 @@ from typing import Any
 from connectors.email import (
     IncomingMail,
     Mailbox,
+    MailboxCheck,
     SmtpSender,
     automatic_reason,
     build_forward,
@@ -100,14 +101,7 @@ class MailFlow:
         self.clock = clock
         self.domain = settings.message_id_domain or settings.address.rsplit("@", 1)[-1]
         self.mailbox = mailbox or _mailbox(settings)
-        self.sender = sender or SmtpSender(
-            settings.smtp_host,
-            settings.smtp_port,
-            settings.smtp_security,
-            settings.smtp_username,
-            settings.smtp_password.get_secret_value(),
-            settings.timeout_s,
-        )
+        self.sender = sender or _sender(settings)
         self._due = threading.Event()
         self._last_poll = float("-inf")
         self._lock = threading.Lock()
@@ -450,6 +444,18 @@ class MailFlow:
             self.store.read().execute("SELECT state, COUNT(*) AS n FROM mail_conversations GROUP BY state").fetchall()
         )
         return {r["state"]: r["n"] for r in rows}
+
+
+def _sender(cfg: EmailSettings) -> SmtpSender:
+    return SmtpSender(
+        cfg.smtp_host, cfg.smtp_port, cfg.smtp_security, cfg.smtp_username, cfg.smtp_password.get_secret_value(),
+        cfg.timeout_s,
+    )
+
+
+def mailbox_check(cfg: EmailSettings) -> MailboxCheck:
+    """What ``helpdesk-assist check`` runs for the mailbox: the same IMAP and SMTP settings as the flow."""
+    return MailboxCheck(_mailbox(cfg), _sender(cfg), address=cfg.address, forward_to=cfg.forward_to)
 
 
 def _mailbox(cfg: EmailSettings) -> Mailbox:
