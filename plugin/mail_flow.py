@@ -467,12 +467,21 @@ def _mailbox(cfg: EmailSettings) -> Mailbox:
 
 
 def in_domains(address: str, domains: list[str]) -> bool:
-    """True when ``address`` is in one of ``domains`` or a subdomain of one (case-insensitive)."""
+    """True when ``address`` is in one of ``domains`` or a subdomain of one (case-insensitive;
+    ``пример.рф`` and ``xn--e1afmkfd.xn--p1ai`` are the same domain)."""
     _, at, domain = address.strip().rpartition("@")
-    domain = domain.strip().rstrip(".").lower()
-    if not at or not domain:
+    if not at or not domain.strip().rstrip("."):
         return False
-    return any(domain == d or domain.endswith("." + d) for d in domains)
+    mine = _ascii_domain(domain)
+    return any(mine == d or mine.endswith("." + d) for d in map(_ascii_domain, domains))
+
+
+def _ascii_domain(domain: str) -> str:
+    domain = domain.strip().rstrip(".").lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 def _problems(mail: IncomingMail) -> str:

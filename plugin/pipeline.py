@@ -398,7 +398,7 @@ class ConfirmBackend:
                 return known[1]
             future = self._inflight.get(key)
             if future is None:
-                future = self._pool.submit(self._read_and_keep, s)
+                future = self._pool.submit(self._read_in_background, s)
                 self._inflight[key] = future
         try:
             return future.result(timeout=self.GET_WAIT_S)
@@ -406,19 +406,18 @@ class ConfirmBackend:
             log.info("confirm_ticket_state_slow: source=%s ticket=%s: shown as open", s.source, s.ticket_id)
             return None
 
-    def _fresh(self, s: Suggestion) -> bool | None:
-        return self._read_and_keep(s)
-
-    def _read_and_keep(self, s: Suggestion) -> bool | None:
-        key = (s.source, s.ticket_id)
+    def _read_in_background(self, s: Suggestion) -> bool | None:
         try:
-            is_open = self._read_open(s)
-            with self._lock:
-                self._states[key] = (self.clock(), is_open)
-            return is_open
+            return self._fresh(s)
         finally:
             with self._lock:
-                self._inflight.pop(key, None)
+                self._inflight.pop((s.source, s.ticket_id), None)
+
+    def _fresh(self, s: Suggestion) -> bool | None:
+        is_open = self._read_open(s)
+        with self._lock:
+            self._states[(s.source, s.ticket_id)] = (self.clock(), is_open)
+        return is_open
 
     def _read_open(self, s: Suggestion) -> bool | None:
         """True / False: the ticket or conversation is open / closed; None: the helpdesk cannot say."""

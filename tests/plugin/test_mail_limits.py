@@ -32,6 +32,12 @@ def test_in_domains(address: str, inside: bool) -> None:
     assert in_domains(address, ["example.ru"]) is inside
 
 
+def test_in_domains_compares_international_domains_in_one_form() -> None:
+    assert in_domains("ivan@xn--e1afmkfd.xn--p1ai", ["пример.рф"])
+    assert in_domains("ivan@пример.рф", ["xn--e1afmkfd.xn--p1ai"])
+    assert not in_domains("ivan@xn--e1afmkfd.xn--p1ai", ["example.ru"])
+
+
 def test_the_reply_goes_to_reply_to_so_that_is_what_counts() -> None:
     forged = parse_message(
         b"From: Boss <boss@example.ru>\r\nReply-To: victim@other.example\r\nSubject: x\r\nMessage-ID: <1@x>\r\n\r\nhi"
