@@ -244,6 +244,7 @@ def attach_ticket_side(
 
         services.mail = MailFlow(settings.email, pipeline)
         pipeline.appliers["email"] = services.mail.apply_outcome
+        pipeline.open_checks["email"] = services.mail.conversation_open
 
 
 def ensure_knowledge_base(services: Services, *, progress: bool = False) -> int:

@@ -180,11 +180,36 @@ class EmailSettings(_Section):
     forward_via: Literal["smtp"] = "smtp"
     #: No answer from the user within this time: forward to the helpdesk.
     reply_timeout_h: float = Field(default=48.0, gt=0)
-    #: At most this many automatic answers per sender per day.
+    #: At most this many automatic answers per day to one address: the one we write to (the
+    #: Reply-To, else the From), so that forged senders cannot multiply the mail someone gets.
     max_replies_per_sender_per_day: int = Field(default=5, ge=1)
+    #: When set, answer only mail whose From and Reply-To are in these domains (or their subdomains);
+    #: anything else is forwarded to the helpdesk instead. Empty: answer any sender.
+    allowed_domains: list[str] = Field(default_factory=list)
     #: Senders (regular expressions, case-insensitive) never answered, e.g. other systems.
     ignore_senders: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=30.0, gt=0, le=300)
+
+
+    @field_validator("allowed_domains", mode="before")
+    @classmethod
+    def _domains_from_text(cls, v: Any) -> Any:
+        # HELPDESK_ASSIST_EMAIL__ALLOWED_DOMAINS="example.ru, example.com": a list from one variable.
+        return [d for d in re.split(r"[,\s]+", v) if d] if isinstance(v, str) else v
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        out = []
+        for raw in v:
+            domain = raw.strip().lstrip("@").rstrip(".").lower()
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"{raw!r} is not a domain name: write it as example.com (no @, no scheme, no path)")
+            out.append(domain)
+        return out
+
+
+_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_][\w-]{0,61}", re.UNICODE)
 
 
 class PipelineSettings(_Section):

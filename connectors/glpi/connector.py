@@ -48,6 +48,7 @@ from connectors.base import (
     TicketPoller,
     TicketReader,
     TicketState,
+    TicketStateReader,
     TicketWriter,
     TransientConnectorError,
     WebhookSource,
@@ -118,7 +119,7 @@ def derive_web_url(api_url: str) -> str:
     return base
 
 
-class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Checkable):
+class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller, Checkable):
     name = "glpi"
 
     def __init__(self, url: str, user_token: Any, app_token: Any = "", webhook_secret: Any = "",
@@ -168,6 +169,10 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
             return LegacyTicket.model_validate(data)
         except ValidationError as e:
             raise RejectedByHelpdesk(f"GLPI returned a Ticket {ticket_id} we cannot read: {e}") from e
+
+    def ticket_state(self, ticket_id: str) -> TicketState:
+        """One ``GET Ticket/N``: the state only (confirmation pages)."""
+        return STATE_OF.get(self._legacy_ticket(ticket_id).status, "open")
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         """The ticket, its requester(s) with e-mail, its timeline and the requester's approvals/refusals.

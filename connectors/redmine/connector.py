@@ -49,6 +49,7 @@ from connectors.base import (
     TicketPoller,
     TicketReader,
     TicketState,
+    TicketStateReader,
     TicketWriter,
     TransientConnectorError,
     WebhookSource,
@@ -255,7 +256,9 @@ def note_to_text(notes: str, formatting: TextFormatting) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Checkable):
+class RedmineConnector(
+    Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller, Checkable
+):
     """Redmine 5.x-7.x over its REST API, as the user who owns ``api_key`` (the plugin's account).
 
     Plain arguments (the registry reads the settings and passes secrets as ``str``):
@@ -380,6 +383,13 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
             ).issue
         except ValidationError as e:
             raise ConnectorError(f"Redmine issue {ticket_id}: unexpected JSON ({e.error_count()} errors)") from e
+
+    def ticket_state(self, ticket_id: str) -> TicketState:
+        """One ``GET /issues/N.json`` without journals: the state only (confirmation pages)."""
+        status = self._issue(ticket_id, include="").status
+        if status is None:
+            return self._state(None, "", None)
+        return self._state(status.id, status.name, status.is_closed)
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         issue = self._issue(ticket_id)
