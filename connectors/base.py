@@ -3,6 +3,7 @@
 A connector implements the capabilities its helpdesk has (house-style.md):
 
 - :class:`TicketReader`  - fetch the authoritative ticket with its comments and outcomes;
+- :class:`TicketStateReader` - only the ticket's state, in one cheap read (confirmation pages);
 - :class:`TicketWriter`  - post a public reply or a private note, close on confirmation, hand back;
 - :class:`WebhookSource` - authenticate a webhook on its raw bytes and parse it into events;
 - :class:`TicketPoller`  - list tickets created or changed since a watermark;
@@ -42,6 +43,14 @@ class TransientConnectorError(ConnectorError):
     """Network failure, timeout, HTTP 429/5xx: worth retrying later."""
 
     transient = True
+
+
+class WriteOutcomeUnknown(TransientConnectorError):
+    """A write was sent but no answer came (read timeout, connection reset): the helpdesk may have
+    applied it, or may still apply it. Never write again on this alone: read back until the write
+    shows or a bounded wait has passed (:func:`connectors.readback.await_write`). A write that was
+    certainly not sent (connection refused, connect timeout) is a plain
+    :class:`TransientConnectorError` and safe to retry."""
 
 
 class AuthenticationError(ConnectorError):
@@ -248,6 +257,13 @@ class TicketReader(ABC):
     @abstractmethod
     def get_ticket(self, ticket_id: str) -> Ticket:
         """The authoritative ticket with its timeline and helpdesk outcomes. Raises NotFound."""
+
+
+class TicketStateReader(ABC):
+    @abstractmethod
+    def ticket_state(self, ticket_id: str) -> TicketState:
+        """The ticket's current state and nothing else: one read, no comments, no people (the
+        confirmation page asks it on every click). Raises NotFound, TransientConnectorError..."""
 
 
 class TicketWriter(ABC):

@@ -122,6 +122,15 @@ def status(obj: _Ctx, as_json: bool) -> None:
     idx = health["index"]
     click.echo(f"index:      {idx['entries']} entries, {idx['distinct_answers']} distinct answers, "
                f"learned {idx['learned']}, calibration: {idx['calibration']}")
+    for name, conn in health.get("connections", {}).items():
+        if conn["state"] == "ok":
+            click.echo(f"{name + ':':12s}reachable")
+        else:
+            click.echo(f"{name + ':':12s}UNREACHABLE since {conn['since']} ({conn['for_s'] // 60} min, "
+                       f"{conn['failures']} failures); last error: {conn['last_error']}")
+    queue = health.get("queue") or {}
+    if queue:
+        click.echo("queue:      " + ", ".join(f"{k} {v}" for k, v in queue.items()))
 
 
 # -- serve ----------------------------------------------------------------------------------------
@@ -214,14 +223,17 @@ def worker(obj: _Ctx, once: bool) -> None:
 @main.command()
 @click.pass_obj
 def check(obj: _Ctx) -> None:
-    """Test every enabled connector: reachability, credentials, rights, webhook secrets. Exit 1 on a problem."""
+    """Test every enabled connector and the mailbox: reachability, credentials, rights, folders, webhook
+    secrets. Exit 1 on a problem."""
     from plugin.registry import FACTORIES, enabled_names
 
     settings = obj.settings
     results: list[tuple[str, bool, str]] = []
     names = enabled_names(settings)
-    if not names:
-        results.append(("connectors", False, "no connector is enabled: set glpi.enabled or redmine.enabled"))
+    if not names and not settings.email.enabled:
+        results.append(
+            ("connectors", False, "no connector is enabled: set glpi.enabled, redmine.enabled or email.enabled")
+        )
     key = settings.secret_key.get_secret_value()
     results.append(("secret_key", len(key) >= 16, "set (signs the confirmation links)" if len(key) >= 16 else
                     "missing or shorter than 16 characters: set HELPDESK_ASSIST_SECRET_KEY"))
@@ -235,6 +247,11 @@ def check(obj: _Ctx) -> None:
                 results.append((f"{name}: {r.name}", r.ok, r.detail))
         except HelpdeskError as e:
             results.append((name, False, str(e)))
+    if settings.email.enabled:
+        from plugin.mail_flow import mailbox_check
+
+        for r in mailbox_check(settings.email).check():
+            results.append((f"email: {r.name}", r.ok, r.detail))
     for label, ok, detail in results:
         click.echo(f"[{'ok' if ok else 'FAIL'}] {label}: {detail}")
     failed = sum(1 for _, ok, _ in results if not ok)

@@ -63,6 +63,9 @@ class SuggestionView(BaseModel):
     outcome: Action | None
     #: False when the ticket was closed meanwhile by someone else.
     ticket_open: bool
+    #: False when the helpdesk could not say whether the ticket is still open (it is shown as open;
+    #: a POST then records nothing and asks to try again later).
+    state_known: bool = True
 
 
 class RecordResult(BaseModel):
@@ -72,8 +75,13 @@ class RecordResult(BaseModel):
     first_time: bool
 
 
+#: How fresh the ticket's state must be: "skip" (not needed), "cached" (a GET: cheap, may be a
+#: minute old, unknown counts as open), "fresh" (a POST about to record: asked now).
+StateCheck = Literal["skip", "cached", "fresh"]
+
+
 class OutcomeBackend(Protocol):
-    def view(self, suggestion_id: str) -> SuggestionView | None: ...
+    def view(self, suggestion_id: str, *, state: StateCheck = "cached") -> SuggestionView | None: ...
 
     def record(
         self,
@@ -115,6 +123,10 @@ TEXTS: dict[Language, dict[str, str]] = {
         "recorded_not_solved": "нужна помощь специалиста",
         "closed_title": "Обращение уже закрыто",
         "closed_body": "Если вам всё ещё нужна помощь, ответьте в обращении или создайте новое.",
+        "unavailable_title": "Не удалось проверить обращение",
+        "unavailable_body": (
+            "Система поддержки сейчас недоступна, ваш ответ не записан. Попробуйте ещё раз через несколько минут."
+        ),
         "expired_title": "Срок действия ссылки истёк",
         "expired_body": "Ответьте в обращении или свяжитесь со службой поддержки.",
         "expired_body_ref": "Ответьте в обращении {ref} или свяжитесь со службой поддержки.",
@@ -155,6 +167,11 @@ TEXTS: dict[Language, dict[str, str]] = {
         "recorded_not_solved": "you still need help",
         "closed_title": "This ticket is already closed",
         "closed_body": "If you still need help, reply in the ticket or open a new one.",
+        "unavailable_title": "We could not check your ticket",
+        "unavailable_body": (
+            "The helpdesk cannot be reached right now and your answer was not recorded. "
+            "Please try again in a few minutes."
+        ),
         "expired_title": "This link has expired",
         "expired_body": "Please reply in your ticket or contact support.",
         "expired_body_ref": "Please reply in your ticket {ref} or contact support.",
@@ -211,12 +228,12 @@ def _message(status: int, key: str, languages: tuple[Language, ...] = BOTH, **fm
     return render_template("confirm/message.html", lang=languages[0], blocks=blocks), status
 
 
-def _claim(token: str) -> tuple[LinkClaim, SuggestionView]:
+def _claim(token: str, state: StateCheck = "cached") -> tuple[LinkClaim, SuggestionView]:
     """The token's claim and the suggestion it names; raises LinkInvalid / LinkExpired."""
     if len(token) > MAX_TOKEN_CHARS:
         raise LinkInvalid("the link is too long")
     claim = _links().read(token)
-    view = _outcomes().view(claim.suggestion_id)
+    view = _outcomes().view(claim.suggestion_id, state=state)
     if view is None:
         log.info("confirm_unknown_suggestion: %s", claim.suggestion_id)
         raise LinkInvalid("the suggestion is unknown")
@@ -233,7 +250,7 @@ def _invalid(e: LinkInvalid) -> tuple[str, int]:
 def _expired(e: LinkExpired) -> tuple[str, int]:
     log.info("confirm_link_expired: suggestion %s", e.claim.suggestion_id)
     try:
-        view = _outcomes().view(e.claim.suggestion_id)
+        view = _outcomes().view(e.claim.suggestion_id, state="skip")
     except Exception:
         log.exception("confirm_view_failed: suggestion %s", e.claim.suggestion_id)
         view = None
@@ -284,8 +301,11 @@ def show(token: str) -> Any:
 
 @confirm_bp.post("/r/<token>")
 def act(token: str) -> Any:
-    """Record the outcome the link stands for (idempotent: the first one recorded stands)."""
-    claim, view = _claim(token)
+    """Record the outcome the link stands for (idempotent: the first one recorded stands).
+
+    The ticket's state is asked afresh: a click after an agent closed the ticket records nothing,
+    and neither does one while the helpdesk cannot say (the page asks to try again later)."""
+    claim, view = _claim(token, state="fresh")
     lang = view.language
     try:
         reason, comment = _read_form(claim.action)
@@ -293,7 +313,12 @@ def act(token: str) -> Any:
         log.info("confirm_bad_form: %s", e)
         return _message(400, "bad_request", (lang,))
     if view.outcome is None and not view.ticket_open:
+        log.info("confirm_ticket_closed: suggestion %s: nothing recorded", claim.suggestion_id)
         return _message(409, "closed", (lang,))
+    if view.outcome is None and not view.state_known:
+        log.warning("confirm_ticket_state_unknown: suggestion %s: nothing recorded", claim.suggestion_id)
+        page, status = _message(503, "unavailable", (lang,))
+        return page, status, {"Retry-After": "60"}
     result = _outcomes().record(
         claim.suggestion_id,
         claim.action,

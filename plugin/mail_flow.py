@@ -3,8 +3,9 @@
     IMAP (poll, woken by IDLE) --> inbox "mail_in" (durable, de-duplicated on Message-ID) --> moved to Processed
     worker: parse -> automatic? (never answered) -> a reply in one of our conversations?
         yes: first words "да, помогло" / "no, still broken" -> outcome; anything else -> forward to the helpdesk
-        no:  rate limit per sender -> ask the engine -> answer by SMTP with two signed links
-             (abstention, shadow mode, rate limit: forward at once, with our note for the agents)
+        no:  allowed domains? rate limit per address written to -> ask the engine -> answer by SMTP
+             with two signed links (abstention, shadow mode, a sender or Reply-To outside
+             email.allowed_domains, rate limit: forward at once, with our note for the agents)
     outcome "solved"      -> short thanks, conversation closed: a deflection, no ticket ever
     outcome "not solved"  -> forward to the helpdesk intake with the original message attached intact
     no outcome in reply_timeout_h -> forward (the "mail_timeouts" job)
@@ -29,6 +30,7 @@ from typing import Any
 from connectors.email import (
     IncomingMail,
     Mailbox,
+    MailboxCheck,
     SmtpSender,
     automatic_reason,
     build_forward,
@@ -38,6 +40,7 @@ from connectors.email import (
     conversation_from_headers,
     find_subject_tag,
     parse_message,
+    reply_address,
 )
 from plugin.records import Suggestion, new_suggestion_id
 from plugin.settings import EmailSettings
@@ -70,6 +73,14 @@ CREATE TABLE IF NOT EXISTS mail_conversations (
 CREATE INDEX IF NOT EXISTS mail_conversations_sender ON mail_conversations (from_addr, answered_at);
 CREATE INDEX IF NOT EXISTS mail_conversations_deadline ON mail_conversations (state, deadline);
 """
+# The address a reply goes to (Reply-To, else From), lower-cased: the rate limit counts it, since a
+# forged From with someone else's Reply-To must not multiply the answers that person gets. Rows from
+# before this column count by their From, as they did.
+_DDL_REPLY_ADDR = """
+ALTER TABLE mail_conversations ADD COLUMN reply_addr TEXT NOT NULL DEFAULT '';
+UPDATE mail_conversations SET reply_addr = lower(from_addr);
+CREATE INDEX IF NOT EXISTS mail_conversations_reply_addr ON mail_conversations (reply_addr, answered_at);
+"""
 
 
 class MailFlow:
@@ -90,18 +101,12 @@ class MailFlow:
         self.clock = clock
         self.domain = settings.message_id_domain or settings.address.rsplit("@", 1)[-1]
         self.mailbox = mailbox or _mailbox(settings)
-        self.sender = sender or SmtpSender(
-            settings.smtp_host,
-            settings.smtp_port,
-            settings.smtp_security,
-            settings.smtp_username,
-            settings.smtp_password.get_secret_value(),
-            settings.timeout_s,
-        )
+        self.sender = sender or _sender(settings)
         self._due = threading.Event()
         self._last_poll = float("-inf")
         self._lock = threading.Lock()
         self.store.ensure_schema("mail", 1, _DDL)
+        self.store.ensure_schema("mail", 2, _DDL_REPLY_ADDR)
 
     # -- registration ----------------------------------------------------------------------------------
     def handlers(self) -> dict[str, Callable[[InboxItem], None]]:
@@ -190,16 +195,22 @@ class MailFlow:
     def _handle_new(self, mail: IncomingMail, raw: bytes) -> None:
         conv_id = new_suggestion_id()
         language = mail.language or self.engine.config.default_language
-        self._insert(conv_id, mail, raw, language)
+        recipient = reply_address(mail).lower()
+        self._insert(conv_id, mail, raw, language, recipient)
         text = "\n".join(p for p in (mail.subject.strip(), mail.text.strip()) if p)
         if not text:
             self._forward(conv_id, "the message has no readable text" + _problems(mail))
             return
-        if self._replies_today(mail.from_addr) >= self.cfg.max_replies_per_sender_per_day:
+        outside = self._outside_allowed_domains(mail, recipient)
+        if outside:
+            # No address in the reason: it is logged.
+            self._forward(conv_id, f"{outside} is outside email.allowed_domains: not answered automatically")
+            return
+        if self._replies_today(recipient) >= self.cfg.max_replies_per_sender_per_day:
             self._forward(
                 conv_id,
                 f"more than {self.cfg.max_replies_per_sender_per_day} automatic answers to this "
-                "sender today: not answered, forwarded",
+                "address today: not answered, forwarded",
             )
             return
         s = self.pipeline.suggest(
@@ -241,7 +252,7 @@ class MailFlow:
             solved_url=links.url(s.id, "solved"),
             not_solved_url=links.url(s.id, "not_solved"),
         )
-        self.sender.send(msg, to=[mail.reply_to[0] if mail.reply_to else mail.from_addr])
+        self.sender.send(msg, to=[reply_address(mail)])
         now = self.clock()
         with self.store.transaction() as db:
             db.execute(
@@ -289,11 +300,17 @@ class MailFlow:
                         "UPDATE mail_conversations SET state = 'closed', closed_at = ? WHERE id = ?",
                         (self.clock(), conv["id"]),
                     )
-                self.sender.send(msg, to=[original.reply_to[0] if original.reply_to else original.from_addr])
+                self.sender.send(msg, to=[reply_address(original)])
                 self.records.log(SOURCE, conv["id"], "deflected", "the user confirmed: no ticket created")
             return
         reason = "the user says the suggestion did not help"
         self._forward(conv["id"], reason, suggestion=s, user_reason=s.outcome_comment or (s.outcome_reason or ""))
+
+    def conversation_open(self, s: Suggestion) -> bool:
+        """Whether a link click may still count: we are waiting for the user's answer. A conversation
+        forwarded to the helpdesk (the user did not answer in time, wrote again...) or closed is not."""
+        conv = self._conversation(s.ticket_id)
+        return conv is not None and conv["state"] in ("new", "sending", "answered")
 
     # -- forwarding ----------------------------------------------------------------------------------------
     def expired(self, watermark: str | None) -> tuple[list[str], str | None]:
@@ -378,13 +395,13 @@ class MailFlow:
         self.sender.send(msg, to=[self.cfg.forward_to])
 
     # -- storage -------------------------------------------------------------------------------------------
-    def _insert(self, conv_id: str, mail: IncomingMail, raw: bytes, language: str) -> None:
+    def _insert(self, conv_id: str, mail: IncomingMail, raw: bytes, language: str, recipient: str) -> None:
         with self.store.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO mail_conversations"
-                " (id, message_id, from_addr, subject, language, raw, created_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'new')",
-                (conv_id, mail.message_id, mail.from_addr, mail.subject[:500], language, raw, self.clock()),
+                " (id, message_id, from_addr, reply_addr, subject, language, raw, created_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
+                (conv_id, mail.message_id, mail.from_addr, recipient, mail.subject[:500], language, raw, self.clock()),
             )
 
     def _conversation(self, conv_id: str) -> dict[str, Any] | None:
@@ -397,16 +414,30 @@ class MailFlow:
         )
         return dict(row) if row else None
 
-    def _replies_today(self, sender: str) -> int:
+    def _replies_today(self, recipient: str) -> int:
+        """Answers written to ``recipient`` (lower-cased) in the last 24 hours."""
         row = (
             self.store.read()
             .execute(
-                "SELECT COUNT(*) AS n FROM mail_conversations WHERE from_addr = ? AND answered_at > ?",
-                (sender, self.clock() - 86_400),
+                "SELECT COUNT(*) AS n FROM mail_conversations WHERE reply_addr = ? AND answered_at > ?",
+                (recipient, self.clock() - 86_400),
             )
             .fetchone()
         )
         return int(row["n"])
+
+    def _outside_allowed_domains(self, mail: IncomingMail, recipient: str) -> str:
+        """Which address is outside ``email.allowed_domains`` ("" when both are inside or no list is set):
+        the company's assistant answers its own people, never the internet (its answers name internal
+        hosts), and never writes to a Reply-To elsewhere."""
+        allowed = self.cfg.allowed_domains
+        if not allowed:
+            return ""
+        if not in_domains(mail.from_addr, allowed):
+            return "the sender's domain"
+        if not in_domains(recipient, allowed):
+            return "the Reply-To address's domain"
+        return ""
 
     def conversations(self) -> dict[str, int]:
         rows = (
@@ -415,12 +446,42 @@ class MailFlow:
         return {r["state"]: r["n"] for r in rows}
 
 
+def _sender(cfg: EmailSettings) -> SmtpSender:
+    return SmtpSender(
+        cfg.smtp_host, cfg.smtp_port, cfg.smtp_security, cfg.smtp_username, cfg.smtp_password.get_secret_value(),
+        cfg.timeout_s,
+    )
+
+
+def mailbox_check(cfg: EmailSettings) -> MailboxCheck:
+    """What ``helpdesk-assist check`` runs for the mailbox: the same IMAP and SMTP settings as the flow."""
+    return MailboxCheck(_mailbox(cfg), _sender(cfg), address=cfg.address, forward_to=cfg.forward_to)
+
+
 def _mailbox(cfg: EmailSettings) -> Mailbox:
     """One IMAP connection to the configured folder (the worker's, or the IDLE watcher's own)."""
     return Mailbox(
         cfg.imap_host, cfg.imap_port, cfg.imap_security, cfg.imap_username, cfg.imap_password.get_secret_value(),
         cfg.folder, cfg.processed_folder, cfg.timeout_s, idle=cfg.idle, poll_interval_s=cfg.poll_interval_s,
     )
+
+
+def in_domains(address: str, domains: list[str]) -> bool:
+    """True when ``address`` is in one of ``domains`` or a subdomain of one (case-insensitive;
+    ``пример.рф`` and ``xn--e1afmkfd.xn--p1ai`` are the same domain)."""
+    _, at, domain = address.strip().rpartition("@")
+    if not at or not domain.strip().rstrip("."):
+        return False
+    mine = _ascii_domain(domain)
+    return any(mine == d or mine.endswith("." + d) for d in map(_ascii_domain, domains))
+
+
+def _ascii_domain(domain: str) -> str:
+    domain = domain.strip().rstrip(".").lower()
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return domain
 
 
 def _problems(mail: IncomingMail) -> str:

@@ -13,17 +13,23 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import (
     Connector,
+    ConnectorError,
+    NotFound,
     Scoped,
     Ticket,
     TicketEvent,
     TicketReader,
+    TicketStateReader,
     TicketWriter,
 )
 from plugin import messages
@@ -66,11 +72,25 @@ class Pipeline:
         self.clock = clock
         #: How an outcome is applied for sources that are not helpdesk connectors (the mailbox).
         self.appliers: dict[str, Callable[[Suggestion], None]] = {}
+        #: Whether a suggestion's conversation still takes an outcome, for the same sources.
+        self.open_checks: dict[str, Callable[[Suggestion], bool]] = {}
 
     # -- intake ----------------------------------------------------------------------------------------
     def enqueue_event(self, event: TicketEvent) -> bool:
         """Persist an event durably (de-duplicated on its delivery key). True when it is new."""
         new = self.store.enqueue(event.source, TICKET_EVENT, event.delivery_key, event.model_dump(mode="json"))
+        if new is not None:
+            self.wake()
+        return new is not None
+
+    def enqueue_polled(self, event: TicketEvent) -> bool:
+        """A poller's event: like :meth:`enqueue_event`, and when the worker gave up on this very
+        delivery (dead after ``worker.retry_for_h`` of transient failures), it is queued again: the
+        poll just saw the ticket, so the helpdesk answers. A poll seeing the ticket under a new key
+        (it changed since) enqueues a new event anyway."""
+        new = self.store.enqueue(
+            event.source, TICKET_EVENT, event.delivery_key, event.model_dump(mode="json"), revive=True
+        )
         if new is not None:
             self.wake()
         return new is not None
@@ -195,6 +215,10 @@ class Pipeline:
         )
 
     def _post(self, connector: Connector, ticket: Ticket, s: Suggestion) -> None:
+        # Each attempt starts from a fresh read of the ticket, so a comment an earlier attempt posted
+        # is found by its marker. A write the helpdesk received but did not answer is resolved one
+        # level down, in the connector (it reads back until the write shows: connectors/readback.py),
+        # where each step of a multi-step write and its privacy can be checked.
         writer = _as(connector, TicketWriter)
         if s.mode == "public" and s.public_comment_id is None:
             found = ticket.comment_with_marker(s.marker("public"))
@@ -340,17 +364,38 @@ def _aware(dt: datetime) -> datetime:
 
 
 class ConfirmBackend:
-    """The confirmation pages' view of the pipeline (plugin.confirm.OutcomeBackend)."""
+    """The confirmation pages' view of the pipeline (plugin.confirm.OutcomeBackend).
 
-    def __init__(self, pipeline: Pipeline):
+    Whether the ticket is still open decides whether a click may count: after an agent closed the
+    ticket, a late "solved" must record nothing and teach the engine nothing. Mail conversations
+    answer from our own table (open while we wait for the user). A helpdesk costs a request, and a
+    GET must stay cheap (link scanners open every link, sometimes several times): it asks through a
+    cache of ``STATE_TTL_S`` per ticket, at most one request in flight per ticket, and waits at most
+    ``GET_WAIT_S``; a state it cannot learn in time counts as open (the form is shown). The POST that
+    would record asks afresh, and records nothing while the helpdesk cannot say.
+    """
+
+    STATE_TTL_S = 60.0
+    GET_WAIT_S = 3.0
+
+    def __init__(self, pipeline: Pipeline, *, clock: Callable[[], float] = time.monotonic):
         self.pipeline = pipeline
+        self.clock = clock
+        self._lock = threading.Lock()
+        #: (source, ticket id) -> (when read, open / closed / None: unknown)
+        self._states: dict[tuple[str, str], tuple[float, bool | None]] = {}
+        self._inflight: dict[tuple[str, str], Future[bool | None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="confirm-state")
 
-    def view(self, suggestion_id: str) -> Any:
+    def view(self, suggestion_id: str, *, state: str = "cached") -> Any:
         from plugin.confirm import SuggestionView
 
         s = self.pipeline.records.get(suggestion_id)
         if s is None:
             return None
+        is_open: bool | None = True
+        if s.outcome is None and state != "skip":  # a recorded outcome is shown whatever the ticket's state
+            is_open = self._fresh(s) if state == "fresh" else self._cached(s)
         settings = self.pipeline.settings
         names = {"glpi": "GLPI", "redmine": "Redmine", "email": "E-mail"}
         return SuggestionView(
@@ -361,8 +406,65 @@ class ConfirmBackend:
             entries=[(e.title or e.question, e.answer) for e in s.entries[: settings.pipeline.max_entries]],
             language="ru" if s.language == "ru" else "en",
             outcome=s.outcome,
-            ticket_open=True,
+            ticket_open=is_open is not False,
+            state_known=is_open is not None,
         )
+
+    # -- the ticket's state ------------------------------------------------------------------------
+    def _cached(self, s: Suggestion) -> bool | None:
+        if s.source in self.pipeline.open_checks:
+            return self._read_open(s)  # our own table: cheap
+        key = (s.source, s.ticket_id)
+        with self._lock:
+            known = self._states.get(key)
+            if known is not None and self.clock() - known[0] < self.STATE_TTL_S:
+                return known[1]
+            future = self._inflight.get(key)
+            if future is None:
+                future = self._pool.submit(self._read_in_background, s)
+                self._inflight[key] = future
+        try:
+            return future.result(timeout=self.GET_WAIT_S)
+        except FutureTimeout:
+            log.info("confirm_ticket_state_slow: source=%s ticket=%s: shown as open", s.source, s.ticket_id)
+            return None
+
+    def _read_in_background(self, s: Suggestion) -> bool | None:
+        try:
+            return self._fresh(s)
+        finally:
+            with self._lock:
+                self._inflight.pop((s.source, s.ticket_id), None)
+
+    def _fresh(self, s: Suggestion) -> bool | None:
+        is_open = self._read_open(s)
+        with self._lock:
+            self._states[(s.source, s.ticket_id)] = (self.clock(), is_open)
+        return is_open
+
+    def _read_open(self, s: Suggestion) -> bool | None:
+        """True / False: the ticket or conversation is open / closed; None: the helpdesk cannot say."""
+        check = self.pipeline.open_checks.get(s.source)
+        try:
+            if check is not None:
+                return check(s)
+            connector = self.pipeline.connectors.get(s.source)
+            if isinstance(connector, TicketStateReader):
+                state = connector.ticket_state(s.ticket_id)
+            elif isinstance(connector, TicketReader):
+                state = connector.get_ticket(s.ticket_id).state
+            else:
+                return True  # nothing can tell (connector disabled since): as before, the worker decides
+        except NotFound:
+            log.info("confirm_ticket_gone: source=%s ticket=%s", s.source, s.ticket_id)
+            return False  # deleted, or no longer visible to us: nothing left to confirm
+        except ConnectorError as e:
+            log.warning("confirm_ticket_state_unknown: source=%s ticket=%s: %s", s.source, s.ticket_id, e)
+            return None
+        except Exception:
+            log.exception("confirm_ticket_state_failed: source=%s ticket=%s", s.source, s.ticket_id)
+            return None
+        return state != "closed"
 
     def record(
         self, suggestion_id: str, outcome: str, *, reason: str | None, comment: str, via: str, client: dict[str, str]

@@ -27,6 +27,7 @@ def _glpi(settings: Settings) -> Connector:
         web_url=g.web_url,
         poll=g.poll,
         entities=tuple(g.entities),
+        unknown_write_wait_s=g.unknown_write_wait_s,
     )
 
 
@@ -46,6 +47,7 @@ def _redmine(settings: Settings) -> Connector:
         timeout_s=r.timeout_s,
         verify_tls=r.verify_tls,
         polling=r.poll,
+        unknown_write_wait_s=r.unknown_write_wait_s,
     )
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +51,10 @@ class Services:
         from plugin.worker import PollJob, Worker
 
         w = self.settings.worker
+        # A poll revives an event the worker gave up on: seeing the ticket again means the helpdesk
+        # answers again (a webhook-only failure would otherwise wait for `queue retry`).
         jobs = [
-            PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=self.pipeline.enqueue_event)
+            PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=self.pipeline.enqueue_polled)
             for name, poller, interval in pollers(self.settings, self.connectors)
         ]
         handlers = self.pipeline.handlers()
@@ -64,15 +69,47 @@ class Services:
             max_attempts=w.max_attempts,
             backoff_base_s=w.backoff_base_s,
             backoff_max_s=w.backoff_max_s,
+            retry_for_s=w.retry_for_h * 3600,
             idle_poll_s=w.idle_poll_s,
             pollers=jobs,
+            purge_done_after_s=w.purge_done_after_days * 86_400,
+            keep_delivery_keys_s=w.keep_delivery_keys_days * 86_400,
         )
 
+    def connections(self) -> dict[str, dict[str, Any]]:
+        """Per enabled helpdesk (and the mailbox), whether the worker can reach it: ``ok``, or
+        ``unreachable`` since the first transient failure of the current streak (store clock),
+        cleared by the next success. Recorded in the state file, so any process sees it."""
+        if self.store is None:
+            return {}
+        known = self.store.connection_health()
+        # Only what is enabled now: a connector switched off since keeps no stale "unreachable".
+        names = sorted(set(self.connectors) | ({"email"} if self.mail is not None else set()))
+        now = self.store.clock()
+        out: dict[str, dict[str, Any]] = {}
+        for name in names:
+            h = known.get(name)
+            if h is None or h.failing_since is None:
+                out[name] = {"state": "ok"}
+                continue
+            out[name] = {
+                "state": "unreachable",
+                "since": _iso(h.failing_since),
+                "for_s": round(now - h.failing_since),
+                "failures": h.failures,
+                "last_failure": _iso(h.last_failure_at) if h.last_failure_at is not None else None,
+                "last_error": h.last_error,
+            }
+        return out
+
     def health(self) -> dict[str, Any]:
-        """What /healthz and `helpdesk-assist status` show: models, fallbacks, index size."""
+        """What /healthz and `helpdesk-assist status` show: models, fallbacks, index size, queue,
+        and which helpdesks the worker cannot reach (since when)."""
         stats = self.engine.stats()
         emb = self.engine.embedding
-        degraded = bool(emb.fallback_reason or self.llm_fallback_reason)
+        connections = self.connections()
+        unreachable = any(c["state"] != "ok" for c in connections.values())
+        degraded = bool(emb.fallback_reason or self.llm_fallback_reason or unreachable)
         return {
             "status": "degraded" if degraded else "ok",
             "models": {
@@ -99,9 +136,14 @@ class Services:
                 "calibration": stats["calibration"],
             },
             "connectors": sorted(self.connectors),
+            "connections": connections,
             "queue": self.store.counts() if self.store is not None else {},
             "worker": "running" if self.worker is not None else "not in this process",
         }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineConfig:
@@ -154,7 +196,10 @@ def build_services(
     embedder: Embedder | LoadedEmbedder | None = None,
     data_dir: Path | None = None,
     connectors: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Services:
+    """``clock``: the state store's "now" (leases, retry delays, connection health); tests pass a
+    fake one."""
     loaded = embedder if embedder is not None else load_configured_embedder(settings)
     llm, llm_reason = load_configured_llm(settings)
     engine = Engine(
@@ -168,12 +213,13 @@ def build_services(
         },
     )
     services = Services(settings=settings, engine=engine, llm_fallback_reason=llm_reason)
-    attach_ticket_side(services, data_dir=data_dir, connectors=connectors)
+    attach_ticket_side(services, data_dir=data_dir, connectors=connectors, clock=clock)
     return services
 
 
 def attach_ticket_side(
-    services: Services, *, data_dir: Path | None = None, connectors: dict[str, Any] | None = None
+    services: Services, *, data_dir: Path | None = None, connectors: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> None:
     """State store, connectors, signed links and the pipeline over ``services.engine``."""
     from plugin.links import LinkSigner
@@ -184,7 +230,7 @@ def attach_ticket_side(
 
     settings = services.settings
     root = data_dir or settings.data_dir
-    store = StateStore(root / "state.sqlite3")
+    store = StateStore(root / "state.sqlite3", clock=clock)
     records = Records(store)
     # Without a connector no link is ever sent, so a missing key only needs a per-process one.
     secret = settings.secret_key.get_secret_value() or secrets.token_hex(32)
@@ -198,6 +244,7 @@ def attach_ticket_side(
 
         services.mail = MailFlow(settings.email, pipeline)
         pipeline.appliers["email"] = services.mail.apply_outcome
+        pipeline.open_checks["email"] = services.mail.conversation_open
 
 
 def ensure_knowledge_base(services: Services, *, progress: bool = False) -> int:

@@ -138,6 +138,10 @@ class _ConnectorSettings(_Section):
     poll_interval_s: float = Field(default=60.0, ge=1.0, le=86_400.0)
     timeout_s: float = Field(default=15.0, gt=0, le=300)
     verify_tls: bool = True
+    #: A write the helpdesk received but did not answer within timeout_s (read timeout, connection
+    #: reset) may still be applied: the ticket is read back, a few times over this many seconds,
+    #: before the write counts as lost and is tried again. Longer than the helpdesk's slowest write.
+    unknown_write_wait_s: float = Field(default=60.0, ge=0, le=3600)
 
 
 class GLPISettings(_ConnectorSettings):
@@ -213,11 +217,36 @@ class EmailSettings(_Section):
     forward_via: Literal["smtp"] = "smtp"
     #: No answer from the user within this time: forward to the helpdesk.
     reply_timeout_h: float = Field(default=48.0, gt=0)
-    #: At most this many automatic answers per sender per day.
+    #: At most this many automatic answers per day to one address: the one we write to (the
+    #: Reply-To, else the From), so that forged senders cannot multiply the mail someone gets.
     max_replies_per_sender_per_day: int = Field(default=5, ge=1)
+    #: When set, answer only mail whose From and Reply-To are in these domains (or their subdomains);
+    #: anything else is forwarded to the helpdesk instead. Empty: answer any sender.
+    allowed_domains: list[str] = Field(default_factory=list)
     #: Senders (regular expressions, case-insensitive) never answered, e.g. other systems.
     ignore_senders: list[str] = Field(default_factory=list)
     timeout_s: float = Field(default=30.0, gt=0, le=300)
+
+
+    @field_validator("allowed_domains", mode="before")
+    @classmethod
+    def _domains_from_text(cls, v: Any) -> Any:
+        # HELPDESK_ASSIST_EMAIL__ALLOWED_DOMAINS="example.ru, example.com": a list from one variable.
+        return [d for d in re.split(r"[,\s]+", v) if d] if isinstance(v, str) else v
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        out = []
+        for raw in v:
+            domain = raw.strip().lstrip("@").rstrip(".").lower()
+            if not _DOMAIN.fullmatch(domain):
+                raise ValueError(f"{raw!r} is not a domain name: write it as example.com (no @, no scheme, no path)")
+            out.append(domain)
+        return out
+
+
+_DOMAIN = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_][\w-]{0,61}", re.UNICODE)
 
 
 class PipelineSettings(_Section):
@@ -241,13 +270,36 @@ class LinkSettings(_Section):
 class WorkerSettings(_Section):
     #: Run the worker inside ``serve`` (one process). Set false and run ``helpdesk-assist worker``.
     embedded: bool = True
-    #: How long a taken item is reserved before another worker may take it again.
+    #: How long a taken item is reserved before another worker may take it again (the worker
+    #: extends it every third of this while it works on the item; a crashed worker's runs out).
     lease_s: float = Field(default=120.0, ge=5.0)
+    #: An item whose worker died (its lease ran out) this many times is parked as dead: it keeps
+    #: killing workers. Transient failures are not counted here: see retry_for_h.
     max_attempts: int = Field(default=8, ge=1, le=100)
     backoff_base_s: float = Field(default=2.0, gt=0)
+    #: The backoff between retries of a failing item grows up to this.
     backoff_max_s: float = Field(default=900.0, gt=0)
+    #: Transient failures (helpdesk unreachable, HTTP 5xx, timeouts) are retried this long after an
+    #: item's first failure, then the item is parked as dead (a later poll that sees the ticket
+    #: again revives it). A day rides out any ordinary outage.
+    retry_for_h: float = Field(default=24.0, gt=0, le=24 * 30)
+    #: Done items are deleted from the inbox this long after they were done (by the worker, hourly).
+    purge_done_after_days: float = Field(default=7.0, gt=0)
+    #: Delivery keys of purged items are kept this long (from reception), so that a helpdesk
+    #: replaying an old delivery is still recognised; at least purge_done_after_days.
+    keep_delivery_keys_days: float = Field(default=90.0, gt=0)
     #: How often an idle worker looks at the inbox.
     idle_poll_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _keys_outlive_items(self) -> WorkerSettings:
+        if self.keep_delivery_keys_days < self.purge_done_after_days:
+            raise ValueError(
+                f"worker.keep_delivery_keys_days ({self.keep_delivery_keys_days:g}) must be at least "
+                f"worker.purge_done_after_days ({self.purge_done_after_days:g}): a replay of a purged item "
+                "would be answered again"
+            )
+        return self
 
 
 class Settings(BaseSettings):

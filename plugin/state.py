@@ -11,6 +11,12 @@ writers queue on SQLite's lock (``busy_timeout`` 30 s) instead of failing.
 The inbox works at least once: an item is taken with a lease (:meth:`StateStore.claim`); when the
 worker holding it dies, the lease runs out and another worker takes it again. Handlers must therefore
 be idempotent. Error texts stored with an item are the callers' messages, clipped; never payloads.
+
+Done items are purged after a while (:meth:`StateStore.purge_done`), but their delivery keys are
+kept in a compact table (key and time only) for a longer window, so that a helpdesk replaying an
+old delivery is still recognised as a duplicate. The *connection health* table records, per
+source, the first transient failure of the current streak (what ``/healthz`` shows as "unreachable
+since") until the next success clears it.
 """
 
 from __future__ import annotations
@@ -74,6 +80,27 @@ CREATE TABLE IF NOT EXISTS watermarks (
 );
 """
 
+# Issue 8: retries bounded by time, crashes counted apart, purging with the keys kept, health.
+_INBOX_V2_DDL = """
+ALTER TABLE inbox ADD COLUMN failing_since REAL;
+ALTER TABLE inbox ADD COLUMN lost_leases INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS inbox_status_done ON inbox (status, done_at);
+CREATE TABLE IF NOT EXISTS delivery_keys (
+    delivery_key TEXT PRIMARY KEY,
+    received_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivery_keys_received ON delivery_keys (received_at);
+CREATE TABLE IF NOT EXISTS connection_health (
+    source TEXT PRIMARY KEY,
+    failing_since REAL,
+    last_failure_at REAL,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_success_at REAL
+);
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class InboxItem:
@@ -93,6 +120,12 @@ class InboxItem:
     received_at: float
     updated_at: float
     done_at: float | None
+    #: When the first failure of this item's current run of retries happened (None: never failed).
+    failing_since: float | None = None
+    #: How many times a worker took the item over from another whose lease had run out (crashes).
+    lost_leases: int = 0
+    #: Dead because the worker gave up retrying a transient failure (a later poll may revive it).
+    gave_up: bool = False
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> InboxItem:
@@ -101,8 +134,23 @@ class InboxItem:
             payload=json.loads(row["payload"]), status=row["status"], attempts=row["attempts"],
             available_at=row["available_at"], lease_owner=row["lease_owner"], lease_until=row["lease_until"],
             last_error=row["last_error"], received_at=row["received_at"], updated_at=row["updated_at"],
-            done_at=row["done_at"],
+            done_at=row["done_at"], failing_since=row["failing_since"], lost_leases=row["lost_leases"],
+            gave_up=bool(row["gave_up"]),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionHealth:
+    """What the worker last saw of one source (a helpdesk, the mailbox). Times are the store's clock."""
+
+    source: str
+    #: The first transient failure of the current streak; None once a success ended it.
+    failing_since: float | None
+    last_failure_at: float | None
+    last_error: str | None
+    #: Transient failures in the current streak.
+    failures: int
+    last_success_at: float | None
 
 
 def clip_error(error: str) -> str:
@@ -145,6 +193,7 @@ class StateStore:
         with self.transaction() as db:
             db.execute(_SCHEMA_VERSIONS_DDL)
         self.ensure_schema("state.inbox", 1, _INBOX_DDL)
+        self.ensure_schema("state.inbox", 2, _INBOX_V2_DDL)
 
     # -- connections ---------------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -256,30 +305,52 @@ class StateStore:
 
     # -- inbox ---------------------------------------------------------------------------------------
     def enqueue(
-        self, source: str, kind: str, delivery_key: str, payload: dict[str, Any], *, delay_s: float = 0.0
+        self, source: str, kind: str, delivery_key: str, payload: dict[str, Any], *, delay_s: float = 0.0,
+        revive: bool = False,
     ) -> int | None:
-        """Persist an event; its id, or None when ``delivery_key`` is already known (a replay).
+        """Persist an event; its id, or None when ``delivery_key`` is already known (a replay, also
+        of an item purged since: :meth:`purge_done` keeps the keys).
 
-        Committed when it returns. ``payload`` must be JSON-serializable.
+        ``revive``: when the key belongs to an item the worker gave up on (dead after retrying a
+        transient failure for ``worker.retry_for_h``), put that item back to pending and return its
+        id: the poller saw the ticket again, so the helpdesk answers once more. Items dead for a
+        permanent reason stay dead. Committed when it returns. ``payload`` must be JSON-serializable.
         """
         if not delivery_key:
             raise ValueError("delivery_key must not be empty")
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         now = self.clock()
         with self.transaction() as db:
+            if db.execute("SELECT 1 FROM delivery_keys WHERE delivery_key = ?", (delivery_key,)).fetchone():
+                return None
             cur = db.execute(
                 "INSERT INTO inbox (source, kind, delivery_key, payload, status, attempts, available_at,"
                 " received_at, updated_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?, ?)"
                 " ON CONFLICT (delivery_key) DO NOTHING",
                 (source, kind, delivery_key, body, now + max(0.0, delay_s), now, now),
             )
-            return cur.lastrowid if cur.rowcount == 1 else None
+            if cur.rowcount == 1:
+                return cur.lastrowid
+            if not revive:
+                return None
+            rows = db.execute(
+                "UPDATE inbox SET status = 'pending', attempts = 0, available_at = ?, updated_at = ?,"
+                " failing_since = NULL, lost_leases = 0, gave_up = 0"
+                " WHERE delivery_key = ? AND status = 'dead' AND gave_up = 1 RETURNING id",
+                (now, now, delivery_key),
+            ).fetchall()
+        if not rows:
+            return None
+        log.info("inbox_item_revived id=%s source=%s: seen again by a poll after the worker gave up",
+                 rows[0]["id"], source, extra={"event": "inbox_item_revived", "item_id": rows[0]["id"]})
+        return int(rows[0]["id"])
 
     def claim(self, owner: str, lease_s: float, *, kinds: Collection[str] | None = None) -> InboxItem | None:
         """Take the oldest available item for ``lease_s`` seconds, or None.
 
         Available: pending and due, or leased with its lease run out (the worker holding it died).
-        Taking it counts an attempt. While the lease holds, nobody else gets the item.
+        Taking it counts an attempt, and taking it over from an expired lease counts a lost lease
+        (``lost_leases``). While the lease holds, nobody else gets the item.
         """
         if kinds is not None and not kinds:
             return None
@@ -299,8 +370,9 @@ class StateStore:
             if not rows:
                 return None
             updated = db.execute(
+                # SET expressions read the row as it was: status = 'leased' here means an expired lease.
                 "UPDATE inbox SET status = 'leased', lease_owner = ?, lease_until = ?, attempts = attempts + 1,"
-                " updated_at = ? WHERE id = ? RETURNING *",
+                " lost_leases = lost_leases + (status = 'leased'), updated_at = ? WHERE id = ? RETURNING *",
                 (owner, now + lease_s, now, rows[0]["id"]),
             ).fetchall()[0]
         return InboxItem.from_row(updated)
@@ -321,18 +393,28 @@ class StateStore:
         )
 
     def retry_later(self, item_id: int, owner: str, error: str, delay_s: float) -> bool:
-        """Give the item back, available again in ``delay_s`` seconds; False when not held."""
+        """Give the item back, available again in ``delay_s`` seconds; False when not held.
+
+        The first failure's time is kept (``failing_since``): the worker gives up by time, not count.
+        """
+        now = self.clock()
         return self._owned_update(
             item_id, owner,
-            "status = 'pending', available_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL",
-            (self.clock() + max(0.0, delay_s), clip_error(error)),
+            "status = 'pending', available_at = ?, last_error = ?, lease_owner = NULL, lease_until = NULL,"
+            " failing_since = COALESCE(failing_since, ?)",
+            (now + max(0.0, delay_s), clip_error(error), now),
         )
 
-    def bury(self, item_id: int, owner: str, error: str) -> bool:
-        """Park the item as dead with ``error`` (shown to the admin); False when not held."""
+    def bury(self, item_id: int, owner: str, error: str, *, gave_up: bool = False) -> bool:
+        """Park the item as dead with ``error`` (shown to the admin); False when not held.
+
+        ``gave_up``: the worker stopped retrying a transient failure (a later poll that sees the
+        ticket again revives it, see :meth:`enqueue`); otherwise the reason is permanent.
+        """
         return self._owned_update(
-            item_id, owner, "status = 'dead', last_error = ?, lease_owner = NULL, lease_until = NULL",
-            (clip_error(error),),
+            item_id, owner,
+            "status = 'dead', last_error = ?, gave_up = ?, lease_owner = NULL, lease_until = NULL",
+            (clip_error(error), int(gave_up)),
         )
 
     def extend_lease(self, item_id: int, owner: str, lease_s: float) -> bool:
@@ -344,8 +426,8 @@ class StateStore:
         now = self.clock()
         with self.transaction() as db:
             cur = db.execute(
-                "UPDATE inbox SET status = 'pending', attempts = 0, available_at = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'dead'",
+                "UPDATE inbox SET status = 'pending', attempts = 0, available_at = ?, updated_at = ?,"
+                " failing_since = NULL, lost_leases = 0, gave_up = 0 WHERE id = ? AND status = 'dead'",
                 (now, now, item_id),
             )
             return cur.rowcount == 1
@@ -376,14 +458,68 @@ class StateStore:
     def purge_done(self, older_than_s: float) -> int:
         """Delete items done more than ``older_than_s`` seconds ago; how many were deleted.
 
-        Their delivery keys go with them: a replay arriving after the purge is accepted again, so
-        keep done items longer than any helpdesk's redelivery window.
+        Their delivery keys move to the compact ``delivery_keys`` table (key and reception time), so
+        a replay arriving after the purge is still refused as a duplicate; :meth:`purge_delivery_keys`
+        forgets them after a longer window. Pending, leased and dead items are never purged.
         """
+        cutoff = self.clock() - older_than_s
         with self.transaction() as db:
-            cur = db.execute(
-                "DELETE FROM inbox WHERE status = 'done' AND done_at < ?", (self.clock() - older_than_s,)
+            db.execute(
+                "INSERT INTO delivery_keys (delivery_key, received_at)"
+                " SELECT delivery_key, received_at FROM inbox WHERE status = 'done' AND done_at < ?"
+                " ON CONFLICT (delivery_key) DO NOTHING",
+                (cutoff,),
             )
+            cur = db.execute("DELETE FROM inbox WHERE status = 'done' AND done_at < ?", (cutoff,))
             return cur.rowcount
+
+    def purge_delivery_keys(self, older_than_s: float) -> int:
+        """Forget the keys of purged items received more than ``older_than_s`` seconds ago (a replay
+        older than that is accepted again); how many were forgotten."""
+        with self.transaction() as db:
+            cur = db.execute("DELETE FROM delivery_keys WHERE received_at < ?", (self.clock() - older_than_s,))
+            return cur.rowcount
+
+    # -- connection health ---------------------------------------------------------------------------
+    def note_failure(self, source: str, error: str) -> None:
+        """A transient failure talking to ``source``: starts a streak (its time kept) or extends it."""
+        now = self.clock()
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO connection_health (source, failing_since, last_failure_at, last_error, failures)"
+                " VALUES (?, ?, ?, ?, 1) ON CONFLICT (source) DO UPDATE SET"
+                " failing_since = COALESCE(failing_since, excluded.failing_since),"
+                " last_failure_at = excluded.last_failure_at, last_error = excluded.last_error,"
+                " failures = failures + 1",
+                (source, now, now, clip_error(error)),
+            )
+
+    def note_success(self, source: str) -> None:
+        """``source`` answered: the streak of failures (if any) ends. Writes only when one was open,
+        so that the common case costs a read."""
+        row = self.read().execute(
+            "SELECT failing_since FROM connection_health WHERE source = ?", (source,)
+        ).fetchone()
+        if row is None or row["failing_since"] is None:
+            return
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE connection_health SET failing_since = NULL, failures = 0, last_success_at = ?"
+                " WHERE source = ?",
+                (self.clock(), source),
+            )
+        log.info("connection_restored source=%s", source, extra={"event": "connection_restored", "source": source})
+
+    def connection_health(self) -> dict[str, ConnectionHealth]:
+        """What is known per source (sources never seen failing are absent)."""
+        rows = self.read().execute("SELECT * FROM connection_health ORDER BY source").fetchall()
+        return {
+            r["source"]: ConnectionHealth(
+                source=r["source"], failing_since=r["failing_since"], last_failure_at=r["last_failure_at"],
+                last_error=r["last_error"], failures=r["failures"], last_success_at=r["last_success_at"],
+            )
+            for r in rows
+        }
 
     # -- watermarks ----------------------------------------------------------------------------------
     def get_watermark(self, name: str) -> str | None:

@@ -1,19 +1,26 @@
 """The answer the requester sees: a checked LLM summary with citations, or the entries themselves.
 
 :func:`compose_answer` asks the LLM for a short grounded answer and checks it before anyone sees it.
-Any failed check (no LLM, error, timeout, empty, "no answer", no or bad citation, wrong language, too
-long, leaked prompt text) gives the extractive answer instead, with the reason recorded in
+Any failed check (no LLM, error, timeout, empty, "no answer", no or bad citation, a link, contact,
+path or secret that the cited entries do not contain (:mod:`rag.grounding`), wrong language, too long,
+leaked prompt text) gives the extractive answer instead, with the reason recorded in
 ``fallback_reason``. The extractive answer is always available and never calls a model.
+
+The checked text is what every reader gets: the requester's public reply or e-mail, the agent's
+draft in the private note and the forward to the helpdesk all show ``ComposedAnswer.text``.
 """
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 from rag.errors import LLMError, LLMTimeout, ModelLoadError
+from rag.grounding import describe, ungrounded
 from rag.llm.base import LLM
 from rag.models import AnswerHit, ComposedAnswer
 from rag.prompts import NO_ANSWER, SYSTEM_PROMPTS, build_messages, system_prompt
@@ -25,6 +32,8 @@ Mode = Literal["llm", "extractive", "none"]
 
 #: An answer longer than this (characters) is not the 2-5 sentences we asked for.
 MAX_ANSWER_CHARS = 1200
+#: Output longer than this before cleaning (markup included) is not checked item by item: it falls back.
+MAX_RAW_CHARS = 20_000
 #: A run of this many words copied from the system prompt counts as revealing it.
 LEAK_WORDS = 6
 
@@ -103,8 +112,13 @@ def _is_no_answer(text: str) -> bool:
     return any(norm.startswith(normalize_for_match(phrase)) or phrase in text for phrase in NO_ANSWER.values())
 
 
-def check_answer(text: str, n_entries: int, language: str) -> tuple[str, list[int]]:
-    """Why the answer must not be shown (``""`` when it passes), and the entries it cites."""
+def check_answer(text: str, entries: Sequence[AnswerHit], language: str, raw: str = "") -> tuple[str, list[int]]:
+    """Why the answer must not be shown (``""`` when it passes), and the entries it cites.
+
+    ``raw`` is the model's output before cleaning: markup that cleaning removes (an ``<a href>``)
+    still tells that the model wrote a link of its own.
+    """
+    n_entries = len(entries)
     if not text:
         return "empty answer", []
     if reveals_prompt(text):
@@ -113,12 +127,23 @@ def check_answer(text: str, n_entries: int, language: str) -> tuple[str, list[in
         return "the LLM found no answer in the entries", []
     if len(text) > MAX_ANSWER_CHARS:
         return f"answer too long ({len(text)} characters, limit {MAX_ANSWER_CHARS})", []
+    if len(raw) > MAX_RAW_CHARS:
+        return f"answer too long ({len(raw)} characters with markup, limit {MAX_RAW_CHARS})", []
     citations = cited_numbers(text)
     if not citations:
         return "no citation", []
     bad = [n for n in citations if not 1 <= n <= n_entries]
     if bad:
         return f"cites entry [{bad[0]}], only {n_entries} given", citations
+    # Links, contacts, paths and secrets only as the cited entries give them (what the requester
+    # would see of those entries in the extractive answer: title and answer).
+    sources = [part for n in citations for part in (entries[n - 1].title, entries[n - 1].answer)]
+    forms = [text] + ([html.unescape(raw)] if raw and raw != text else [])
+    foreign = ungrounded(forms, sources)
+    if foreign:
+        kinds = ",".join(sorted({i.kind for i in foreign}))
+        logger.info("compose.ungrounded kinds=%s items=%d", kinds, len(foreign))
+        return describe(foreign), citations
     # Citations and bracketed placeholders carry no language; judge by the words.
     answer_language = detect_language(_PLACEHOLDER.sub(" ", _CITATION.sub(" ", text)), default=language)
     if answer_language != language:
@@ -187,8 +212,9 @@ def compose_answer(
         logger.exception("compose.llm_failed llm=%s", llm.name)
         return fallback(f"LLM failed: {type(e).__name__}")
 
-    text = clean_text(_THINK.sub("", raw or ""))
-    reason, citations = check_answer(text, len(shown), lang)
+    raw = _THINK.sub("", raw or "")
+    text = clean_text(raw)
+    reason, citations = check_answer(text, shown, lang, raw=raw)
     if reason:
         return fallback(reason)
     return result(text, "llm", "", citations)

@@ -94,3 +94,10 @@ def mask_pii(text: str) -> str:
         return text
     text = _EMAIL.sub(EMAIL_MASK, text)
     return _PHONE.sub(_replace_phone, text)
+
+
+def phone_spans(text: str) -> list[tuple[int, int]]:
+    """Where :func:`mask_pii` finds phone numbers in ``text``: ``(start, end)`` of each, in order."""
+    if not text:
+        return []
+    return [m.span() for m in _PHONE.finditer(text) if _replace_phone(m) == PHONE_MASK]

@@ -7,11 +7,13 @@
 - :mod:`.compose`  - the reply with two signed links, the thanks, the forward to the helpdesk
 - :mod:`.imap`     - :class:`Mailbox` (fetch by UID, move processed, IDLE wait)
 - :mod:`.smtp`     - :class:`SmtpSender`
+- :mod:`.check`    - :class:`MailboxCheck`: ``helpdesk-assist check`` for IMAP, SMTP and ``forward_to``
 
 Pure stdlib ``email`` + imapclient; nothing here imports Flask or ``plugin``.
 """
 
-from connectors.email.compose import build_forward, build_reply, build_thanks
+from connectors.email.check import MailboxCheck
+from connectors.email.compose import build_forward, build_reply, build_thanks, reply_address
 from connectors.email.imap import Mailbox
 from connectors.email.keywords import classify_reply
 from connectors.email.loops import automatic_reason
@@ -28,6 +30,7 @@ __all__ = [
     "Attachment",
     "IncomingMail",
     "Mailbox",
+    "MailboxCheck",
     "SmtpSender",
     "add_subject_tag",
     "automatic_reason",
@@ -39,4 +42,5 @@ __all__ = [
     "find_subject_tag",
     "new_message_id",
     "parse_message",
+    "reply_address",
 ]

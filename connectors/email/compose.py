@@ -138,6 +138,11 @@ def _sender_of(original: IncomingMail) -> tuple[str, str]:
     return original.from_name, original.from_addr
 
 
+def reply_address(original: IncomingMail) -> str:
+    """The address a reply to ``original`` is written to (its Reply-To, else its From)."""
+    return _sender_of(original)[1]
+
+
 def _references(original: IncomingMail) -> list[str]:
     refs = list(original.references)
     if not original.message_id_generated and original.message_id not in refs:

@@ -23,7 +23,7 @@ from typing import Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from connectors.base import AuthenticationError, ConnectorError, NotFound, TransientConnectorError
+from connectors.base import AuthenticationError, CheckResult, ConnectorError, NotFound, TransientConnectorError
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +176,14 @@ class Mailbox:
 
     def fetch_new(self, after_uid: int = 0, limit: int | None = None) -> list[tuple[int, bytes]]:
         """Messages with a UID above ``after_uid``, oldest first, as ``(uid, raw bytes)``; at most
-        ``limit`` of them. Does not set ``\\Seen``."""
+        ``limit`` of them, including mail delivered after the folder was selected. Does not set
+        ``\\Seen``."""
 
         def run(c: IMAPClient) -> list[tuple[int, bytes]]:
+            # A server reports mail that arrived since SELECT only in answer to a command, and a
+            # search may run on the folder as it was (Dovecot right after SELECT: measured). NOOP
+            # first brings the connection's view of the folder up to date (RFC 3501 6.1.2).
+            c.noop()
             # "N:*" also matches the highest UID when N is above it (RFC 3501 6.4.8): filter.
             uids = sorted(u for u in c.search(["UID", f"{after_uid + 1}:*"]) if u > after_uid)
             if limit is not None:
@@ -265,6 +270,146 @@ class Mailbox:
             if remaining <= 0:
                 return False
             time.sleep(min(remaining, self.poll_interval_s))
+
+
+    # --------------------------------------------------------------------------------------- check
+
+    def check(self) -> list[CheckResult]:
+        """Reach the server (TLS as configured), log in, find ``folder``, find or create
+        ``processed_folder``; in plain words, naming the setting to fix. Never shows the password.
+        Uses its own connection and reads nothing but the folder list and the folder's size."""
+        where = f"{self.host}:{self.port} ({self.security})"
+        try:
+            client = IMAPClient(
+                self.host,
+                port=self.port,
+                ssl=self.security == "ssl",
+                ssl_context=self._context() if self.security == "ssl" else None,
+                timeout=self.timeout_s,
+            )
+        except ssl.SSLError as e:
+            return [CheckResult(name="imap", ok=False, detail=tls_advice("IMAP", where, e, "imap", 993, 143))]
+        except _NETWORK_ERRORS as e:
+            return [
+                CheckResult(
+                    name="imap",
+                    ok=False,
+                    detail=f"cannot reach IMAP at {where} ({type(e).__name__}): check email.imap_host, "
+                    "email.imap_port and that the mail server accepts connections from this machine",
+                )
+            ]
+        results = [CheckResult(name="imap", ok=True, detail=f"IMAP answers at {where}")]
+        try:
+            results.extend(self._check_session(client, where))
+        except _NETWORK_ERRORS as e:
+            results.append(
+                CheckResult(name="imap", ok=False, detail=f"the IMAP connection to {where} broke ({type(e).__name__})")
+            )
+        finally:
+            _quiet_logout(client)
+        return results
+
+    def _check_session(self, client: IMAPClient, where: str) -> list[CheckResult]:
+        results: list[CheckResult] = []
+        if self.security == "starttls":
+            try:
+                client.starttls(self._context())
+            except ssl.SSLError as e:
+                return [CheckResult(name="imap_tls", ok=False, detail=tls_advice("IMAP", where, e, "imap", 993, 143))]
+            except IMAPClientError:
+                return [
+                    CheckResult(
+                        name="imap_tls",
+                        ok=False,
+                        detail=f"the IMAP server at {where} does not offer STARTTLS: set email.imap_security to "
+                        "ssl (usually port 993), or to none on a trusted network",
+                    )
+                ]
+            results.append(CheckResult(name="imap_tls", ok=True, detail="STARTTLS negotiated"))
+        try:
+            client.login(self.username, self._password)
+        except LoginError:
+            return [
+                *results,
+                CheckResult(
+                    name="imap_login",
+                    ok=False,
+                    detail=f"IMAP refused the login for {self.username!r}: check email.imap_username and "
+                    "email.imap_password (or HELPDESK_ASSIST_EMAIL__IMAP_PASSWORD)",
+                ),
+            ]
+        except IMAPClientError as e:
+            return [*results, CheckResult(name="imap_login", ok=False, detail=f"IMAP login failed: {e}")]
+        results.append(CheckResult(name="imap_login", ok=True, detail=f"logged in as {self.username}"))
+        folders = [str(name) for _, _, name in client.list_folders()]
+        known = {f.upper() if f.upper() == "INBOX" else f for f in folders}
+        wanted = self.folder.upper() if self.folder.upper() == "INBOX" else self.folder
+        if wanted not in known:
+            shown = ", ".join(sorted(folders)[:12]) or "none"
+            results.append(
+                CheckResult(
+                    name="folder",
+                    ok=False,
+                    detail=f"folder {self.folder!r} (email.folder) does not exist for {self.username}; "
+                    f"it has: {shown}. Create it or fix email.folder",
+                )
+            )
+        else:
+            info = client.select_folder(self.folder, readonly=True)
+            count = int(info.get(b"EXISTS", 0))
+            results.append(CheckResult(name="folder", ok=True, detail=f"{self.folder!r} holds {count} message(s)"))
+        if self.processed_folder in folders:
+            results.append(
+                CheckResult(name="processed_folder", ok=True, detail=f"{self.processed_folder!r} exists")
+            )
+        else:
+            try:
+                client.create_folder(self.processed_folder)
+            except IMAPClientError as e:
+                results.append(
+                    CheckResult(
+                        name="processed_folder",
+                        ok=False,
+                        detail=f"folder {self.processed_folder!r} (email.processed_folder) does not exist and "
+                        f"cannot be created ({e}): create it for {self.username} or name an existing one",
+                    )
+                )
+            else:
+                log.info("email.imap.folder_created folder=%s", self.processed_folder)
+                results.append(
+                    CheckResult(
+                        name="processed_folder",
+                        ok=True,
+                        detail=f"{self.processed_folder!r} did not exist and was created (handled mail goes there)",
+                    )
+                )
+        caps = {c.upper() for c in client.capabilities()}
+        if self.use_idle:
+            idle = b"IDLE" in caps
+            results.append(
+                CheckResult(
+                    name="idle",
+                    ok=True,
+                    detail="the server offers IDLE: new mail is seen at once"
+                    if idle
+                    else f"the server has no IDLE: the folder is polled every {self.poll_interval_s:g} s",
+                )
+            )
+        return results
+
+
+def tls_advice(what: str, where: str, e: ssl.SSLError, key: str, ssl_port: int, plain_port: int) -> str:
+    """What to fix when TLS with the mail server fails, naming ``email.<key>_security`` and ``_port``."""
+    reason = getattr(e, "reason", None) or type(e).__name__
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return (
+            f"{what} at {where}: the server's certificate is not trusted ({e.verify_message}): install the CA "
+            "certificate on this machine or use the server's real host name"
+        )
+    return (
+        f"TLS with {what} at {where} failed ({reason}): check email.{key}_security (ssl usually on port "
+        f"{ssl_port}, starttls or none on port {plain_port}) against email.{key}_port"
+    )
 
 
 def _quiet_logout(client: IMAPClient) -> None:

@@ -15,8 +15,15 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Literal
 
-from connectors.base import AuthenticationError, ConnectorError, RejectedByHelpdesk, TransientConnectorError
+from connectors.base import (
+    AuthenticationError,
+    CheckResult,
+    ConnectorError,
+    RejectedByHelpdesk,
+    TransientConnectorError,
+)
 from connectors.email.compose import flatten
+from connectors.email.imap import tls_advice
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +146,121 @@ class SmtpSender:
             log.warning("email.smtp.partly_refused refused=%s of=%s", len(refused), len(recipients))
         log.info("email.smtp.sent recipients=%s bytes=%s", len(recipients) - len(refused), len(data))
         return sorted(refused)
+
+
+    def check(self, mail_from: str, recipients: list[tuple[str, str]]) -> list[CheckResult]:
+        """Connect (TLS as configured), log in, and try an envelope: ``MAIL FROM:<mail_from>``, then
+        ``RCPT TO`` for each ``(setting name, address)`` in ``recipients``, then ``RSET``: no message
+        is sent. In plain words, naming the setting to fix; never shows the password."""
+        where = f"{self.host}:{self.port} ({self.security})"
+        context = self._ssl_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        try:
+            if self.security == "ssl":
+                smtp = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout_s, context=context, local_hostname=self._local_hostname
+                )
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s, local_hostname=self._local_hostname)
+        except ssl.SSLError as e:
+            return [CheckResult(name="smtp", ok=False, detail=tls_advice("SMTP", where, e, "smtp", 465, 587))]
+        except (OSError, smtplib.SMTPException) as e:
+            return [
+                CheckResult(
+                    name="smtp",
+                    ok=False,
+                    detail=f"cannot reach SMTP at {where} ({type(e).__name__}): check email.smtp_host, "
+                    "email.smtp_port and that the mail server accepts connections from this machine",
+                )
+            ]
+        results = [CheckResult(name="smtp", ok=True, detail=f"SMTP answers at {where}")]
+        try:
+            results.extend(self._check_session(smtp, where, context, mail_from, recipients))
+        except (OSError, smtplib.SMTPException) as e:
+            results.append(
+                CheckResult(name="smtp", ok=False, detail=f"the SMTP connection to {where} broke ({type(e).__name__})")
+            )
+        finally:
+            _quiet_close(smtp)
+        return results
+
+    def _check_session(
+        self,
+        smtp: smtplib.SMTP,
+        where: str,
+        context: ssl.SSLContext,
+        mail_from: str,
+        recipients: list[tuple[str, str]],
+    ) -> list[CheckResult]:
+        results: list[CheckResult] = []
+        smtp.ehlo()
+        if self.security == "starttls":
+            try:
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            except smtplib.SMTPNotSupportedError:
+                return [
+                    CheckResult(
+                        name="smtp_tls",
+                        ok=False,
+                        detail=f"the SMTP server at {where} does not offer STARTTLS: set email.smtp_security to "
+                        "ssl (usually port 465), or to none on a trusted network",
+                    )
+                ]
+            except ssl.SSLError as e:
+                return [CheckResult(name="smtp_tls", ok=False, detail=tls_advice("SMTP", where, e, "smtp", 465, 587))]
+            results.append(CheckResult(name="smtp_tls", ok=True, detail="STARTTLS negotiated"))
+        if self.username:
+            try:
+                smtp.login(self.username, self._password)
+            except smtplib.SMTPAuthenticationError:
+                return [
+                    *results,
+                    CheckResult(
+                        name="smtp_login",
+                        ok=False,
+                        detail=f"SMTP refused the login for {self.username!r}: check email.smtp_username and "
+                        "email.smtp_password (or HELPDESK_ASSIST_EMAIL__SMTP_PASSWORD)",
+                    ),
+                ]
+            except smtplib.SMTPNotSupportedError:
+                return [
+                    *results,
+                    CheckResult(
+                        name="smtp_login",
+                        ok=False,
+                        detail=f"the SMTP server at {where} offers no AUTH on this connection: use "
+                        "email.smtp_security starttls or ssl, or leave email.smtp_username empty",
+                    ),
+                ]
+            results.append(CheckResult(name="smtp_login", ok=True, detail=f"logged in as {self.username}"))
+        code, reply = smtp.mail(mail_from)
+        if code != 250:
+            smtp.rset()
+            return [
+                *results,
+                CheckResult(
+                    name="smtp_sender",
+                    ok=False,
+                    detail=f"SMTP refused {mail_from!r} (email.address) as sender: {code} {_text(reply)}",
+                ),
+            ]
+        results.append(CheckResult(name="smtp_sender", ok=True, detail=f"MAIL FROM:<{mail_from}> accepted"))
+        for setting, address in recipients:
+            name = setting.rpartition(".")[2]
+            code, reply = smtp.rcpt(address)
+            if code in (250, 251):
+                detail = f"RCPT TO:<{address}> accepted ({code}); no message was sent"
+                results.append(CheckResult(name=name, ok=True, detail=detail))
+            else:
+                detail = f"SMTP refused {address!r} ({setting}) as recipient: {code} {_text(reply)}; fix {setting}"
+                results.append(CheckResult(name=name, ok=False, detail=detail))
+        smtp.rset()
+        return results
+
+
+def _text(reply: bytes) -> str:
+    return " ".join(reply.decode("utf-8", errors="replace").split())[:200]
 
 
 def _quiet_close(smtp: smtplib.SMTP) -> None:

@@ -5,6 +5,10 @@ then ``Session-Token`` on every call. A session that GLPI forgot (HTTP 401
 ``ERROR_SESSION_TOKEN_INVALID``: the PHP session was garbage-collected) is re-initialised once and the
 call retried. GLPI's error body ``["ERROR_CODE", "message"]`` becomes a typed error from
 :mod:`connectors.base` that keeps the code in ``code``. Tokens are never logged.
+
+A write (POST/PUT/DELETE) that was sent but not answered (read timeout, connection reset) raises
+:class:`GLPIWriteOutcomeUnknown`: GLPI may still apply it, so the connector reads back instead of
+adding the item again. A write that never left (connection refused) is a plain transient error.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from connectors.base import (
     PermissionDenied,
     RejectedByHelpdesk,
     TransientConnectorError,
+    WriteOutcomeUnknown,
 )
+from connectors.readback import request_was_sent
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,10 @@ class GLPIRejected(_GLPIError, RejectedByHelpdesk):
 
 
 class GLPITransientError(_GLPIError, TransientConnectorError):
+    pass
+
+
+class GLPIWriteOutcomeUnknown(_GLPIError, WriteOutcomeUnknown):
     pass
 
 
@@ -184,10 +194,15 @@ class GLPIClient:
         try:
             resp = self.http.request(method, url, headers=headers, params=params, json=json,
                                      timeout=self.timeout_s, verify=self.verify_tls)
-        except requests.Timeout as e:
-            raise _make(GLPITransientError, f"GLPI did not answer within {self.timeout_s:g} s ({method} {path})",
-                        "TIMEOUT", 0) from e
         except requests.RequestException as e:
+            if method != "GET" and request_was_sent(e):
+                log.warning("glpi_write_outcome_unknown method=%s path=%s error=%s", method, path, type(e).__name__,
+                            extra={"event": "glpi_write_outcome_unknown"})
+                raise _make(GLPIWriteOutcomeUnknown, f"GLPI did not answer {method} {path} within "
+                            f"{self.timeout_s:g} s ({type(e).__name__}); it may still apply it", "NO_ANSWER", 0) from e
+            if isinstance(e, requests.Timeout):
+                raise _make(GLPITransientError, f"GLPI did not answer within {self.timeout_s:g} s ({method} {path})",
+                            "TIMEOUT", 0) from e
             raise _make(GLPITransientError, f"GLPI is unreachable ({type(e).__name__}) at {self.base}",
                         "CONNECTION", 0) from e
         log.debug("glpi_request method=%s path=%s status=%s", method, path, resp.status_code,

@@ -10,6 +10,9 @@ should know:
   pending ticket therefore moves it back to processing: that is GLPI's rule, not ours.
 - Private follow-ups are readable only with the profile right "see private follow-ups": without
   it the read-back of a private note fails and raises WriteNotApplied (check() says so first).
+- An ``add`` (POST) that GLPI received but did not answer may still land: the ticket's follow-ups
+  or solutions are read back for ``unknown_write_wait_s`` until one carrying our marker shows,
+  before the add counts as lost; adding again at once would double the follow-up.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html.parser import HTMLParser
@@ -45,10 +49,12 @@ from connectors.base import (
     TicketPoller,
     TicketReader,
     TicketState,
+    TicketStateReader,
     TicketWriter,
     TransientConnectorError,
     WebhookSource,
     WriteNotApplied,
+    WriteOutcomeUnknown,
     find_marker,
 )
 from connectors.glpi import webhook
@@ -64,6 +70,7 @@ from connectors.glpi.payloads import (
     SearchResponse,
     SearchTicketRow,
 )
+from connectors.readback import await_write
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +108,7 @@ class GLPIConfig:
     bot_user_id: str | None = None
     poll: bool = False
     poll_overlap_s: int = 60
+    unknown_write_wait_s: float = 60.0
     #: Entity ids whose tickets we answer (empty: every entity the plugin's profile sees).
     entities: tuple[int, ...] = ()
 
@@ -114,22 +122,26 @@ def derive_web_url(api_url: str) -> str:
     return base
 
 
-class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable):
+class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller,
+                    Scoped, Checkable):
     name = "glpi"
 
     def __init__(self, url: str, user_token: Any, app_token: Any = "", webhook_secret: Any = "",
                  webhook_max_age_s: int = 6 * 3600, timeout_s: float = 15.0, verify_tls: bool = True,
                  web_url: str = "", bot_user_id: str | int | None = None, *, poll: bool = False,
-                 poll_overlap_s: int = 60, entities: tuple[int, ...] = (),
-                 session: requests.Session | None = None) -> None:
+                 poll_overlap_s: int = 60, session: requests.Session | None = None,
+                 unknown_write_wait_s: float = 60.0, sleep: Callable[[float], None] = time.sleep,
+                 entities: tuple[int, ...] = ()) -> None:
         self.config = GLPIConfig(url=url, user_token=secret_value(user_token), app_token=secret_value(app_token),
                                  webhook_secret=secret_value(webhook_secret), webhook_max_age_s=webhook_max_age_s,
                                  timeout_s=timeout_s, verify_tls=verify_tls,
                                  web_url=(web_url or derive_web_url(url)).rstrip("/"),
                                  bot_user_id=str(bot_user_id) if bot_user_id not in (None, "") else None,
-                                 poll=poll, poll_overlap_s=poll_overlap_s, entities=tuple(entities))
+                                 poll=poll, poll_overlap_s=poll_overlap_s, unknown_write_wait_s=unknown_write_wait_s,
+                                 entities=tuple(entities))
         self.client = GLPIClient(url, self.config.user_token, self.config.app_token, timeout_s, verify_tls, session)
         self._bot_id: str | None = self.config.bot_user_id
+        self._sleep = sleep
 
     @property
     def bot_user_id(self) -> str | None:
@@ -146,7 +158,8 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
     def from_config(cls, config: GLPIConfig, session: requests.Session | None = None) -> GLPIConnector:
         return cls(config.url, config.user_token, config.app_token, config.webhook_secret, config.webhook_max_age_s,
                    config.timeout_s, config.verify_tls, config.web_url, config.bot_user_id, poll=config.poll,
-                   poll_overlap_s=config.poll_overlap_s, entities=config.entities, session=session)
+                   poll_overlap_s=config.poll_overlap_s, session=session,
+                   unknown_write_wait_s=config.unknown_write_wait_s, entities=config.entities)
 
     def close(self) -> None:
         self.client.close()
@@ -162,6 +175,10 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
             return LegacyTicket.model_validate(data)
         except ValidationError as e:
             raise RejectedByHelpdesk(f"GLPI returned a Ticket {ticket_id} we cannot read: {e}") from e
+
+    def ticket_state(self, ticket_id: str) -> TicketState:
+        """One ``GET Ticket/N``: the state only (confirmation pages)."""
+        return STATE_OF.get(self._legacy_ticket(ticket_id).status, "open")
 
     def get_ticket(self, ticket_id: str) -> Ticket:
         """The ticket, its requester(s) with e-mail, its timeline and the requester's approvals/refusals.
@@ -242,15 +259,36 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
         return [o for _, o in out]
 
     # ============================================================================ writing
+    def _add(self, itemtype: str, item: dict[str, Any], ticket_id: str, marker: str) -> int:
+        """``client.add``; when GLPI does not answer an add it received, read the ticket's
+        ``itemtype`` rows back until one carrying ``marker`` shows (its id is returned) or
+        ``unknown_write_wait_s`` passes (then WriteOutcomeUnknown: the retry re-reads and decides)."""
+        try:
+            return self.client.add(itemtype, item)
+        except WriteOutcomeUnknown as e:
+            return await_write(
+                lambda: self._marked_row(ticket_id, itemtype, marker),
+                e,
+                wait_s=self.config.unknown_write_wait_s,
+                what=f"glpi POST {itemtype} on ticket {ticket_id}",
+                sleep=self._sleep,
+            )
+
+    def _marked_row(self, ticket_id: str, itemtype: str, marker: str) -> int | None:
+        for row in self.client.get_subitems("Ticket", _id(ticket_id), itemtype):
+            if marker in str(row.get("content") or "") and row.get("id") is not None:
+                return int(row["id"])
+        return None
+
     def post_comment(self, ticket_id: str, message: OutgoingMessage, *, private: bool) -> Comment:
         item: dict[str, Any] = {"itemtype": "Ticket", "items_id": _id(ticket_id), "content": render_html(message),
                                 "is_private": 1 if private else 0}
         if private:
             item["_disablenotif"] = True  # no "new follow-up" e-mail for an agent note (integrations.md 1.4)
-        return self._add_followup(ticket_id, item, private)
+        return self._add_followup(ticket_id, item, private, message.marker)
 
-    def _add_followup(self, ticket_id: str, item: dict[str, Any], private: bool) -> Comment:
-        new_id = self.client.add("ITILFollowup", item)
+    def _add_followup(self, ticket_id: str, item: dict[str, Any], private: bool, marker: str) -> Comment:
+        new_id = self._add("ITILFollowup", item, ticket_id, marker)
         try:
             back = LegacyFollowup.model_validate(self.client.get_item("ITILFollowup", new_id))
         except (NotFound, ConnectorError) as e:
@@ -274,7 +312,8 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
         added_solution = False
         if t.status != STATUS_SOLVED:
             try:
-                self.client.add("ITILSolution", {"itemtype": "Ticket", "items_id": t.id, "content": content})
+                self._add("ITILSolution", {"itemtype": "Ticket", "items_id": t.id, "content": content}, ticket_id,
+                          message.marker)
                 added_solution = True
             except RejectedByHelpdesk:
                 # Someone solved it between our read and our write ("already solved"): approve theirs.
@@ -284,8 +323,8 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
             # Entity "autoclose_delay" 0 closes at once (status 6): then there is nothing to approve.
             close_content = content if not added_solution else render_html(OutgoingMessage(
                 marker=message.marker, paragraphs=["Solution approved by the requester (helpdesk-assist)."]))
-            self.client.add("ITILFollowup", {"itemtype": "Ticket", "items_id": t.id, "add_close": 1,
-                                             "content": close_content, "is_private": 0})
+            self._add("ITILFollowup", {"itemtype": "Ticket", "items_id": t.id, "add_close": 1,
+                                       "content": close_content, "is_private": 0}, ticket_id, message.marker)
             t = self._legacy_ticket(ticket_id)
         if t.status != STATUS_CLOSED:
             raise WriteNotApplied(f"GLPI ticket {t.id} is in status {t.status}, not closed (6), after the approval")
@@ -305,7 +344,7 @@ class GLPIConnector(Connector, TicketReader, TicketWriter, WebhookSource, Ticket
         if t.status == STATUS_SOLVED:
             self._add_followup(ticket_id, {"itemtype": "Ticket", "items_id": t.id, "add_reopen": 1,
                                            "content": render_html(message), "is_private": 1,
-                                           "_disablenotif": True}, private=True)
+                                           "_disablenotif": True}, private=True, marker=message.marker)
             after = self._legacy_ticket(ticket_id)
             if after.status in (STATUS_SOLVED, STATUS_CLOSED):
                 raise WriteNotApplied(f"GLPI ticket {t.id} is still in status {after.status} after add_reopen")

@@ -3,6 +3,11 @@
 Every request carries ``X-Redmine-API-Key`` (never logged) and asks for JSON (``.json`` paths).
 Our own writes carry ``X-Skip-Webhooks: 1``: the suer/redmine_webhook plugin then fires no hook
 for them (no echo of our own notes); Redmine itself ignores the header.
+
+A write that was sent but not answered (read timeout, connection reset) raises
+:class:`~connectors.base.WriteOutcomeUnknown`: Redmine may still apply it, so the connector reads
+back instead of writing again. A write that never left (connection refused) is a plain transient
+error.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from connectors.base import (
     PermissionDenied,
     RejectedByHelpdesk,
     TransientConnectorError,
+    WriteOutcomeUnknown,
 )
+from connectors.readback import request_was_sent
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +100,18 @@ class RedmineClient:
             resp = self._session.request(
                 method, url, params=params, json=json, headers=headers, timeout=self.timeout_s, verify=self.verify_tls
             )
-        except requests.Timeout as e:
-            log.warning("redmine.http_timeout method=%s path=%s", method, path)
-            raise TransientConnectorError(f"Redmine did not answer {method} {path} within {self.timeout_s:g} s") from e
         except requests.RequestException as e:
+            if method != "GET" and request_was_sent(e):
+                log.warning("redmine.write_outcome_unknown method=%s path=%s error=%s", method, path, type(e).__name__)
+                raise WriteOutcomeUnknown(
+                    f"Redmine did not answer {method} {path} within {self.timeout_s:g} s ({type(e).__name__}); "
+                    "it may still apply it"
+                ) from e
+            if isinstance(e, requests.Timeout):
+                log.warning("redmine.http_timeout method=%s path=%s", method, path)
+                raise TransientConnectorError(
+                    f"Redmine did not answer {method} {path} within {self.timeout_s:g} s"
+                ) from e
             log.warning("redmine.http_unreachable method=%s path=%s error=%s", method, path, type(e).__name__)
             raise TransientConnectorError(f"cannot reach Redmine at {self.url}: {type(e).__name__}") from e
         self._note_date(resp)

@@ -13,6 +13,9 @@ Redmine facts this code is built on (integrations.md section 5, checked live on 
   configured "solved" status (default data: "Resolved", not closed) -> solved; "Feedback" ->
   waiting; "New" -> new; anything else -> open.
 - Notes are written in Redmine's text formatting, which REST cannot read: it is configured here.
+- A PUT that was sent but not answered (a slow Redmine, a proxy timing out) may land later: the
+  issue is read back for ``unknown_write_wait_s`` until the write shows (our marker in a journal,
+  the status set) before it counts as lost; posting again at once would double the note.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -46,12 +50,15 @@ from connectors.base import (
     TicketPoller,
     TicketReader,
     TicketState,
+    TicketStateReader,
     TicketWriter,
     TransientConnectorError,
     WebhookSource,
     WriteNotApplied,
+    WriteOutcomeUnknown,
     find_marker,
 )
+from connectors.readback import await_write
 
 from . import webhook
 from .client import RedmineClient
@@ -250,14 +257,18 @@ def note_to_text(notes: str, formatting: TextFormatting) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable):
+class RedmineConnector(
+    Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable
+):
     """Redmine 5.x-7.x over its REST API, as the user who owns ``api_key`` (the plugin's account).
 
     Plain arguments (the registry reads the settings and passes secrets as ``str``):
     ``projects`` restricts everything - webhooks, polling, checks - to these projects (identifiers or
     ids; exactly these, not their subprojects: list a subproject to include it); ``closed_status`` /
     ``reopen_status`` / ``solved_status`` are status names (empty closed_status: the first
-    ``is_closed`` status); ``polling`` only changes how ``check()`` judges missing webhook secrets.
+    ``is_closed`` status); ``polling`` only changes how ``check()`` judges missing webhook secrets;
+    ``unknown_write_wait_s`` bounds the read-back of a write Redmine did not answer (``sleep``:
+    tests).
     """
 
     name = SOURCE
@@ -278,6 +289,8 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         solved_status: str = "Resolved",
         polling: bool = False,
         session: Any = None,
+        unknown_write_wait_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = url.rstrip("/")
         self.projects = tuple(projects)
@@ -288,6 +301,8 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         self.solved_status = solved_status
         self.text_formatting: TextFormatting = text_formatting
         self.polling = polling
+        self.unknown_write_wait_s = unknown_write_wait_s
+        self._sleep = sleep
         self.client = RedmineClient(self.url, api_key, timeout_s=timeout_s, verify_tls=verify_tls, session=session)
         self._statuses: dict[int, IssueStatus] | None = None
         self._me: User | None = None
@@ -373,6 +388,13 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         except ValidationError as e:
             raise ConnectorError(f"Redmine issue {ticket_id}: unexpected JSON ({e.error_count()} errors)") from e
 
+    def ticket_state(self, ticket_id: str) -> TicketState:
+        """One ``GET /issues/N.json`` without journals: the state only (confirmation pages)."""
+        status = self._issue(ticket_id, include="").status
+        if status is None:
+            return self._state(None, "", None)
+        return self._state(status.id, status.name, status.is_closed)
+
     def get_ticket(self, ticket_id: str) -> Ticket:
         issue = self._issue(ticket_id)
         author = None
@@ -449,8 +471,28 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
 
     # -- writing -------------------------------------------------------------------------------
 
-    def _put(self, ticket_id: str, fields: dict[str, Any]) -> None:
-        self.client.put(f"/issues/{ticket_id}.json", {"issue": fields})
+    def _put(self, ticket_id: str, fields: dict[str, Any], *, landed: Callable[[Issue], bool]) -> None:
+        """PUT the issue. When Redmine does not answer a PUT it received, read the issue back until
+        ``landed(issue)`` (the write is visible) or ``unknown_write_wait_s`` passes (then
+        WriteOutcomeUnknown: the retry re-reads and decides)."""
+        try:
+            self.client.put(f"/issues/{ticket_id}.json", {"issue": fields})
+        except WriteOutcomeUnknown as e:
+            await_write(
+                lambda: True if landed(self._issue(ticket_id)) else None,
+                e,
+                wait_s=self.unknown_write_wait_s,
+                what=f"redmine PUT issue {ticket_id}",
+                sleep=self._sleep,
+            )
+
+    def _shows(self, issue: Issue, marker: str, with_note: bool, status_id: int | None) -> bool:
+        """Whether one PUT (atomic in Redmine: its note and status change land together) is visible:
+        the note with ``marker`` when it carried one, else the status it set. A status the role may
+        not set never shows; the note still does, and the read-back then reports it."""
+        if with_note:
+            return self._journal_with_marker(issue, marker) is not None
+        return status_id is not None and issue.status is not None and issue.status.id == status_id
 
     def _journal_with_marker(self, issue: Issue, marker: str) -> Journal | None:
         return next((j for j in issue.journals if marker in (j.notes or "")), None)
@@ -477,7 +519,11 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         issue = self._issue(ticket_id)
         existing = self._journal_with_marker(issue, message.marker)
         if existing is None:
-            self._put(ticket_id, {"notes": render_note(message, self.text_formatting), "private_notes": private})
+            self._put(
+                ticket_id,
+                {"notes": render_note(message, self.text_formatting), "private_notes": private},
+                landed=lambda i: self._journal_with_marker(i, message.marker) is not None,
+            )
             issue = self._issue(ticket_id)
             existing = self._journal_with_marker(issue, message.marker)
         else:
@@ -494,7 +540,7 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
         fields: dict[str, Any] = {"status_id": closed_id}
         if self._journal_with_marker(issue, message.marker) is None:
             fields.update(notes=render_note(message, self.text_formatting), private_notes=False)
-        self._put(ticket_id, fields)
+        self._put(ticket_id, fields, landed=lambda i: self._shows(i, message.marker, "notes" in fields, closed_id))
         after = self._issue(ticket_id)
         if after.status is None or after.status.id != closed_id:
             raise WriteNotApplied(
@@ -519,7 +565,9 @@ class RedmineConnector(Connector, TicketReader, TicketWriter, WebhookSource, Tic
             if reopen_id is not None:
                 fields["status_id"] = reopen_id
         if fields:
-            self._put(ticket_id, fields)
+            self._put(
+                ticket_id, fields, landed=lambda i: self._shows(i, message.marker, "notes" in fields, reopen_id)
+            )
         after = self._issue(ticket_id)
         self._check_note(ticket_id, self._journal_with_marker(after, message.marker), message.marker, True)
         if reopen_id is not None and (after.status is None or after.status.id != reopen_id):

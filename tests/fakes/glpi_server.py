@@ -62,6 +62,7 @@ What it does not enforce (so a test passing here proves nothing about it)
 
 Test knobs: :attr:`FakeGLPI.drop_privacy` (store every follow-up public, as a silently misbehaving
 server would), :attr:`FakeGLPI.honour_add_close` (False: ``add_close``/``add_reopen`` ignored), :meth:`FakeGLPI.fail_next` (answer the next requests with an error),
+:attr:`FakeGLPI.outage` (answer every request with this HTTP status until set back to None),
 :attr:`FakeGLPI.search_row_hook` (corrupt search rows), :meth:`FakeGLPI.set_time`/:meth:`advance`.
 """
 
@@ -185,6 +186,8 @@ class FakeGLPI:
         self.entities: dict[int, str] = {0: "Root entity"}
         self.sessions: dict[str, int] = {}
         self._failures: list[tuple[int, list[Any], str | None]] = []
+        #: An outage: every request is answered with this HTTP status (e.g. 503) while it is set.
+        self.outage: int | None = None
         self._ids = {k: itertools.count(1) for k in ("ticket", "tu", "fup", "sol", "cat", "email")}
         self._user_ids = itertools.count(2)  # 0: nobody/anonymous, 1: the system user "glpi"
         self._now: datetime | None = None
@@ -511,6 +514,8 @@ class FakeGLPI:
                               list(request.args.items(multi=True)))
         self.request_log.append(entry)
         try:
+            if self.outage is not None:
+                raise _APIError(self.outage, "ERROR_OUTAGE", "the helpdesk is down (outage injected by the test)")
             self._inject_failure(rel)
             if not path.startswith(prefix):
                 raise _APIError(404, "ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM", "resource not found")

@@ -10,6 +10,7 @@ forwards.
 from __future__ import annotations
 
 import email
+import re
 import smtplib
 import subprocess
 import time
@@ -20,6 +21,7 @@ from email.utils import make_msgid
 import pytest
 from imapclient import IMAPClient
 
+from plugin.app import create_app
 from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
 from tests.integration.servers import require_server
@@ -240,6 +242,34 @@ def test_silence_past_the_timeout_forwards_to_the_helpdesk(services, monkeypatch
     assert "48" in forwarded()[0].get_body(("plain",)).get_content()
 
 
+def test_link_clicked_after_the_conversation_went_to_the_helpdesk_records_nothing(services, monkeypatch):
+    """Issue 8 item 10 for mail: the conversation's own state decides; forwarded means closed for us."""
+    send(user_mail("Не работает VPN дома", "Как подключиться к VPN из дома? Пишет ошибку."))
+    run_until(services, lambda: len(sink()) == 1)
+    text = sink()[0].get_body(("plain",)).get_content()
+    solved_path, _ = re.findall(r"https://ai\.example\.test(/r/[A-Za-z0-9_.\-]+)", text)
+    client = create_app(services.settings, services=services).test_client()
+    assert "<form" in client.get(solved_path).get_data(as_text=True)  # still waiting for the user: open
+    later = time.time() + 49 * 3600
+    monkeypatch.setattr(services.mail, "clock", lambda: later)
+    worker = services.make_worker()
+    for job in services.mail.poll_jobs():
+        if job.name == "email-timeouts":
+            worker.run_poller(job)
+    run_until(services, lambda: any("VPN" in str(m["Subject"]) for m in intake()))
+
+    page = client.get(solved_path)
+    assert page.status_code == 200 and "Обращение уже закрыто" in page.get_data(as_text=True)
+    assert client.post(solved_path).status_code == 409
+    conv = next(c for c in _conversations(services) if c["subject"] == "Не работает VPN дома")
+    assert conv["state"] == "forwarded" and services.records.get(conv["id"]).outcome is None
+
+
+def _conversations(services) -> list[dict]:
+    rows = services.store.read().execute("SELECT * FROM mail_conversations ORDER BY created_at").fetchall()
+    return [dict(r) for r in rows]
+
+
 def test_rate_limit_per_sender_forwards_instead_of_answering(services, monkeypatch):
     monkeypatch.setattr(services.mail.cfg, "max_replies_per_sender_per_day", 1)
     first = user_mail("Забыл пароль", "Как сбросить пароль от учетной записи?")
@@ -258,3 +288,48 @@ def test_rate_limit_per_sender_forwards_instead_of_answering(services, monkeypat
     run_until(services, got_forward)
     assert len(sink()) == 1, "the second message was not answered"
     assert "today" in forwarded[0].get_body(("plain",)).get_content()
+
+
+def _to(messages: list[EmailMessage], address: str) -> list[EmailMessage]:
+    return [m for m in messages if address in str(m["To"])]
+
+
+def test_reply_to_cannot_bypass_the_rate_limit(services, monkeypatch):
+    """Issue 8 item 6: the limit counts the address we write to, not the From that anyone can forge."""
+    monkeypatch.setattr(services.mail.cfg, "max_replies_per_sender_per_day", 2)
+    victim = "victim@customer.example"
+    for n in range(5):
+        m = user_mail(f"Забыл пароль {n}", "Как сбросить пароль от учетной записи?", Reply_To=victim)
+        m.replace_header("From", f"Сотрудник {n} <forged{n}@customer.example>")
+        send(m)
+    run_until(services, lambda: len(sink()) + len(intake()) >= 5, timeout=60)
+    time.sleep(1)
+    run_until(services, lambda: not _pending(services), timeout=10)
+    assert len(_to(sink(), victim)) == 2, "no more answers to one address than the limit"
+    assert len(sink()) == 2
+    forwarded = intake()
+    assert len(forwarded) == 3, "the rest went to the helpdesk: nothing lost"
+    assert all("today" in f.get_body(("plain",)).get_content() for f in forwarded)
+
+
+def test_mail_from_or_reply_to_outside_the_allowed_domains_is_forwarded_not_answered(services, monkeypatch):
+    """Issue 8 item 6: with email.allowed_domains set, the assistant answers only its own company."""
+    monkeypatch.setattr(services.mail.cfg, "allowed_domains", ["customer.example"])
+    outsider = user_mail("Забыл пароль", "Как сбросить пароль от учетной записи?")
+    outsider.replace_header("From", "Stranger <stranger@internet.example>")
+    redirected = user_mail("Забыл пароль снова", "Как сбросить пароль от учетной записи?",
+                           Reply_To="someone@internet.example")
+    inside = user_mail("Не могу войти", "Забыл пароль от учетной записи, как сбросить?")
+    for m in (outsider, redirected, inside):
+        send(m)
+    run_until(services, lambda: len(sink()) + len(intake()) >= 3, timeout=60)
+    time.sleep(1)
+    run_until(services, lambda: not _pending(services), timeout=10)
+
+    answered = sink()
+    assert [str(m["In-Reply-To"]) for m in answered] == [inside["Message-ID"]]
+    assert _to(answered, "internet.example") == []
+    forwarded = intake()
+    assert len(forwarded) == 2
+    for f in forwarded:
+        assert "email.allowed_domains" in f.get_body(("plain",)).get_content()

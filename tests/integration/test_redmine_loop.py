@@ -128,6 +128,38 @@ def test_not_solved_keeps_the_issue_open_with_the_reason_for_agents(services, cl
     assert all("0x800CCC0F" not in (j.get("notes") or "") for j in _issue(issue["id"], REQUESTER_KEY)["journals"])
 
 
+def _close_as_agent(issue_id: int) -> None:
+    headers = {"X-Redmine-API-Key": ADMIN_KEY}
+    statuses = requests.get(f"{REDMINE}/issue_statuses.json", headers=headers, timeout=30).json()["issue_statuses"]
+    closed = next(st for st in statuses if st.get("is_closed"))
+    r = requests.put(f"{REDMINE}/issues/{issue_id}.json", headers=headers, timeout=30,
+                     json={"issue": {"status_id": closed["id"], "notes": "Решено по телефону."}})
+    assert r.status_code in (200, 204), r.text
+    assert _issue(issue_id, ADMIN_KEY)["status"]["id"] == closed["id"]
+
+
+def test_link_clicked_after_an_agent_closed_the_issue_records_nothing(services, client):
+    """Issue 8 item 10: the page says the issue is closed; nothing is recorded, applied or learned."""
+    issue = _create_issue("Забыл пароль от VPN", "Как сбросить пароль от учетной записи? Не могу войти в Windows.")
+    assert _notify(client, issue).status_code == 202
+    _drain(services.make_worker())
+    public = [j for j in _ours(_issue(issue["id"], ADMIN_KEY)["journals"]) if not j["private_notes"]]
+    assert public, "expected a public suggestion for this common request"
+    solved_path, _ = LINK_RE.findall(public[0]["notes"])
+    _close_as_agent(issue["id"])
+    journals_before = len(_issue(issue["id"], ADMIN_KEY)["journals"])
+    learned = services.engine.store.learned_counts()
+
+    page = client.get(solved_path)
+    assert page.status_code == 200 and "Обращение уже закрыто" in page.get_data(as_text=True)
+    assert client.post(solved_path).status_code == 409
+    _drain(services.make_worker())
+
+    assert services.records.for_ticket("redmine", str(issue["id"])).outcome is None
+    assert services.engine.store.learned_counts() == learned
+    assert len(_issue(issue["id"], ADMIN_KEY)["journals"]) == journals_before  # we wrote nothing more
+
+
 class _Crash(BaseException):
     """Not an Exception: the worker does not catch it, as with a process that dies."""
 

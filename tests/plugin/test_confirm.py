@@ -32,10 +32,13 @@ class FakeOutcomes:
     def __init__(self, views: dict[str, SuggestionView]) -> None:
         self.views = views
         self.viewed: list[str] = []
+        #: How fresh each view asked the ticket's state to be.
+        self.states: list[str] = []
         self.records: list[dict[str, Any]] = []
 
-    def view(self, suggestion_id: str) -> SuggestionView | None:
+    def view(self, suggestion_id: str, *, state: str = "cached") -> SuggestionView | None:
         self.viewed.append(suggestion_id)
+        self.states.append(state)
         return self.views.get(suggestion_id)
 
     def record(self, suggestion_id, outcome, *, reason, comment, via, client) -> RecordResult:
@@ -360,6 +363,25 @@ def test_post_on_a_ticket_closed_by_someone_else_records_nothing():
     r = app.test_client().post(path(svc, "x", "solved"))
     assert r.status_code == 409
     assert "This ticket is already closed" in text(r)
+    assert svc.outcomes.records == []
+
+
+def test_post_asks_the_tickets_state_afresh_and_get_may_use_a_cached_one(env):
+    client, svc = env
+    client.get(path(svc, SID_EN, "solved"))
+    client.post(path(svc, SID_EN, "solved"))
+    assert svc.outcomes.states == ["cached", "fresh"]
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_post_while_the_helpdesk_cannot_say_records_nothing_and_asks_to_retry(language):
+    app, svc = build_app({"x": _view("x", language, state_known=False)})
+    client = app.test_client()
+    page = client.get(path(svc, "x", "solved"))
+    assert page.status_code == 200 and "<form" in text(page)  # unknown counts as open for a GET
+    r = client.post(path(svc, "x", "solved"))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "60"
+    assert ("Попробуйте ещё раз" if language == "ru" else "try again in a few minutes") in text(r)
     assert svc.outcomes.records == []
 
 

@@ -16,7 +16,7 @@ from plugin.app import create_app
 from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
 from tests.drain import drain
-from tests.fakes.glpi_server import FakeGLPI
+from tests.fakes.glpi_server import AUTOCLOSE_NEVER, TECHNICIAN, FakeGLPI
 
 pytestmark = pytest.mark.slow
 
@@ -132,6 +132,33 @@ def test_new_ticket_suggestion_then_solved_closes_with_the_solution_approved(ser
     assert _deliver(client, glpi, "update", "Ticket", tid).status_code == 202
     _drain(services.make_worker())
     assert len(glpi.solutions(tid)) == 1
+
+
+def test_link_clicked_after_an_agent_closed_the_ticket_records_nothing(services, client, glpi):
+    """Issue 8 item 10: the page says the ticket is closed; nothing is recorded, applied or learned."""
+    tid = _new_ticket(glpi, "Забыл пароль", "Как сбросить пароль от учетной записи? Не могу войти в Windows.")
+    assert _deliver(client, glpi, "new", "Ticket", tid).status_code == 202
+    _drain(services.make_worker())
+    (public,) = glpi.followups(tid, as_user=glpi.requester_id)
+    solved_path, not_solved_path = HREF_RE.findall(public["content"])
+    agent = glpi.add_user("closer", TECHNICIAN)
+    glpi.autoclose_delay = 0  # the agent's solution closes the ticket at once
+    try:
+        glpi.add_solution(tid, agent, "<p>Сбросил пароль, проверьте.</p>")
+    finally:
+        glpi.autoclose_delay = AUTOCLOSE_NEVER
+    assert glpi.ticket(tid)["status"] == 6
+    learned = services.engine.store.learned_counts()
+
+    page = client.get(solved_path)
+    assert page.status_code == 200 and "Обращение уже закрыто" in page.get_data(as_text=True)
+    assert client.post(solved_path).status_code == 409
+    assert client.post(not_solved_path, data={"reason": "other"}).status_code == 409
+    _drain(services.make_worker())
+
+    assert services.records.for_ticket("glpi", str(tid)).outcome is None
+    assert services.engine.store.learned_counts() == learned
+    assert glpi.ticket(tid)["status"] == 6 and len(glpi.solutions(tid)) == 1
 
 
 def test_not_solved_leaves_the_ticket_with_agents_and_the_reason_private(services, client, glpi):

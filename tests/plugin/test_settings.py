@@ -133,3 +133,28 @@ def test_api_keys_from_the_process_environment(monkeypatch):
     s = load_settings()
     assert [k.get_secret_value() for k in s.api.keys] == ["env-key-number-one-0123", "env-key-number-two-0123"]
     assert s.decision.threshold == 0.7
+
+
+def test_item4_item11_retry_and_purge_windows_and_their_check():
+    s = load_settings(env={})
+    assert (s.worker.retry_for_h, s.worker.purge_done_after_days, s.worker.keep_delivery_keys_days) == (24, 7, 90)
+    assert s.redmine.unknown_write_wait_s == s.glpi.unknown_write_wait_s == 60
+    with pytest.raises(ConfigError, match=r"worker\.keep_delivery_keys_days.*worker\.purge_done_after_days"):
+        load_settings(env={}, worker={"purge_done_after_days": 30, "keep_delivery_keys_days": 7})
+    with pytest.raises(ConfigError, match=r"worker\.retry_for_h"):
+        load_settings(env={"HELPDESK_ASSIST_WORKER__RETRY_FOR_H": "0"})
+
+
+def test_email_allowed_domains_are_normalized_and_read_from_one_variable():
+    s = load_settings(env={}, email={"allowed_domains": ["Example.RU", "@corp.example.com."]})
+    assert s.email.allowed_domains == ["example.ru", "corp.example.com"]
+    s = load_settings(env={"HELPDESK_ASSIST_EMAIL__ALLOWED_DOMAINS": "example.ru, пример.рф"})
+    assert s.email.allowed_domains == ["example.ru", "пример.рф"]
+    assert load_settings(env={}).email.allowed_domains == []
+
+
+@pytest.mark.parametrize("bad", ["https://example.ru", "user@example.ru", "example", "exa mple.ru", "example.ru/x"])
+def test_email_allowed_domains_names_the_key_and_the_bad_value(bad):
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={}, email={"allowed_domains": ["example.ru", bad]})
+    assert "email.allowed_domains" in str(e.value) and "not a domain name" in str(e.value)

@@ -55,7 +55,7 @@ def test_creates_parent_dirs_and_uses_wal(store: StateStore, tmp_path: Path):
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
-    assert store.schema_version("state.inbox") == 1
+    assert store.schema_version("state.inbox") == 2  # issue 8 added block 2
 
 
 def test_ensure_schema_applies_a_block_once(store: StateStore, tmp_path: Path):
@@ -331,3 +331,130 @@ def test_a_forked_child_opens_its_own_connection(store: StateStore):
     assert answer == b"1"
     assert store.counts()["leased"] == 1
     assert store.read() is parent_conn
+
+
+# -- issue 8: purging, delivery keys, retry bookkeeping, connection health -------------------------
+
+
+def _done(store: StateStore, key: str) -> int:
+    item_id = _add(store, key)
+    item = store.claim("w", 60)
+    assert item is not None and item.id == item_id
+    assert store.complete(item_id, "w")
+    return item_id
+
+
+def test_item11_a_replay_of_a_purged_item_is_still_recognised(store: StateStore, clock: FakeClock):
+    old = _done(store, "glpi:1:new")
+    clock.advance(8 * 86_400)
+    recent = _done(store, "glpi:2:new")
+    assert store.purge_done(7 * 86_400) == 1
+    assert store.get(old) is None and store.get(recent) is not None
+    # The helpdesk replays the old delivery after the purge: still a duplicate, nothing stored.
+    assert store.enqueue("glpi", "ticket_event", "glpi:1:new", {"ticket_id": "1"}) is None
+    assert store.counts() == {"pending": 0, "leased": 0, "done": 1, "dead": 0}
+    # The compact key table forgets only after its own, longer window (counted from reception).
+    clock.advance(80 * 86_400)
+    assert store.purge_delivery_keys(90 * 86_400) == 0
+    clock.advance(3 * 86_400)
+    assert store.purge_delivery_keys(90 * 86_400) == 1
+    assert store.enqueue("glpi", "ticket_event", "glpi:1:new", {"ticket_id": "1"}) is not None
+
+
+def test_item11_purge_leaves_pending_leased_and_dead_items(store: StateStore, clock: FakeClock):
+    pending = _add(store, "p")
+    leased = _add(store, "l")
+    dead = _add(store, "d")
+    assert store.claim("w", 60) is not None  # "p"
+    store.retry_later(pending, "w", "503", 0)
+    store.claim("w", 10**9)  # "p" again (the oldest), held for a long time
+    taken = store.claim("w", 60)
+    assert taken is not None and taken.id == leased
+    taken = store.claim("w", 60)
+    assert taken is not None and taken.id == dead
+    store.bury(dead, "w", "NotFound: gone")
+    clock.advance(400 * 86_400)
+    assert store.purge_done(1) == 0
+    assert {store.get(i).status for i in (pending, leased, dead)} == {"leased", "dead"}  # type: ignore[union-attr]
+
+
+def test_item4_transient_failures_keep_the_start_of_their_streak(store: StateStore, clock: FakeClock):
+    item_id = _add(store, "a")
+    store.claim("w", 60)
+    first = clock.now
+    store.retry_later(item_id, "w", "TransientConnectorError: 503", 5)
+    clock.advance(5)
+    store.claim("w", 60)
+    store.retry_later(item_id, "w", "TransientConnectorError: 503", 5)
+    item = store.get(item_id)
+    assert item is not None and item.failing_since == first and item.attempts == 2
+    clock.advance(5)
+    store.claim("w", 60)
+    assert store.bury(item_id, "w", "gave up", gave_up=True)
+    dead = store.get(item_id)
+    assert dead is not None and dead.gave_up
+    assert store.requeue(item_id)
+    back = store.get(item_id)
+    assert back is not None and (back.failing_since, back.gave_up, back.lost_leases) == (None, False, 0)
+
+
+def test_item4_expired_leases_are_counted_apart_from_attempts(store: StateStore, clock: FakeClock):
+    item_id = _add(store, "a")
+    store.claim("w", 10)
+    store.retry_later(item_id, "w", "503", 0)
+    store.claim("crashing", 10)
+    clock.advance(11)
+    again = store.claim("next", 10)
+    assert again is not None and (again.attempts, again.lost_leases) == (3, 1)
+
+
+def test_item4_a_revived_enqueue_requeues_an_item_the_worker_gave_up_on(store: StateStore):
+    gave_up = _add(store, "glpi:poll:5:2024-05-01 10:00:00")
+    permanent = _add(store, "glpi:poll:6:2024-05-01 10:00:00")
+    for item_id, flag in ((gave_up, True), (permanent, False)):
+        store.claim("w", 60)
+        store.bury(item_id, "w", "x", gave_up=flag)
+    assert store.enqueue("glpi", "ticket_event", "glpi:poll:5:2024-05-01 10:00:00", {}) is None
+    assert store.get(gave_up).status == "dead"  # type: ignore[union-attr]
+    assert store.enqueue("glpi", "ticket_event", "glpi:poll:5:2024-05-01 10:00:00", {}, revive=True) == gave_up
+    back = store.get(gave_up)
+    assert back is not None and (back.status, back.attempts, back.gave_up) == ("pending", 0, False)
+    # A permanent failure (the ticket is gone, the connector refused) is not revived by a poll.
+    assert store.enqueue("glpi", "ticket_event", "glpi:poll:6:2024-05-01 10:00:00", {}, revive=True) is None
+    assert store.get(permanent).status == "dead"  # type: ignore[union-attr]
+
+
+def test_item4_connection_health_records_the_first_failure_of_a_streak(store: StateStore, clock: FakeClock):
+    assert store.connection_health() == {}
+    start = clock.now
+    store.note_failure("glpi", "GLPITransientError: GLPI answered HTTP 503")
+    clock.advance(60)
+    store.note_failure("glpi", "GLPITransientError: GLPI is unreachable (ConnectionError)")
+    health = store.connection_health()
+    assert health["glpi"].failing_since == start
+    assert health["glpi"].last_failure_at == start + 60
+    assert health["glpi"].failures == 2
+    assert health["glpi"].last_error == "GLPITransientError: GLPI is unreachable (ConnectionError)"
+    store.note_success("glpi")
+    assert store.connection_health()["glpi"].failing_since is None
+    clock.advance(10)
+    store.note_failure("glpi", "again")
+    assert store.connection_health()["glpi"].failing_since == start + 70
+
+
+def test_item4_an_inbox_of_the_previous_version_is_migrated(tmp_path: Path):
+    from plugin.state import _INBOX_DDL, _SCHEMA_VERSIONS_DDL
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_VERSIONS_DDL + ";" + _INBOX_DDL)
+        db.execute("INSERT INTO schema_versions VALUES ('state.inbox', 1, 0)")
+        db.execute("INSERT INTO inbox (source, kind, delivery_key, payload, status, attempts, available_at,"
+                   " received_at, updated_at, last_error) VALUES ('glpi', 'ticket_event', 'k', '{}', 'dead', 8,"
+                   " 0, 0, 0, 'gave up after 8 attempts')")
+    store = StateStore(path)
+    assert store.schema_version("state.inbox") == 2
+    (item,) = store.items()
+    assert (item.status, item.failing_since, item.lost_leases, item.gave_up) == ("dead", None, 0, False)
+    assert store.requeue(item.id)
+    store.close()

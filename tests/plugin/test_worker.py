@@ -66,6 +66,8 @@ def test_success_marks_done_and_logs_without_payload(store, clock, caplog):
 
 
 def test_transient_failures_back_off_then_go_dead(store, clock, caplog):
+    # Issue 8 item 4 changed the bound: transient failures are retried for ``retry_for_s`` (hours by
+    # default), not a number of attempts; the backoff is capped. Here: a one-hour budget.
     calls: list[int] = []
 
     def flaky(item: InboxItem) -> None:
@@ -73,28 +75,37 @@ def test_transient_failures_back_off_then_go_dead(store, clock, caplog):
         raise TransientConnectorError("GLPI answered 503")
 
     item_id = _add(store, "a")
-    worker = make_worker(store, clock, {"ticket_event": flaky}, max_attempts=5, backoff_base_s=2, backoff_max_s=12)
+    started = clock.now
+    worker = make_worker(store, clock, {"ticket_event": flaky}, max_attempts=5, backoff_base_s=2, backoff_max_s=12,
+                         retry_for_s=3600)
     delays = []
     with caplog.at_level(logging.WARNING, logger="plugin.worker"):
-        for attempt in range(1, 5):
+        while True:
             assert worker.run_once() is True
             item = _status(store, item_id)
-            assert (item.status, item.attempts) == ("pending", attempt)
+            if item.status == "dead":
+                break
+            assert (item.status, item.attempts) == ("pending", len(calls))
             assert item.last_error == "TransientConnectorError: GLPI answered 503"
+            assert item.failing_since == started
             delay = item.available_at - clock.now
             delays.append(delay)
             assert worker.run_once() is False  # not due before its delay
             clock.advance(delay)
-        assert worker.run_once() is True
-    # base * 2**(n-1), capped at 12, +/-20 % jitter: 2, 4, 8, 12
-    for delay, nominal in zip(delays, (2, 4, 8, 12), strict=True):
+    # base * 2**(n-1), capped at 12, +/-20 % jitter: 2, 4, 8, 12, 12, ...
+    for delay, nominal in zip(delays, (2, 4, 8, 12, 12, 12), strict=False):
         assert nominal * 0.8 <= delay <= nominal * 1.2
     assert delays[0] < delays[1] < delays[2]
+    assert max(delays) <= 12 * 1.2
     dead = _status(store, item_id)
-    assert (dead.status, dead.attempts) == ("dead", 5)
-    assert dead.last_error == "gave up after 5 attempts: TransientConnectorError: GLPI answered 503"
-    assert calls == [1, 2, 3, 4, 5]
-    assert sum(r.getMessage().startswith("inbox_item_retry") for r in caplog.records) == 4
+    # Far more than max_attempts (which now bounds crashes only): retried until the hour was over.
+    assert dead.attempts == len(calls) > 200
+    assert clock.now - started >= 3600 > clock.now - started - 12 * 1.2
+    assert dead.gave_up
+    assert dead.last_error == (f"gave up after {dead.attempts} attempts over 1.0 h: "
+                               "TransientConnectorError: GLPI answered 503")
+    assert calls == list(range(1, dead.attempts + 1))
+    assert sum(r.getMessage().startswith("inbox_item_retry") for r in caplog.records) == dead.attempts - 1
     assert sum(r.getMessage().startswith("inbox_item_dead") for r in caplog.records) == 1
 
 
@@ -207,6 +218,126 @@ def test_lost_lease_does_not_overwrite_the_new_owner(store, clock, caplog):
         worker.run_once()
     assert _status(store, item_id).lease_owner == "other"
     assert "inbox_item_lease_lost" in caplog.text
+
+
+def test_item4_crashes_are_counted_apart_from_transient_retries(store, clock):
+    """Many transient retries, then one worker dies: the item is handled, not given up."""
+    item_id = _add(store, "a")
+    for _ in range(10):
+        store.claim("w0", 60)
+        store.retry_later(item_id, "w0", "TransientConnectorError: 503", 0)
+    assert store.claim("dying", 10) is not None
+    clock.advance(11)
+    handled: list[InboxItem] = []
+    worker = make_worker(store, clock, {"ticket_event": handled.append}, max_attempts=2)
+    assert worker.run_once() is True
+    assert [i.attempts for i in handled] == [12]
+    assert _status(store, item_id).status == "done"
+
+
+def test_item4_health_records_a_connection_failing_and_clears_it_on_success(store, clock):
+    fail = {"on": True}
+
+    def handler(item: InboxItem) -> None:
+        if fail["on"]:
+            raise TransientConnectorError("GLPI is unreachable (ConnectionError)")
+
+    _add(store, "a")
+    worker = make_worker(store, clock, {"ticket_event": handler})
+    started = clock.now
+    worker.run_once()
+    clock.advance(600)
+    worker.run_once()
+    health = store.connection_health()["glpi"]
+    assert (health.failing_since, health.failures) == (started, 2)
+    assert health.last_error == "TransientConnectorError: GLPI is unreachable (ConnectionError)"
+    fail["on"] = False
+    clock.advance(3600)
+    worker.run_once()
+    assert store.connection_health()["glpi"].failing_since is None
+
+
+def test_item4_other_failures_say_nothing_about_the_connection(store, clock):
+    def handler(item: InboxItem) -> None:
+        raise RetryLater("the LLM is busy")
+
+    _add(store, "a")
+    make_worker(store, clock, {"ticket_event": handler}).run_once()
+    assert store.connection_health() == {}
+
+
+def test_item4_a_failing_poller_marks_its_source(store, clock):
+    outage = {"on": True}
+
+    def poll(since: str | None) -> tuple[list[TicketEvent], str | None]:
+        if outage["on"]:
+            raise TransientConnectorError("Redmine did not answer")
+        return [], "w1"
+
+    worker = make_worker(store, clock, {}, pollers=[PollJob("redmine", poll, 30, _enqueue(store))])
+    started = clock.now
+    worker.run_due_pollers()
+    assert store.connection_health()["redmine"].failing_since == started
+    outage["on"] = False
+    clock.advance(30)
+    worker.run_due_pollers()
+    assert store.connection_health()["redmine"].failing_since is None
+
+
+def test_item3_a_long_item_keeps_its_lease_while_it_is_worked(tmp_path: Path):
+    store = StateStore(tmp_path / "state.db")
+    item_id = _add(store, "slow")
+    taken_by_other: list[InboxItem] = []
+    working = threading.Event()
+
+    def slow(item: InboxItem) -> None:
+        working.set()
+        deadline = time.monotonic() + 2.0  # four times the lease
+        while time.monotonic() < deadline:
+            other = store.claim("other", 0.5)
+            if other is not None:
+                taken_by_other.append(other)
+            time.sleep(0.05)
+
+    worker = Worker(store, {"ticket_event": slow}, owner="w1", lease_s=0.5)
+    assert worker.run_once() is True
+    assert working.is_set()
+    assert taken_by_other == [], "the lease ran out while the item was being worked"
+    done = _status(store, item_id)
+    assert (done.status, done.attempts) == ("done", 1)
+    store.close()
+
+
+def test_item11_the_worker_purges_done_items_once_an_hour(store, clock):
+    worker = make_worker(store, clock, {"ticket_event": lambda item: None},
+                         purge_done_after_s=86_400, keep_delivery_keys_s=30 * 86_400)
+    stop = threading.Event()
+    worker._sleep = lambda s: stop.set()
+
+    def one_pass() -> None:
+        stop.clear()
+        worker.run(stop)
+
+    old = _add(store, "old")
+    one_pass()  # handles "old"; nothing is old enough to purge yet
+    assert _status(store, old).status == "done"
+    clock.advance(86_400 + 1)
+    newer = _add(store, "newer")
+    one_pass()  # an hour has passed since the last purge: "old" goes, its key stays known
+    assert store.get(old) is None and _status(store, newer).status == "done"
+    assert store.enqueue("glpi", "ticket_event", "old", {}) is None
+    clock.advance(86_400 - 1800)
+    one_pass()
+    assert store.get(newer) is not None  # done a day ago minus 30 min: kept
+    clock.advance(1800 + 1)
+    one_pass()
+    assert store.get(newer) is not None  # old enough now, but the last purge was only 30 min ago
+    clock.advance(1800)
+    one_pass()
+    assert store.get(newer) is None
+    clock.advance(30 * 86_400)
+    one_pass()  # the key table forgets after its own window
+    assert store.enqueue("glpi", "ticket_event", "old", {}) is not None
 
 
 # -- pollers -----------------------------------------------------------------------------------------

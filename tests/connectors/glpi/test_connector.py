@@ -44,6 +44,18 @@ def test_get_ticket_with_requester_email_category_and_url(fake: FakeGLPI, connec
     assert t.created_at is not None and t.updated_at is not None
 
 
+def test_ticket_state_is_one_request(fake: FakeGLPI, connector: GLPIConnector) -> None:
+    tid = fake.create_ticket(name="VPN down")
+    connector.ticket_state(str(tid))  # opens the session
+    before = len(fake.request_log)
+    assert connector.ticket_state(str(tid)) == "new"
+    assert [r.path for r in fake.request_log[before:]] == [f"/Ticket/{tid}"]
+    agent = fake.add_user("closer", TECHNICIAN)
+    fake.autoclose_delay = 0
+    fake.add_solution(tid, agent)
+    assert connector.ticket_state(str(tid)) == "closed"
+
+
 def test_default_email_is_chosen_among_several(fake: FakeGLPI, connector: GLPIConnector) -> None:
     uid = fake.add_user("multi", "self-service", extra_emails=("old@example.org",))
     fake.users[uid].emails = [("old@example.org", False), ("main@example.org", True)]

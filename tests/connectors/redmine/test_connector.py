@@ -6,10 +6,19 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+import requests
 import responses
 from responses import matchers
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from connectors.base import NotFound, OutgoingMessage, RejectedByHelpdesk, WriteNotApplied
+from connectors.base import (
+    NotFound,
+    OutgoingMessage,
+    RejectedByHelpdesk,
+    TransientConnectorError,
+    WriteNotApplied,
+    WriteOutcomeUnknown,
+)
 from connectors.redmine import RedmineConnector
 
 from .conftest import KEY, ME, STATUSES, URL, add_lookups, body_of, issue, journal
@@ -366,3 +375,64 @@ def test_item7_polling_asks_for_exactly_the_configured_project(rsps: responses.R
     conn.poll("2026-11-24T02:59:00Z")
     q = parse_qs(urlparse(rsps.calls[0].request.url or "").query)
     assert q["project_id"] == ["helpdesk"] and q["subproject_id"] == ["!*"]
+
+
+# -- issue 8 item 3: a PUT that Redmine received but did not answer ----------------------------------
+
+
+def _slow_connector(**kw: Any) -> tuple[RedmineConnector, list[float]]:
+    slept: list[float] = []
+    return RedmineConnector(URL, KEY, unknown_write_wait_s=30, sleep=slept.append, **kw), slept
+
+
+def test_item3_unanswered_note_is_read_back_until_it_shows_not_posted_again(rsps: responses.RequestsMock) -> None:
+    conn, slept = _slow_connector()
+    rsps.put(f"{URL}/issues/7.json", body=requests.ReadTimeout("read timed out"))
+    landed = issue(journals=[journal(9, 1, f"x\n\nref {MARKER}", private=True)])
+    # Before the PUT, then twice before it lands, then landed (and the connector's own read-back).
+    _issue_seq(rsps, issue(), issue(), issue(), landed)
+    c = conn.post_comment("7", MSG, private=True)
+    assert (c.id, c.is_private) == ("9", True)
+    assert len(_puts(rsps)) == 1, "the note was not sent a second time"
+    assert slept == [0.5, 1.0, 2.0]
+
+
+def test_item3_a_note_that_never_shows_is_reported_unknown_for_the_retry(rsps: responses.RequestsMock) -> None:
+    conn, slept = _slow_connector()
+    rsps.put(f"{URL}/issues/7.json", body=requests.ConnectionError("Connection reset by peer"))
+    _issue_seq(rsps, issue())
+    with pytest.raises(WriteOutcomeUnknown, match="may still apply it"):
+        conn.post_comment("7", MSG, private=False)
+    assert len(_puts(rsps)) == 1
+    assert sum(slept) <= 30 + 1e-9 and len(slept) >= 3
+
+
+def test_item3_a_refused_connection_is_not_an_unknown_outcome(rsps: responses.RequestsMock) -> None:
+    conn, slept = _slow_connector()
+    refused = requests.ConnectionError(MaxRetryError(None, "/issues/7.json", NewConnectionError(None, "refused")))  # type: ignore[arg-type]
+    rsps.put(f"{URL}/issues/7.json", body=refused)
+    _issue_seq(rsps, issue())
+    with pytest.raises(TransientConnectorError) as info:
+        conn.post_comment("7", MSG, private=False)
+    assert not isinstance(info.value, WriteOutcomeUnknown)
+    assert slept == [], "never sent: nothing to wait for, the retry may send it"
+
+
+def test_item3_unanswered_close_waits_for_the_status(rsps: responses.RequestsMock) -> None:
+    conn, _ = _slow_connector()
+    add_lookups(rsps)
+    rsps.put(f"{URL}/issues/7.json", body=requests.ReadTimeout("read timed out"))
+    closed = issue(status=(5, "Closed", True), journals=[journal(9, 1, f"thanks ref {MARKER}", status=("3", "5"))])
+    _issue_seq(rsps, issue(status=(3, "Resolved", False)), issue(status=(3, "Resolved", False)), closed)
+    assert conn.close_confirmed("7", MSG).state == "closed"
+    assert len(_puts(rsps)) == 1
+
+
+def test_item3_unanswered_hand_back_waits_for_its_note(rsps: responses.RequestsMock) -> None:
+    conn, _ = _slow_connector(reopen_status="In Progress")
+    add_lookups(rsps)
+    rsps.put(f"{URL}/issues/7.json", body=requests.ReadTimeout("read timed out"))
+    after = issue(status=(2, "In Progress", False), journals=[journal(9, 1, f"ref {MARKER}", private=True)])
+    _issue_seq(rsps, issue(status=(3, "Resolved", False)), issue(status=(3, "Resolved", False)), after)
+    assert conn.hand_back("7", MSG).state == "open"
+    assert len(_puts(rsps)) == 1

@@ -112,3 +112,13 @@ def test_reconnects_after_the_server_drops_the_connection(mail_server):
         mail_server.messages("helpdesk")
         assert subjects(raw for _, raw in box.fetch_new(0)) == ["after kick"]
         assert box.uidvalidity == validity
+
+
+def test_fetch_new_sees_mail_delivered_after_the_folder_was_selected(mail_server):
+    """Issue 8 item 12: IMAP servers report new mail only in answer to a command; a connection that
+    selected the folder before delivery must still find the message, without reconnecting."""
+    with mail_server.mailbox() as box:
+        box.connect()  # selected now, while the folder is empty
+        mail_server.send_text("after select", "Принтер не печатает")
+        mail_server.messages("helpdesk")  # Dovecot has it (seen on another connection)
+        assert subjects(raw for _, raw in box.fetch_new(0)) == ["after select"]

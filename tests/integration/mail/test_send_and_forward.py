@@ -24,8 +24,9 @@ OURS = dict(from_addr="helpdesk@example.test", from_name="Помощник ИТ-
 
 
 def fetch_one(mail_server):
+    """The one message in helpdesk@'s INBOX, once Dovecot has it (waited for before we select)."""
+    mail_server.messages("helpdesk")
     with mail_server.mailbox() as box:
-        mail_server.messages("helpdesk")
         [(uid, raw)] = box.fetch_new(0)
         box.mark_processed(uid)
     return raw

@@ -1,0 +1,122 @@
+"""Issue 8 item 2 end to end: with a hostile OpenAI-compatible server behind the real engine (bundled USE
+encoder, shipped sample KB), nothing the model invented reaches the public reply nor the agent's draft
+in the private note, in normal and in shadow mode; the note says why the entries were used instead."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from connectors.base import TicketEvent
+from plugin.links import LinkSigner
+from plugin.pipeline import Pipeline
+from plugin.records import Records
+from plugin.settings import load_settings
+from plugin.state import StateStore
+from plugin.worker import Worker
+from rag.engine import Engine
+from rag.llm.openai_backend import OpenAILLM
+from tests.drain import drain
+from tests.plugin.fake_connector import FakeHelpdesk
+from tests.rag.llm.hostile import HOSTILE, HostileLLMServer, serve_hostile_llm, ticket
+
+pytestmark = pytest.mark.slow
+
+#: Pieces of the hostile completions that must appear in nothing we post.
+FOREIGN = (
+    "evil",
+    "xn--",
+    "10.13.37.1",
+    "185.220",
+    "Welcome2024",
+    "Qwerty123",
+    "4831",
+    "555-35-35",
+    "123-45-76",
+    "a8F3kQ9z",
+    "7Hq2Lx9P",
+    "P@ssw0rd",
+    "@it_help",
+    "examp1e",
+    "Зарплаты",
+    "C:\\Users",
+    "/tmp/x",
+    "password-reset.online",
+    "catalog/access",
+    "redirect?to",
+    "ｅｖｉｌ",
+    "pаssword",
+    "79991234567",
+)
+
+
+@pytest.fixture(scope="module")
+def hostile_llm() -> Iterator[HostileLLMServer]:
+    with serve_hostile_llm() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, use_embedder, hostile_llm) -> Engine:
+    from dataset import SAMPLE_KB
+    from dataset.importers import read_kb
+    from plugin.services import engine_config
+
+    settings = load_settings(env={}, decision={"threshold": 0.0})
+    eng = Engine(
+        engine_config(settings, tmp_path_factory.mktemp("engine")),
+        use_embedder,
+        llm=OpenAILLM("hostile", base_url=hostile_llm.url),
+        llm_options={"timeout_s": 10.0},
+    )
+    eng.import_entries(read_kb(SAMPLE_KB).entries)
+    return eng
+
+
+def _run(engine: Engine, tmp_path, names: list[str], **settings_over) -> tuple[FakeHelpdesk, Records, dict[str, str]]:
+    helpdesk = FakeHelpdesk()
+    settings = load_settings(env={}, secret_key="s" * 32, **settings_over)
+    store = StateStore(tmp_path / "state.sqlite3")
+    records = Records(store)
+    links = LinkSigner(settings.secret_key.get_secret_value(), 3600, "https://ai.example.test")
+    pipeline = Pipeline(settings, engine, store, records, {"fake": helpdesk}, links)
+    worker = Worker(store, pipeline.handlers(), lease_s=30, max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
+    ids = {}
+    for name in names:
+        t = helpdesk.add_ticket("Забыл пароль", ticket(name))
+        ids[name] = t.id
+        pipeline.enqueue_event(TicketEvent(source="fake", ticket_id=t.id, kind="created", delivery_key=f"k:{t.id}"))
+    drain(worker, 120.0)
+    return helpdesk, records, ids
+
+
+@pytest.mark.parametrize("shadow", [False, True], ids=["public", "shadow"])
+def test_no_hostile_completion_reaches_the_reply_or_the_agents_draft(engine, hostile_llm, tmp_path, shadow):
+    names = sorted(HOSTILE)
+    helpdesk, records, ids = _run(engine, tmp_path, names, pipeline={"shadow_mode": shadow})
+
+    assert set(hostile_llm.answered) >= set(names)
+    for name in names:
+        s = records.for_ticket("fake", ids[name])
+        assert s is not None and s.mode == ("shadow" if shadow else "public"), name
+        assert s.answer_mode.startswith("extractive: answer has"), f"{name}: {s.answer_mode}"
+        posted = [p for p in helpdesk.posted if p.ticket_id == ids[name]]
+        assert [p.private for p in posted] == ([True] if shadow else [False, True])
+        note = next(p for p in posted if p.private)
+        assert note.message.paragraphs[0] == s.answer_text  # the draft is the checked answer
+        assert dict(note.message.facts)["answer"] == s.answer_mode  # and says why it is the entries
+        for p in posted:
+            text = p.text()
+            leaked = [f for f in FOREIGN if f in text]
+            assert not leaked, f"{name}: {leaked} in the {'private' if p.private else 'public'} comment"
+
+
+def test_a_completion_that_reuses_the_entrys_link_is_posted_as_the_draft(engine, hostile_llm, tmp_path):
+    helpdesk, records, ids = _run(engine, tmp_path, ["reuses_the_prompts_link"])
+
+    s = records.for_ticket("fake", ids["reuses_the_prompts_link"])
+    assert s is not None and s.answer_mode == "llm"
+    assert "https://" in s.answer_text and "[1]" in s.answer_text
+    public, note = helpdesk.posted
+    assert s.answer_text in public.message.paragraphs and note.message.paragraphs[0] == s.answer_text
