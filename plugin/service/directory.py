@@ -287,6 +287,11 @@ class Directory:
         finally:
             with contextlib.suppress(LDAPException, OSError):
                 conn.unbind()
+            # After a timeout ldap3 leaves its socket open; close it (a no-op when unbind did).
+            sock = getattr(conn, "socket", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
 
     def _search(self, conn: Connection, base: str, flt: str, scope: str, attributes: list[str], what: str,
                 size_limit: int = 0) -> list[dict[str, Any]]:
