@@ -51,8 +51,8 @@ def test_account_locks_after_n_failures_then_unlocks_when_the_lock_ends(clock):
 
 def test_failures_outside_the_window_do_not_add_up(clock):
     t = make(clock)
-    for _ in range(5):
-        assert t.failed("alice", f"10.0.0.{_}").allowed
+    for i in range(5):
+        assert t.failed("alice", f"10.0.0.{i}").allowed
         clock.now += 31  # two failures at most within any 60 s window
     assert t.check("alice", "10.0.0.9").allowed
 
