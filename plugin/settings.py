@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -302,6 +303,130 @@ class WorkerSettings(_Section):
         return self
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+class LDAPSettings(_Section):
+    """Signing in to the admin console with the company's directory (OpenLDAP, Active Directory).
+
+    The directory checks the password (a bind as the user); a group grants the role. See README,
+    "Signing in with a directory".
+    """
+
+    enabled: bool = False
+    #: ``ldaps://dc1.corp.example`` (TLS from the first byte, port 636) or ``ldap://dc1.corp.example``
+    #: (port 389, upgraded with StartTLS unless ``start_tls`` is false). A port may follow the host.
+    url: str = ""
+    #: Upgrade an ``ldap://`` connection with StartTLS before the password is sent (ignored for ldaps://).
+    start_tls: bool = True
+    #: PEM file of the CA that signed the directory's certificate; empty: the system's CAs.
+    ca_file: str = ""
+    #: Check the directory's certificate and host name. Turn off only for a throw-away test directory.
+    verify_tls: bool = True
+    #: Allow ``ldap://`` without StartTLS to a host other than loopback: passwords cross the network in clear.
+    allow_plaintext: bool = False
+    #: Seconds to connect, and to wait for each answer.
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    #: Bind straight as the user: a DN template ``uid={login},ou=people,dc=example,dc=com``, or Active
+    #: Directory's ``{login}@corp.example`` (then ``user_search_base`` finds the user's entry after the bind).
+    #: Empty: find the user with ``user_filter`` under ``user_search_base``, then bind as the entry found.
+    bind_template: str = ""
+    #: The account that searches for users and reads groups; empty: the user's own bind does (or an
+    #: anonymous search, when there is no ``bind_template``).
+    service_dn: str = ""
+    service_password: SecretStr = SecretStr("")
+    #: Where users are searched (subtree), e.g. ``ou=people,dc=example,dc=com``.
+    user_search_base: str = ""
+    #: ``{login}`` is replaced by the escaped login. AD: ``(&(objectClass=user)(sAMAccountName={login}))``.
+    user_filter: str = "(uid={login})"
+    #: DN of the group whose members sign in as admins (see and change).
+    admin_group: str = ""
+    #: DN of the group whose members sign in as analysts (see only). A member of both is an admin.
+    analyst_group: str = ""
+    #: How the directory stores membership: ``member`` (groupOfNames; AD groups), ``uniqueMember``
+    #: (groupOfUniqueNames), ``memberUid`` (posixGroup, holding the user's ``uid``), ``memberOf`` (on
+    #: the user: Active Directory, OpenLDAP's memberof overlay).
+    membership: Literal["member", "uniqueMember", "memberUid", "memberOf"] = "member"
+
+    def problems(self) -> list[str]:
+        """What makes an enabled directory sign-in unusable, each naming its key (empty: fine)."""
+        if not self.enabled:
+            return []
+        # Imported here: ldap3 loads only when a directory is configured.
+        from ldap3.core.exceptions import LDAPInvalidDnError
+        from ldap3.utils.dn import parse_dn
+
+        k = "admin.ldap."
+        out: list[str] = []
+        parts = urlsplit(self.url)
+        try:
+            host = parts.hostname
+            _ = parts.port  # a port that is not a number from 0 to 65535 raises ValueError
+        except ValueError:
+            host = None
+        if parts.scheme not in ("ldap", "ldaps") or not host or parts.path not in ("", "/"):
+            out.append(f"{k}url must look like ldaps://host[:port] or ldap://host[:port], got {self.url!r}")
+        elif (
+            parts.scheme == "ldap" and not self.start_tls and not self.allow_plaintext
+            and host not in _LOOPBACK_HOSTS and not host.startswith("127.")
+        ):
+            out.append(
+                f"{k}url is ldap:// without StartTLS to {host}: passwords would cross the network in clear; "
+                f"use ldaps://, set {k}start_tls: true, or (knowingly) {k}allow_plaintext: true"
+            )
+        if self.ca_file and not Path(self.ca_file).is_file():
+            out.append(f"{k}ca_file {self.ca_file!r} is not a readable file")
+
+        def bad_dn(key: str, value: str) -> None:
+            try:
+                parse_dn(value)
+            except LDAPInvalidDnError:
+                out.append(f"{k}{key} is not a valid DN: {value!r}")
+
+        upn = False
+        if self.bind_template:
+            if "{login}" not in self.bind_template:
+                out.append(f"{k}bind_template must contain {{login}}, got {self.bind_template!r}")
+            elif "=" in self.bind_template:
+                bad_dn("bind_template", self.bind_template.replace("{login}", "x"))
+            else:
+                upn = True
+        if not self.bind_template or upn:
+            why = "(there is no bind_template)" if not self.bind_template else "(to find a {login}@domain user's entry)"
+            if not self.user_search_base:
+                out.append(f"{k}user_search_base is required {why}")
+            if "{login}" not in self.user_filter or not self.user_filter.startswith("("):
+                out.append(f"{k}user_filter must be an LDAP filter in parentheses containing {{login}}")
+        for key in ("user_search_base", "service_dn", "admin_group", "analyst_group"):
+            if getattr(self, key):
+                bad_dn(key, getattr(self, key))
+        if self.service_dn and not self.service_password.get_secret_value():
+            out.append(
+                f"{k}service_password is required with {k}service_dn (HELPDESK_ASSIST_ADMIN__LDAP__SERVICE_PASSWORD)"
+            )
+        if not (self.admin_group or self.analyst_group):
+            out.append(f"{k}admin_group or {k}analyst_group is required: a group grants the role")
+        return out
+
+
+class SignInThrottleSettings(_Section):
+    """Failed sign-ins lock an account, and an address, for a while (password guessing)."""
+
+    #: Failed sign-ins to one account within ``window_s`` that lock it for ``lock_s``.
+    account_max_failures: int = Field(default=5, ge=1, le=1000)
+    #: Failed sign-ins from one address (IPv6: its /64) within ``window_s`` that lock it for ``lock_s``.
+    ip_max_failures: int = Field(default=20, ge=1, le=100_000)
+    window_s: float = Field(default=900.0, ge=1.0, le=86_400.0)
+    lock_s: float = Field(default=900.0, ge=1.0, le=86_400.0)
+
+
+class AdminSettings(_Section):
+    """The admin console."""
+
+    ldap: LDAPSettings = Field(default_factory=LDAPSettings)
+    throttle: SignInThrottleSettings = Field(default_factory=SignInThrottleSettings)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -336,6 +461,7 @@ class Settings(BaseSettings):
     glpi: GLPISettings = Field(default_factory=GLPISettings)
     redmine: RedmineSettings = Field(default_factory=RedmineSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -376,6 +502,8 @@ class Settings(BaseSettings):
             problems.append(
                 "secret_key (at least 16 characters) is required once a connector is enabled: it signs the links"
             )
+        # Checked here, not in the section: an error there would print the section, password included.
+        problems.extend(self.admin.ldap.problems())
         if self.worker.lease_s < self.llm.timeout_s + 30:
             problems.append(
                 f"worker.lease_s ({self.worker.lease_s:g}) must exceed llm.timeout_s ({self.llm.timeout_s:g}) by 30 s "
