@@ -205,14 +205,17 @@ class CharMix:
 
 @dataclass(frozen=True)
 class BurstConfig:
+    """When requests make an outage. The similarities suit :class:`CharMix` vectors of the bundled USE
+    encoder (chosen by cross-validation in bench/bench_outages.py); other vectors need their own."""
+
     #: Near-identical requests it takes to open an incident ...
     min_requests: int = 5
-    #: ... within this many seconds of each other (the first to the last).
+    #: ... within this many seconds of each other.
     window_s: float = 600.0
-    #: Cosine similarity from which two requests count as near-identical.
-    similarity: float = 0.8
+    #: Average cosine similarity within the group that opens an incident (average linkage).
+    similarity: float = 0.3
     #: Similarity to an open incident's centroid from which a later request joins it.
-    join_similarity: float = 0.75
+    join_similarity: float = 0.6
 
     def __post_init__(self) -> None:
         if self.min_requests < 2:
