@@ -14,7 +14,10 @@ export's resolved tickets before the cut-off (75% of the tickets), the rest are 
 whole call (tickets/s over the replayed tickets, and over all tickets), the knowledge-base import inside
 it, the replay loop, the peak RSS of the process (ru_maxrss) and the report's rendering.
 
-    PYTHONPATH=. .venv/bin/python bench/bench_analyze.py --tickets 22000 --out bench/results/analyze.json
+    PYTHONPATH=. .venv/bin/python bench/bench_analyze.py --tickets 22000 --embedder use --out bench/results/analyze.json
+
+``--embedder hashing`` runs the same pipeline with the deterministic HashingEmbedder: the cost of everything
+but the sentence encoder (Chroma, lexical index, fusion, matching, clustering) and its memory.
 """
 
 from __future__ import annotations
@@ -96,12 +99,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20240601)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "analyze.json")
     ap.add_argument("--report", type=Path, default=None, help="also write the HTML report here")
+    ap.add_argument("--embedder", choices=("use", "hashing"), default="use",
+                    help="use: the bundled USE encoder; hashing: HashingEmbedder (the pipeline without the encoder's cost)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     from plugin.reports.analysis import render_analysis
     from plugin.service import replay
-    from rag.embeddings import USEEmbedder
+    from rag.embeddings import HashingEmbedder, USEEmbedder
 
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-analyze-") as tmp:
@@ -110,7 +115,7 @@ def main() -> None:
         built = write_export(export, args.tickets, args.seed)
         built["write_s"] = round(time.perf_counter() - t, 1)
         print(f"export written: {built}", flush=True)
-        embedder = USEEmbedder()
+        embedder = USEEmbedder() if args.embedder == "use" else HashingEmbedder()
         rss_before = rss_mb()
         timings: dict[str, float] = {}
         original_import = replay.Engine.import_entries
@@ -148,7 +153,9 @@ def main() -> None:
         "replay_s": round(replay_s, 1),
         "replayed_per_s": round(result.replayed / replay_s, 2) if replay_s else None,
         "all_tickets_per_s": round(result.tickets / total, 2),
-        "kb_entries_per_s": round(result.kb_entries / timings["kb_import_s"], 1) if timings.get("kb_import_s") else None,
+        "kb_entries_per_s": (
+            round(result.kb_entries / timings["kb_import_s"], 1) if timings.get("kb_import_s") else None
+        ),
         "rss_before_mb": round(rss_before, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "report_render_s": round(render_s, 2),

@@ -64,7 +64,8 @@ def run(embed: Callable[[Sequence[str]], np.ndarray], background: list[str], bur
     rows = []
     for seed in SEEDS:
         stream = build_stream(background, bursts, background_per_hour=rate, burst_span_s=900, seed=seed)
-        detector = BurstDetector(embed, BurstConfig(min_requests=k, window_s=window, similarity=sim, join_similarity=join))
+        config = BurstConfig(min_requests=k, window_s=window, similarity=sim, join_similarity=join)
+        detector = BurstDetector(embed, config)
         rows.append(score(detector.add_many(stream.requests), stream.truth))
     p = [s.request_precision for s in rows if s.request_precision is not None]
     out = {

@@ -34,7 +34,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np  # noqa: F401
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +50,7 @@ from rag.embeddings import USEEmbedder  # noqa: E402
 from rag.text import normalize_for_match  # noqa: E402
 
 RESOLUTIONS = ROOT / "tests" / "fixtures" / "replay" / "agent_resolutions.yaml"
-THRESHOLDS = [round(x, 3) for x in np.arange(0.30, 0.901, 0.025)]
+THRESHOLDS = [round(0.30 + 0.025 * k, 3) for k in range(25)]  # 0.300 .. 0.900
 
 
 def main() -> None:
@@ -124,7 +123,7 @@ def main() -> None:
         for tune in (0, 1):
             rows_t = [r for r, f in zip(rows, folds, strict=True) if f == tune]
             rows_h = [r for r, f in zip(rows, folds, strict=True) if f != tune]
-            t = max(THRESHOLDS, key=lambda x: (j(rows_t, x), -x))  # noqa: B023
+            t = max(THRESHOLDS, key=lambda x: (j(rows_t, x), -x))
             results["folds"].append({"set": name, "threshold": t, "held_out": rates_at(rows_h, t)})
     short_t = max(THRESHOLDS, key=lambda x: (j(hand, x), -x))
     long_t = max(THRESHOLDS, key=lambda x: (j(synth, x), -x))
@@ -140,8 +139,9 @@ def main() -> None:
     ]
     print(json.dumps({k: v for k, v in results.items() if k != "curve"}, ensure_ascii=False, indent=1))
     for row in results["curve"]:
-        print(f"  t {row['threshold']:.3f}: hand A {row['hand']['A']:.3f} B {row['hand']['B']:.3f} C {row['hand']['C']:.3f}"
-              f"   synthetic A {row['synthetic']['A']:.3f} B {row['synthetic']['B']:.3f} C {row['synthetic']['C']:.3f}")
+        h, s = row["hand"], row["synthetic"]
+        print(f"  t {row['threshold']:.3f}: hand A {h['A']:.3f} B {h['B']:.3f} C {h['C']:.3f}"
+              f"   synthetic A {s['A']:.3f} B {s['B']:.3f} C {s['C']:.3f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(f"written {args.out}")

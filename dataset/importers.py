@@ -1240,7 +1240,8 @@ def _ticket_row(layout: _TicketLayout, cells: list[object], number: int, sheet: 
         return column, f"empty request ({what} empty)"
     for name in ("title", "description", "resolution"):
         if len(texts[name]) > MAX_TEXT_CHARS:
-            return cols[name].header, f"text too long ({len(texts[name]):,} characters; the limit is {MAX_TEXT_CHARS:,})"
+            reason = f"text too long ({len(texts[name]):,} characters; the limit is {MAX_TEXT_CHARS:,})"
+            return cols[name].header, reason
     registered = None
     if "registered" in cols:
         try:

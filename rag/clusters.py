@@ -348,7 +348,8 @@ class BurstDetector:
         close = self._burst_with(v, ts) if len(self._recent) + 1 >= cfg.min_requests else []
         if len(close) + 1 >= cfg.min_requests:
             incident = self._open(close, request, v)
-            return Assignment(request.id, incident.id, opened=True, pulled_in=tuple(r.id for r in close), similarity=1.0)
+            pulled = tuple(r.id for r in close)
+            return Assignment(request.id, incident.id, opened=True, pulled_in=pulled, similarity=1.0)
         self._recent.append(_Recent(request.id, request.time, ts, request.channel, request.text, v))
         return Assignment(request.id, None)
 

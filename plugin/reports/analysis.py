@@ -58,7 +58,8 @@ def render_analysis(result: AnalysisResult, *, options: ReplayOptions | None = N
     category_rows = [(g.name, _stack(g.tickets, g.replayed, g.answered, g.matched)) for g in result.by_category[:25]]
     replayed_categories = [g for g in result.by_category if g.replayed]
     share_rows = [
-        (g.name, [(g.replayed - g.answered) / g.replayed, (g.answered - g.matched) / g.replayed, g.matched / g.replayed])
+        (g.name, [(g.replayed - g.answered) / g.replayed, (g.answered - g.matched) / g.replayed,
+                  g.matched / g.replayed])
         for g in replayed_categories[:25]
     ]
     gap_rows = sorted(replayed_categories, key=lambda g: (-g.gap, g.name))

@@ -465,7 +465,9 @@ def analyze(
     for t in all_tickets:
         if cutoff is not None and t.registered is None:
             where = f"{read.source}, sheet '{t.sheet}', row {t.row}" if t.sheet else f"{read.source}, row {t.row}"
-            unreadable.append(f"{where}: no registration time, so it cannot be placed before or after {cutoff:%Y-%m-%d %H:%M}")
+            unreadable.append(
+                f"{where}: no registration time, so it cannot be placed before or after {cutoff:%Y-%m-%d %H:%M}"
+            )
         else:
             placed.append(t)
     replayed = [t for t in placed if cutoff is None or (t.registered is not None and t.registered >= cutoff)]
@@ -602,9 +604,12 @@ def _replay(
         scored = [(i, h.answer, t.resolution) for i, (t, o) in enumerate(zip(batch, outcomes, strict=True))
                   if t.resolution for h in o.hits]
         per_ticket: dict[int, list[Similarity]] = {}
-        for (i, _, _), sim in zip(scored, matcher.score([a for _, a, _ in scored], [r for _, _, r in scored]), strict=True):
-            per_ticket.setdefault(i, []).append(sim)
-        sims = {i: (hs[0], _closest_first(hs)) for i, hs in per_ticket.items()}
+        scores = matcher.score([a for _, a, _ in scored], [r for _, _, r in scored])
+        for (i, _, _), one in zip(scored, scores, strict=True):
+            per_ticket.setdefault(i, []).append(one)
+        sims: dict[int, tuple[Similarity | None, bool]] = {
+            i: (hs[0], _closest_first(hs)) for i, hs in per_ticket.items()
+        }
         for i, (t, o) in enumerate(zip(batch, outcomes, strict=True)):
             top = o.hits[0] if o.hits else None
             sim, closest = sims.get(i, (None, False))
@@ -665,7 +670,9 @@ def _judge_all(
     )
 
 
-def _gaps(items: Sequence[Item], vectors: np.ndarray, opts: ReplayOptions, params: EconomicParameters) -> list[Gap]:
+def _gaps(
+    items: Sequence[Item], vectors: np.ndarray, opts: ReplayOptions, params: EconomicParameters
+) -> list[Gap]:
     found = cluster(items, vectors, similarity=opts.gap_similarity, min_size=opts.gap_min_size)
     return [
         Gap(
@@ -681,7 +688,9 @@ def _gaps(items: Sequence[Item], vectors: np.ndarray, opts: ReplayOptions, param
     ]
 
 
-def _groups(tickets: Sequence[TicketRecord], replays: Sequence[TicketReplay]) -> tuple[list[GroupStats], list[GroupStats]]:
+def _groups(
+    tickets: Sequence[TicketRecord], replays: Sequence[TicketReplay]
+) -> tuple[list[GroupStats], list[GroupStats]]:
     """Volume by category and by month over the whole export; the replay's counts where replayed."""
     cats: dict[str, GroupStats] = {}
     months: dict[str, GroupStats] = {}
@@ -695,7 +704,8 @@ def _groups(tickets: Sequence[TicketRecord], replays: Sequence[TicketReplay]) ->
         name = r.category or (f"{r.predicted} (predicted)" if r.predicted else _NO_CATEGORY)
         groups = [cats.setdefault(name, GroupStats(name=name, tickets=0))]
         if r.registered is not None:
-            groups.append(months.setdefault(f"{r.registered:%Y-%m}", GroupStats(name=f"{r.registered:%Y-%m}", tickets=0)))
+            key = f"{r.registered:%Y-%m}"
+            groups.append(months.setdefault(key, GroupStats(name=key, tickets=0)))
         for g in groups:
             g.replayed += 1
             g.answered += r.decision == "answer"
