@@ -48,7 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -73,7 +73,7 @@ log = logging.getLogger(__name__)
 #: shares more words and topic with any other answer of its category, so it needs more to count.
 #: Calibrated in bench/calibrate_match.py (README, "Replay before go-live").
 MATCH_THRESHOLD = 0.35
-MATCH_THRESHOLD_LONG = 0.825
+MATCH_THRESHOLD_LONG = 0.8
 #: Resolutions longer than this (characters) are "long".
 LONG_RESOLUTION_CHARS = 250
 #: Only this much of an answer is compared (a sentence encoder reads the start of a text anyway).
@@ -249,7 +249,11 @@ class Similarity:
 
 
 class AnswerMatcher:
-    """Scores suggested answers against agents' resolutions (exact, embedding cosine, char n-grams)."""
+    """Scores suggested answers against agents' resolutions (exact, embedding cosine, char n-grams).
+
+    Each distinct text is embedded and hashed once per call, and suggestions (knowledge-base answers,
+    which repeat from ticket to ticket) are remembered across calls, up to ``cache_size`` of them.
+    """
 
     def __init__(self, embed: Callable[[Sequence[str]], np.ndarray], *, cache_size: int = 20_000):
         from sklearn.feature_extraction.text import HashingVectorizer
@@ -258,28 +262,38 @@ class AnswerMatcher:
         self._hasher = HashingVectorizer(
             analyzer="char_wb", ngram_range=(3, 5), n_features=2**18, alternate_sign=False, norm="l2"
         )
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, tuple[np.ndarray, Any]] = {}
         self._cache_size = cache_size
 
-    def _vectors(self, texts: Sequence[str], *, cache: bool) -> np.ndarray:
-        keys = [t[:_COMPARE_CHARS] for t in texts]
-        missing = [k for k in dict.fromkeys(keys) if k not in self._cache] if cache else []
-        if missing:
-            for k, v in zip(missing, self.embed(missing), strict=True):
-                if len(self._cache) < self._cache_size:
-                    self._cache[k] = v
-        if not cache:
-            return np.asarray(self.embed(keys))
-        return np.stack([self._cache[k] if k in self._cache else self.embed([k])[0] for k in keys])
+    def _features(self, texts: Sequence[str], *, remember: bool) -> tuple[np.ndarray, Any]:
+        """(embeddings, char n-gram rows) for ``texts`` (normalized), each distinct text computed once."""
+        import scipy.sparse as sp
+
+        distinct = list(dict.fromkeys(texts))
+        todo = [t for t in distinct if t not in self._cache]
+        fresh: dict[str, tuple[np.ndarray, Any]] = {}
+        if todo:
+            vectors = self.embed(todo)
+            chars = self._hasher.transform(todo).tocsr()
+            fresh = {t: (vectors[i], chars[i]) for i, t in enumerate(todo)}
+            if remember:
+                for t, value in fresh.items():
+                    if len(self._cache) >= self._cache_size:
+                        break
+                    self._cache[t] = value
+        rows = [self._cache[t] if t in self._cache else fresh[t] for t in texts]
+        return np.stack([v for v, _ in rows]), sp.vstack([c for _, c in rows]).tocsr()
 
     def score(self, suggestions: Sequence[str], resolutions: Sequence[str]) -> list[Similarity]:
-        """One :class:`Similarity` per (suggestion, resolution) pair; suggestions repeat and are cached."""
+        """One :class:`Similarity` per (suggestion, resolution) pair."""
         if not suggestions:
             return []
         s_norm = [normalize_for_match(s)[:_COMPARE_CHARS] for s in suggestions]
         r_norm = [normalize_for_match(r)[:_COMPARE_CHARS] for r in resolutions]
-        cos = np.sum(self._vectors(suggestions, cache=True) * self._vectors(resolutions, cache=False), axis=1)
-        chars = np.asarray(self._hasher.transform(s_norm).multiply(self._hasher.transform(r_norm)).sum(axis=1)).ravel()
+        s_vec, s_chars = self._features(s_norm, remember=True)
+        r_vec, r_chars = self._features(r_norm, remember=False)
+        cos = np.sum(s_vec * r_vec, axis=1)
+        chars = np.asarray(s_chars.multiply(r_chars).sum(axis=1)).ravel()
         return [
             Similarity(exact=a == b and bool(a), cosine=round(float(c), 4), chars=round(float(g), 4))
             for a, b, c, g in zip(s_norm, r_norm, cos, chars, strict=True)

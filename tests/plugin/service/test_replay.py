@@ -269,6 +269,22 @@ def test_sample_knowledge_base_with_perturbed_questions(tmp_path: Path, use_embe
     assert len(answered) == r.answered
 
 
+@pytest.mark.slow
+def test_sample_knowledge_base_split_in_time(use_embedder) -> None:  # type: ignore[no-untyped-def]
+    """The sample KB as an export: its first 75% (by time) answer its last 25%; never from a later ticket."""
+    r = analyze(SAMPLE_KB, embedder=use_embedder)
+    rows = {x.row: x for x in read_tickets(SAMPLE_KB).tickets}
+    assert r.cutoff is not None and r.replayed == 47 and r.kb_entries == 141
+    for x in r.per_ticket:
+        source_row = int(x.suggested_from.rsplit(":", 1)[1])
+        source_time = rows[source_row].registered
+        assert source_time is not None and x.registered is not None
+        assert source_time < r.cutoff <= x.registered  # answered from the past only
+    print(f"\nsample KB split in time: answered {r.answered_share:.3f}, match rate {r.match_rate}, "
+          f"deflection {r.deflection:.3f}, matched {r.matched}, exact {r.exact}, gaps {len(r.gaps)}")
+    assert r.matched >= r.exact
+
+
 needs_rutube = pytest.mark.skipif(not (RUTUBE / "cases_dev.xlsx").is_file(), reason=f"no RUTUBE dataset at {RUTUBE}")
 
 
@@ -291,3 +307,20 @@ def test_rutube_cases_as_a_ticket_export(tmp_path: Path, use_embedder) -> None: 
     assert r.match_rate is not None and r.match_rate >= 0.7  # README: right answer first 0.75-0.78 when answered
     assert r.matched >= hits  # the three reworded gold answers may match without being exact
     assert r.matched - hits <= 5
+
+
+from tests.rag.llm.conftest import tiny_qwen_path  # noqa: E402,F401 - the session fixture, shared
+
+
+@pytest.mark.slow
+def test_a_real_small_llm_judges_and_its_babble_is_discarded(export: Path, tiny_qwen_path: Path) -> None:  # noqa: F811
+    """The tiny random Qwen through the real transformers path: whatever it says is checked, never guessed."""
+    from rag.llm.transformers_backend import TransformersLLM
+
+    r = run(export, llm=TransformersLLM(str(tiny_qwen_path)))
+    assert r.llm is not None and r.llm.asked == 2
+    assert r.llm.verdicts + r.llm.discarded == 2
+    for x in r.per_ticket:
+        if x.llm_matched is None and x.decision == "answer" and x.has_resolution:
+            assert x.llm_note  # a discarded reply says why
+    assert r.matched == 1  # the verdicts never change the similarity's count
