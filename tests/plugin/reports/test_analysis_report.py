@@ -101,3 +101,17 @@ def test_the_page_in_headless_chromium(result: AnalysisResult, tmp_path: Path) -
         finally:
             browser.close()
     assert (artifacts / "analysis_report.png").stat().st_size > 10_000
+
+
+def test_a_report_without_times(tmp_path: Path) -> None:
+    from tests.dataset.xlsx_util import TICKET_HEADER, write_csv
+
+    kb = write_xlsx(tmp_path / "kb.xlsx", [TICKET_HEADER, ("K1", "", None, "", "Почта", "Не приходят письма",
+                                                          "Перезапустите Outlook.", "Почта", "", "")])
+    export = write_csv(tmp_path / "t.csv", [("Описание", "Решение"), ("Не приходят письма", "Перезапустите Outlook."),
+                                             ("Сломался стул", "")])
+    r = analyze(export, kb, embedder=HashingEmbedder(), threshold=0.0)
+    assert r.months is None and r.savings.tickets_per_month is None
+    html = render_analysis(r)
+    assert "The export has no registration times." in html
+    assert html.count("<svg") == 2
