@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "analyze.json")
     ap.add_argument("--report", type=Path, default=None, help="also write the HTML report here")
     ap.add_argument("--embedder", choices=("use", "hashing"), default="use",
-                    help="use: the bundled USE encoder; hashing: HashingEmbedder (the pipeline without the encoder's cost)")
+                    help="use: the bundled USE encoder; hashing: HashingEmbedder (all but the encoder's cost)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
