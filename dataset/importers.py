@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import partial
 from itertools import count, islice
 from pathlib import Path
@@ -53,8 +53,11 @@ __all__ = [
     "KBImportError",
     "Preset",
     "RowError",
+    "TicketRecord",
+    "TicketsResult",
     "read_cases",
     "read_kb",
+    "read_tickets",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1087,3 +1090,227 @@ def read_cases(
         raise KBImportError(f"{file}: expected {expected}. Headers found: {found}")
     logger.info("%s: %d cases, %d rows rejected, %d blank", file, len(cases), len(errors), counts.blank)
     return cases, errors
+
+
+# --------------------------------------------------------------------------------------------------
+# Tickets (the replay of an export before go-live)
+
+#: Ticket fields and the headers of the seed's export that feed them (``--map field=COLUMN`` overrides).
+TICKET_COLUMNS: dict[str, str] = {
+    "code": "Код",
+    "kind": "Категория",
+    "registered": "Время регистрации",
+    "group": "Рабочая группа",
+    "title": "Краткое описание",
+    "description": "Описание",
+    "resolution": "Решение",
+    "category1": "Аналитика 1",
+    "category2": "Аналитика 2",
+    "category3": "Аналитика 3",
+}
+_TICKET_TEXT_FIELDS = ("code", "kind", "group", "title", "description", "resolution")
+# "01.02.2024 10:15", "2024-02-01 10:15:00", "01/02/2024 10:15", with or without seconds or a time.
+_TIME_FORMATS = (
+    "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d.%m.%y %H:%M", "%d.%m.%y",
+    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y",
+)
+# Excel stores dates as days since 1899-12-30; a number in this range is a date 1954..2119 in a cell
+# that lost its date format (a CSV saved from Excel, a column formatted as "General").
+_EXCEL_EPOCH = datetime(1899, 12, 30)
+_EXCEL_SERIAL_RANGE = (20_000.0, 80_000.0)
+
+
+@dataclass(frozen=True)
+class TicketRecord:
+    """One ticket of an export: what was asked, when, and how an agent resolved it."""
+
+    #: The row in the file, 1-based as a spreadsheet shows it, and the sheet (empty for CSV).
+    row: int
+    sheet: str
+    code: str
+    #: ``Категория``: incident, service request or change.
+    kind: str
+    #: ``Время регистрации``; None when the export has no such column or the cell is empty.
+    registered: datetime | None
+    group: str
+    title: str
+    description: str
+    #: ``Решение``: what the agent wrote; empty for a ticket without one.
+    resolution: str
+    categories: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The request as the ticket pipeline sends it to the engine: subject, then description."""
+        if self.title and not self.description.startswith(self.title):
+            return f"{self.title}\n{self.description}"
+        return self.description
+
+
+@dataclass
+class TicketsResult:
+    """What :func:`read_tickets` got: ``rows_read == len(tickets) + len(rejected)``."""
+
+    tickets: list[TicketRecord]
+    rejected: list[RowError]
+    rows_read: int
+    source: str
+    #: Whether the file has a registration-time column.
+    has_time: bool
+    warnings: list[str] = field(default_factory=list)
+    blank_rows: int = 0
+
+
+@dataclass(frozen=True)
+class _TicketLayout:
+    columns: dict[str, _Col]
+    categories: tuple[_Col, ...]
+
+
+def _ticket_headers(file: str, mapping: Mapping[str, str] | None) -> dict[str, str]:
+    headers = dict(TICKET_COLUMNS)
+    for name, header in (mapping or {}).items():
+        if name not in TICKET_COLUMNS:
+            raise KBImportError(f"{file}: unknown ticket field '{name}'; the fields are: {', '.join(TICKET_COLUMNS)}")
+        if not clean_text(header):
+            raise KBImportError(f"{file}: the mapping of '{name}' names no column")
+        headers[name] = header
+    return headers
+
+
+def _ticket_layout(headers: Mapping[str, str], mapped: frozenset[str], cells: list[str]) -> _TicketLayout | None:
+    index: dict[str, int] = {}
+    for i, cell in enumerate(cells):
+        if cell:
+            index.setdefault(_norm_header(cell), i)
+    columns = {
+        name: _Col(index[_norm_header(h)], cells[index[_norm_header(h)]])
+        for name, h in headers.items()
+        if _norm_header(h) in index
+    }
+    # The header row: the description column (or the title) and one more ticket column; and every
+    # column the user mapped explicitly.
+    if "description" not in columns and "title" not in columns:
+        return None
+    if len(columns) < 2 or any(name not in columns for name in mapped):
+        return None
+    levels = tuple(columns[f"category{n}"] for n in (1, 2, 3) if f"category{n}" in columns)
+    return _TicketLayout(columns, levels)
+
+
+def parse_time(value: object) -> datetime | None:
+    """A registration time from a cell: a date cell, an Excel serial number, or text in a common form.
+
+    Returns None for an empty cell; raises ValueError (with the value) for one that is not a time.
+    Aware times are converted to UTC and compared without their zone, like naive ones.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if isinstance(value, date):
+        return datetime.combine(value, time(0))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if _EXCEL_SERIAL_RANGE[0] <= float(value) <= _EXCEL_SERIAL_RANGE[1]:
+            return _EXCEL_EPOCH + timedelta(days=float(value))
+        raise ValueError(f"{value!r} is a number, not a date")
+    text = " ".join(clean_text(str(value)).split())
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"'{text[:40]}' is not a date and time (expected e.g. 01.02.2024 10:15)") from None
+    return parsed.astimezone(UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def _ticket_row(layout: _TicketLayout, cells: list[object], number: int, sheet: str) -> TicketRecord | tuple[str, str]:
+    cols = layout.columns
+    texts = {name: (_cell_text(cells[cols[name].index]) if name in cols else "") for name in _TICKET_TEXT_FIELDS}
+    levels = [_cell_text(cells[c.index]) for c in layout.categories]
+    while levels and not levels[-1]:
+        levels.pop()
+    description = texts["description"] or texts["title"]
+    if not description:
+        what = " and ".join(f"'{cols[n].header}'" for n in ("description", "title") if n in cols)
+        column = cols["description"].header if "description" in cols else cols["title"].header
+        return column, f"empty request ({what} empty)"
+    for name in ("title", "description", "resolution"):
+        if len(texts[name]) > MAX_TEXT_CHARS:
+            reason = f"text too long ({len(texts[name]):,} characters; the limit is {MAX_TEXT_CHARS:,})"
+            return cols[name].header, reason
+    registered = None
+    if "registered" in cols:
+        try:
+            registered = parse_time(cells[cols["registered"].index])
+        except ValueError as exc:
+            return cols["registered"].header, f"unreadable registration time: {exc}"
+    return TicketRecord(
+        row=number, sheet=sheet, code=texts["code"], kind=texts["kind"], registered=registered,
+        group=texts["group"], title=texts["title"], description=description, resolution=texts["resolution"],
+        categories=tuple(levels),
+    )
+
+
+def read_tickets(
+    path: Path | str, *, mapping: Mapping[str, str] | None = None, progress: bool = False
+) -> TicketsResult:
+    """Read a ticket export (the seed's shape, or any columns through ``mapping``) for the replay.
+
+    Unlike :func:`read_kb` every ticket is kept — templated tickets repeat, and a ticket without a
+    resolution is still a request — and the registration time is kept. The header row is found among
+    the first rows (below a title row); ``mapping`` maps fields (code, kind, registered, group, title,
+    description, resolution, category1..category3) to other headers. A row without any request text,
+    with an unreadable time or with an overlong text is a :class:`RowError` naming row, column and
+    reason. Raises :class:`KBImportError` when no sheet has the columns.
+    """
+    file_path = Path(path)
+    file = file_path.name
+    headers = _ticket_headers(file, mapping)
+    mapped = frozenset(mapping or ())
+    tickets: list[TicketRecord] = []
+    errors: list[RowError] = []
+    notes: list[str] = []
+    seen: list[tuple[str, list[str]]] = []
+    counts = _Counts()
+    has_time = False
+    matched = 0
+    with _open_tables(file_path, progress, notes) as tables:
+        for table in tables:
+            header = _find_header(table, lambda cells: _ticket_layout(headers, mapped, cells))
+            label = f"{file}, sheet '{table.sheet}'" if table.sheet else file
+            if not isinstance(header, _Header):
+                seen.append((table.sheet, header))
+                notes.append(f"{label} skipped: no ticket columns (headers: {_quoted(header, 10)})")
+                continue
+            matched += 1
+            layout = header.match
+            has_time = has_time or "registered" in layout.columns
+            absent = [h for name, h in headers.items() if name not in layout.columns]
+            if absent:
+                notes.append(f"{label}: no column {_quoted(absent)} (optional)")
+            for number, cells in _data_rows(table, header, [c.index for c in layout.categories], counts):
+                outcome = _ticket_row(layout, cells, number, table.sheet)
+                if isinstance(outcome, TicketRecord):
+                    tickets.append(outcome)
+                else:
+                    errors.append(RowError(table.sheet, number, outcome[0], outcome[1], file))
+    if not matched:
+        if all(not h for _s, h in seen):
+            raise _no_rows_error(file, seen)
+        found = "; ".join((f"sheet '{s}': " if s else "") + _quoted(h) for s, h in seen[:5])
+        wanted = ", ".join(f"{name}='{h}'" for name, h in headers.items())
+        raise KBImportError(
+            f"{file}: no ticket columns found in the first {HEADER_SCAN_ROWS} rows. Headers found: {found}. "
+            f"Expected the seed's export columns ({wanted}), or map them: field=COLUMN"
+        )
+    for note in notes:
+        logger.warning("%s", note)
+    logger.info("%s: %d tickets, %d rows rejected, %d blank", file, len(tickets), len(errors), counts.blank)
+    return TicketsResult(
+        tickets=tickets, rejected=errors, rows_read=counts.read, source=file, has_time=has_time,
+        warnings=notes, blank_rows=counts.blank,
+    )

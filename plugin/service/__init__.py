@@ -1,1 +1,1 @@
-"""The service layer: what the CLI and the web pages both call (no Flask here; see docs/architecture.md)."""
+"""The service layer, no Flask: what the CLI, the web pages and the jobs call (see the README's Layout)."""
