@@ -7,12 +7,14 @@
 - :mod:`.compose`  - the reply with two signed links, the thanks, the forward to the helpdesk
 - :mod:`.imap`     - :class:`Mailbox` (fetch by UID, move processed, IDLE wait)
 - :mod:`.smtp`     - :class:`SmtpSender`
+- :mod:`.intake`   - :class:`IntakeTicketCreator`: a ticket as a mail to the helpdesk's intake address
 
 Pure stdlib ``email`` + imapclient; nothing here imports Flask or ``plugin``.
 """
 
 from connectors.email.compose import build_forward, build_reply, build_thanks
 from connectors.email.imap import Mailbox
+from connectors.email.intake import IntakeTicketCreator, build_intake_ticket
 from connectors.email.keywords import classify_reply
 from connectors.email.loops import automatic_reason
 from connectors.email.parse import Attachment, IncomingMail, parse_message
@@ -27,11 +29,13 @@ from connectors.email.threads import (
 __all__ = [
     "Attachment",
     "IncomingMail",
+    "IntakeTicketCreator",
     "Mailbox",
     "SmtpSender",
     "add_subject_tag",
     "automatic_reason",
     "build_forward",
+    "build_intake_ticket",
     "build_reply",
     "build_thanks",
     "classify_reply",

@@ -141,6 +141,31 @@ class SmtpSender:
         return sorted(refused)
 
 
+    def verify_recipient(self, sender: str, recipient: str) -> None:
+        """Whether the server would take a message from ``sender`` to ``recipient``: connect (and log
+        in), ``MAIL FROM``, ``RCPT TO``, then ``RSET``: nothing is sent. Raises like :meth:`send`."""
+        try:
+            smtp = self._connect()
+        except smtplib.SMTPAuthenticationError as e:
+            raise AuthenticationError(f"SMTP login refused for {self.username} on {self.host}") from e
+        except smtplib.SMTPResponseException as e:
+            raise _status_error(e.smtp_code, "connection", e.smtp_error) from e
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransientConnectorError(f"SMTP {self.host}:{self.port} unreachable: {type(e).__name__}") from e
+        try:
+            code, answer = smtp.mail(sender)
+            if code >= 400:
+                raise _status_error(code, "MAIL FROM", answer)
+            code, answer = smtp.rcpt(recipient)
+            if code >= 400:
+                raise _status_error(code, "RCPT TO", answer)
+            smtp.rset()
+        except (OSError, smtplib.SMTPException) as e:
+            raise TransientConnectorError(f"SMTP check failed: {type(e).__name__}") from e
+        finally:
+            _quiet_close(smtp)
+
+
 def _quiet_close(smtp: smtplib.SMTP) -> None:
     try:
         smtp.quit()
