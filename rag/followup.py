@@ -24,9 +24,9 @@ Without an LLM
 
 With an LLM
     The LLM rewrites the message from the last turns into one standalone request. The rewrite is
-    checked like every LLM output: empty, too long, in another language, repeating the prompt, or
-    sharing no word with the conversation (off topic) -> the method above is used instead and the
-    reason is recorded in ``fallback_reason``.
+    checked like every LLM output: empty, garbled (broken characters, words mixing alphabets), too
+    long, in another language, repeating the prompt, or sharing no word with the conversation (off
+    topic) -> the method above is used instead and the reason is recorded in ``fallback_reason``.
 """
 
 from __future__ import annotations
@@ -323,6 +323,8 @@ _LABELS = {
     "ru": ("Предыдущие сообщения:", "Последнее сообщение:", "Самостоятельный запрос:"),
     "en": ("Earlier messages:", "Last message:", "Standalone request:"),
 }
+# A word glued from Cyrillic and Latin letters ("Teamsваетсяётлоон"): generation noise, not language.
+_MIXED_WORD = re.compile(r"\b(?=\w*[a-zA-Z])(?=\w*[а-яёА-ЯЁ])\w+\b")
 _MARKUP = re.compile(r"</?\s*message\b|<\|im_(?:start|end)\|>", re.IGNORECASE)
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _LEADING_LABEL = re.compile(r"^\s*(?:самостоятельный запрос|запрос|standalone request|request)\s*:\s*", re.IGNORECASE)
@@ -360,6 +362,8 @@ def check_rewrite(rewrite: str, message: str, history: Sequence[PastTurn], langu
     """Why a rewrite must not be used ("" when it may)."""
     if not rewrite:
         return "empty rewrite"
+    if "\ufffd" in rewrite or _MIXED_WORD.search(rewrite):
+        return "rewrite is not clean text (broken characters or words mixing alphabets)"
     limit = min(MAX_REWRITE_CHARS, max(120, 2 * (len(message) + sum(len(t.message) for t in history[-LLM_TURNS:]))))
     if len(rewrite) > limit:
         return f"rewrite too long ({len(rewrite)} characters, limit {limit})"

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.followup import FollowUp, PastTurn, resolve_followup
+from rag.followup import FollowUp, Method, PastTurn, QueryTried, resolve_followup
 from rag.llm.base import LLM
+from rag.models import AnswerHit
 from rag.text import normalize_for_match
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class TurnResult(BaseModel):
     answered_right: bool
     query: str
     fallback_reason: str = ""
+    latency_s: float = 0.0
 
 
 class ConversationReport(BaseModel):
@@ -85,20 +87,40 @@ def _right(result: FollowUp, expected: Sequence[str]) -> bool:
     return bool(result.hits) and normalize_for_match(result.hits[0].answer) in gold
 
 
+Resolver = Callable[..., FollowUp]
+
+
+def resolve_by_confidence(engine: Any, message: str, history: Sequence[PastTurn] = (), *, llm: LLM | None = None,
+                          top_k: int = 5, **_: Any) -> FollowUp:
+    """The simplest memory, for comparison: search the message alone and with the previous request in
+    front of it, and keep whichever retrieves with more confidence (no answer set aside, no LLM)."""
+    alone, _pred = engine.search(message, top_k=top_k)
+    candidates: list[tuple[str, Method, list[AnswerHit]]] = [(message, "alone", list(alone))]
+    if history:
+        context = f"{history[-1].request} {message}"
+        hits, _pred = engine.search(context, top_k=top_k)
+        candidates.append((context, "context", list(hits)))
+    tried = tuple(QueryTried(query=q, method=m, confidence=h[0].confidence if h else 0.0,
+                             answer_id=h[0].answer_id if h else None) for q, m, h in candidates)
+    query, method, best = max(candidates, key=lambda c: c[2][0].confidence if c[2] else 0.0)
+    return FollowUp(message=message, query=query, kind="follow_up" if history else "new", method=method,
+                    language="ru", tried=tried, hits=tuple(best))
+
+
 def replay(engine: Any, conversation: EvalConversation, *, memory: bool = True, llm: LLM | None = None,
-           llm_options: dict[str, Any] | None = None) -> list[TurnResult]:
+           llm_options: dict[str, Any] | None = None, resolver: Resolver = resolve_followup) -> list[TurnResult]:
     """Replay one conversation; one result per turn."""
     history: list[PastTurn] = []
     results: list[TurnResult] = []
     bar = float(engine.config.threshold)
     for n, turn in enumerate(conversation.turns, start=1):
         past = history if memory else []
-        result = resolve_followup(engine, turn.say, past, llm=llm if memory else None, **(llm_options or {}))
+        result = resolver(engine, turn.say, past, llm=llm if memory else None, **(llm_options or {}))
         right = _right(result, turn.expected_answers)
         results.append(TurnResult(
             conversation=conversation.id, turn=n, kind=turn.kind, method=result.method, right=right,
             answered_right=right and result.confidence >= bar, query=result.query,
-            fallback_reason=result.fallback_reason))
+            fallback_reason=result.fallback_reason, latency_s=result.latency_s))
         if result.kind == "not_helped" and history:
             history[-1] = history[-1].model_copy(update={"rejected": True})
         history.append(PastTurn(message=turn.say, query=result.query,
@@ -109,8 +131,9 @@ def replay(engine: Any, conversation: EvalConversation, *, memory: bool = True, 
 
 def evaluate_conversations(engine: Any, conversations: Sequence[EvalConversation], *, memory: bool = True,
                            llm: LLM | None = None, llm_options: dict[str, Any] | None = None,
-                           mode: str = "") -> ConversationReport:
-    turns = [r for c in conversations for r in replay(engine, c, memory=memory, llm=llm, llm_options=llm_options)]
+                           mode: str = "", resolver: Resolver = resolve_followup) -> ConversationReport:
+    turns = [r for c in conversations
+             for r in replay(engine, c, memory=memory, llm=llm, llm_options=llm_options, resolver=resolver)]
     follow = [t for t in turns if t.kind not in ("first", "new")]
     first = [t for t in turns if t.kind == "first"]
     new = [t for t in turns if t.kind == "new"]
