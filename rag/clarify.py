@@ -128,6 +128,9 @@ def match_choice(text: str, clarification: Clarification) -> ClarifyOption | Non
     if m:
         n = int(m.group(1))
         return clarification.options[n - 1] if 1 <= n <= len(clarification.options) else None
+    whole = [o for o in clarification.options if normalize_for_match(o.label) in normalize_for_match(reply)]
+    if len(whole) == 1:
+        return whole[0]
     said = {w[:5] for w in words(reply) if len(w) >= 3}
     scored = [(len(said & {w[:5] for w in words(o.label) if len(w) >= 3}), o) for o in clarification.options]
     best = max(scored, key=lambda s: s[0])

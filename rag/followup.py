@@ -80,7 +80,8 @@ _REFERS_BACK_WORDS = frozenset({
 })
 # Filler that a "не помогло" message carries besides the feedback itself.
 _FILLER = frozenset({"пробовал", "пробовала", "сделал", "сделала", "перезагрузил", "перезагрузила", "спасибо", "но",
-                     "и", "а", "уже", "ok", "ок", "tried", "thanks", "but", "already"})
+                     "и", "а", "уже", "не", "ни", "работает", "получается", "получилось", "ok", "ок", "tried",
+                     "thanks", "but", "already", "not", "working", "work", "it"})
 
 
 class _Model(BaseModel):
@@ -290,6 +291,10 @@ def resolve_followup(
     same_again = (top is not None and top.answer_id in given and top.entry_id not in given_entries
                   and bool(_content_words(message, 4) & _content_words(top.title, 4)))
     excluded = rejected | (given - {top.answer_id} if same_again and top is not None else given)
+    if same_again and top is not None:
+        # Shown through the entry the message named ("Гарнитура для звонков", not "Второй монитор").
+        named = {"entry_id": top.entry_id, "question": top.question, "title": top.title}
+        hits = [h.model_copy(update=named) if h.answer_id == top.answer_id else h for h in hits]
     return done(context, "follow_up", "context", hits, excluded, tried, signals, fallback, rewrite)
 
 
@@ -325,6 +330,7 @@ _LABELS = {
 }
 # A word glued from Cyrillic and Latin letters ("Teamsваетсяётлоон"): generation noise, not language.
 _MIXED_WORD = re.compile(r"\b(?=\w*[a-zA-Z])(?=\w*[а-яёА-ЯЁ])\w+\b")
+_MESSAGE_TAG = re.compile(r"</?\s*message\b[^>]*>", re.IGNORECASE)
 _MARKUP = re.compile(r"</?\s*message\b|<\|im_(?:start|end)\|>", re.IGNORECASE)
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _LEADING_LABEL = re.compile(r"^\s*(?:самостоятельный запрос|запрос|standalone request|request)\s*:\s*", re.IGNORECASE)
@@ -343,13 +349,18 @@ for _labels in _LABELS.values():
         _PROMPT_NGRAMS |= _ngrams(_label, min(ECHO_WORDS, len(_label.split())))
 
 
+def _as_data(text: str, limit: int = 500) -> str:
+    """A message as prompt data: personal data masked, bounded, no look-alike of our tags."""
+    return " ".join(_MESSAGE_TAG.sub(" ", sanitize(text, limit)).split())
+
+
 def rewrite_messages(message: str, history: Sequence[PastTurn], language: str) -> list[Message]:
     """The chat for one rewrite: the earlier messages (PII masked, bounded) and the last one, as data."""
     lang = language if language in REWRITE_PROMPTS else "en"
     earlier, last, ask = _LABELS[lang]
-    turns = "\n".join(f'<message n="{n}">{sanitize(t.message, 500)}</message>'
+    turns = "\n".join(f'<message n="{n}">{_as_data(t.message)}</message>'
                       for n, t in enumerate(history[-LLM_TURNS:], start=1))
-    user = f"{earlier}\n{turns}\n\n{last}\n<message>{sanitize(message, 500)}</message>\n\n{ask}"
+    user = f"{earlier}\n{turns}\n\n{last}\n<message>{_as_data(message)}</message>\n\n{ask}"
     return [{"role": "system", "content": REWRITE_PROMPTS[lang]}, {"role": "user", "content": user}]
 
 

@@ -13,6 +13,7 @@ The conversations are any objects with ``id`` and ``turns`` (``say``, ``kind``,
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -94,6 +95,7 @@ def resolve_by_confidence(engine: Any, message: str, history: Sequence[PastTurn]
                           top_k: int = 5, **_: Any) -> FollowUp:
     """The simplest memory, for comparison: search the message alone and with the previous request in
     front of it, and keep whichever retrieves with more confidence (no answer set aside, no LLM)."""
+    started = time.monotonic()
     alone, _pred = engine.search(message, top_k=top_k)
     candidates: list[tuple[str, Method, list[AnswerHit]]] = [(message, "alone", list(alone))]
     if history:
@@ -104,7 +106,7 @@ def resolve_by_confidence(engine: Any, message: str, history: Sequence[PastTurn]
                              answer_id=h[0].answer_id if h else None) for q, m, h in candidates)
     query, method, best = max(candidates, key=lambda c: c[2][0].confidence if c[2] else 0.0)
     return FollowUp(message=message, query=query, kind="follow_up" if history else "new", method=method,
-                    language="ru", tried=tried, hits=tuple(best))
+                    language="ru", tried=tried, hits=tuple(best), latency_s=round(time.monotonic() - started, 4))
 
 
 def replay(engine: Any, conversation: EvalConversation, *, memory: bool = True, llm: LLM | None = None,
