@@ -55,6 +55,8 @@ class TurnResult(BaseModel):
     #: Right and confident enough for the engine to answer (at or above its threshold).
     answered_right: bool
     query: str
+    #: The answer given first ("" when none).
+    answer_id: str = ""
     fallback_reason: str = ""
     latency_s: float = 0.0
 
@@ -122,6 +124,7 @@ def replay(engine: Any, conversation: EvalConversation, *, memory: bool = True, 
         results.append(TurnResult(
             conversation=conversation.id, turn=n, kind=turn.kind, method=result.method, right=right,
             answered_right=right and result.confidence >= bar, query=result.query,
+            answer_id=result.hits[0].answer_id if result.hits else "",
             fallback_reason=result.fallback_reason, latency_s=result.latency_s))
         if result.kind == "not_helped" and history:
             history[-1] = history[-1].model_copy(update={"rejected": True})
