@@ -8,7 +8,8 @@ A connector implements the capabilities its helpdesk has (house-style.md):
 - :class:`WebhookSource` - authenticate a webhook on its raw bytes and parse it into events;
 - :class:`TicketPoller`  - list tickets created or changed since a watermark;
 - :class:`Scoped`        - tell whether a ticket lies inside the configured projects / entities;
-- :class:`Checkable`     - test credentials and rights, in plain words.
+- :class:`Checkable`     - test credentials and rights, in plain words;
+- :class:`TicketCreator` - find a person in the helpdesk and open a ticket on their behalf.
 
 Connectors return these models, never vendor dicts; they never import Flask or ``plugin``.
 Every write is confirmed by reading back (Redmine answers 204 and silently drops what the role may
@@ -24,7 +25,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from helpdesk_errors import HelpdeskError
 
@@ -107,6 +108,19 @@ class ChallengeRefused(WebhookError):
 TicketState = Literal["new", "open", "waiting", "solved", "closed"]
 
 MARKER_RE = re.compile(r"\bha-[0-9a-f]{12}\b")
+
+
+def clean_lookup(login_or_email: str) -> str:
+    """A login or e-mail address as a person typed it, trimmed. Raises ValueError saying what is
+    wrong (empty, too long, spaces or control characters) so that a form can show it."""
+    value = (login_or_email or "").strip()
+    if not value:
+        raise ValueError("the login or e-mail address is empty")
+    if len(value) > 254:
+        raise ValueError("the login or e-mail address is longer than 254 characters")
+    if any(c.isspace() or ord(c) < 32 or c == "\x7f" for c in value):
+        raise ValueError("the login or e-mail address must be one word, without spaces")
+    return value
 
 
 def find_marker(text: str) -> str | None:
@@ -232,6 +246,45 @@ class OutgoingMessage(_Model):
     footer: str = ""
 
 
+class NewTicket(_Model):
+    """A ticket to open on behalf of ``requester`` (the self-service chat's hand-off, a forwarded mail).
+
+    ``body`` is plain text (the connector escapes it for the helpdesk's markup). ``marker`` (``ha-`` +
+    12 hex digits) is written into the description: the worker runs a creation at least once, and
+    a retry finds the ticket an earlier attempt created by this marker instead of opening a second one.
+    """
+
+    subject: str = Field(min_length=1, max_length=250)
+    body: str = Field(max_length=60_000)
+    #: Who the ticket is for, as :meth:`TicketCreator.find_requester` returned it.
+    requester: Person
+    marker: str
+    #: A hint for the agents (e.g. the assistant's category), written into the description.
+    category: str = ""
+
+    @field_validator("marker")
+    @classmethod
+    def _is_marker(cls, v: str) -> str:
+        if not MARKER_RE.fullmatch(v):
+            raise ValueError("marker must be 'ha-' followed by 12 lowercase hex digits")
+        return v
+
+    @field_validator("subject")
+    @classmethod
+    def _one_line(cls, v: str) -> str:
+        line = " ".join(v.split())
+        if not line:
+            raise ValueError("subject must not be blank")
+        return line
+
+    def as_message(self) -> OutgoingMessage:
+        """The description as an :class:`OutgoingMessage`: the body's paragraphs, the category as a
+        fact, the marker on the last line (``ref ha-...``), for the connector's own escaping."""
+        paragraphs = [p.strip() for p in re.split(r"\n\s*\n", self.body) if p.strip()]
+        facts = [("Category", self.category.strip())] if self.category.strip() else []
+        return OutgoingMessage(marker=self.marker, paragraphs=paragraphs, facts=facts)
+
+
 class CheckResult(_Model):
     name: str
     ok: bool
@@ -330,3 +383,31 @@ class Checkable(ABC):
     @abstractmethod
     def check(self) -> list[CheckResult]:
         """Reachability, credentials and every right the plugin needs, in plain words."""
+
+
+class TicketCreator(ABC):
+    """Open a ticket on behalf of a person (the chat's "open a ticket", the mailbox's ``forward_via``).
+
+    The worker calls :meth:`create_ticket` at least once: it must be idempotent. Errors follow the
+    tree above: :class:`NotFound` when the person is not (or no longer) in the helpdesk,
+    :class:`PermissionDenied` when a right is missing (the message names it),
+    :class:`TransientConnectorError` when the helpdesk is down (retry later), and
+    :class:`RejectedByHelpdesk` for a business refusal (a mandatory field, a closed project).
+    """
+
+    @abstractmethod
+    def find_requester(self, login_or_email: str) -> Person | None:
+        """The helpdesk account whose login or e-mail address is ``login_or_email`` (exact match,
+        case-insensitive), or None when there is none. Only active accounts count."""
+
+    @abstractmethod
+    def find_created(self, new: NewTicket) -> Ticket | None:
+        """The ticket an earlier attempt created for ``new`` (same marker, same requester), if any."""
+
+    @abstractmethod
+    def create_ticket(self, new: NewTicket) -> Ticket:
+        """Open the ticket with ``new.requester`` as its requester and return it as read back.
+
+        Idempotent: when :meth:`find_created` finds the ticket of an earlier attempt, that ticket is
+        returned and nothing new is created. Reads back and raises :class:`WriteNotApplied` when the
+        helpdesk stored something else than asked (another requester or author)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from connectors.base import Connector, TicketPoller, WebhookSource
+from connectors.base import Connector, TicketCreator, TicketPoller, WebhookSource
 from plugin.settings import Settings
 
 
@@ -28,6 +28,8 @@ def _glpi(settings: Settings) -> Connector:
         poll=g.poll,
         entities=tuple(g.entities),
         unknown_write_wait_s=g.unknown_write_wait_s,
+        create_tickets=g.create_tickets,
+        create_entity_id=g.create_entity_id,
     )
 
 
@@ -48,6 +50,8 @@ def _redmine(settings: Settings) -> Connector:
         verify_tls=r.verify_tls,
         polling=r.poll,
         unknown_write_wait_s=r.unknown_write_wait_s,
+        create_project=r.create_project,
+        create_tracker=r.create_tracker,
     )
 
 
@@ -73,3 +77,26 @@ def pollers(settings: Settings, connectors: dict[str, Connector]) -> list[tuple[
         if section is not None and section.poll and isinstance(c, TicketPoller):
             out.append((name, c, section.poll_interval_s))
     return out
+
+
+def ticket_creator(settings: Settings, connectors: dict[str, Connector]) -> TicketCreator | None:
+    """What opens tickets on people's behalf (the chat's hand-off): GLPI when ``glpi.create_tickets``,
+    else Redmine when ``redmine.create_project``, else a mail to ``email.forward_to`` when the mailbox
+    is configured; None when nothing is."""
+    glpi = connectors.get("glpi")
+    if settings.glpi.enabled and settings.glpi.create_tickets and isinstance(glpi, TicketCreator):
+        return glpi
+    redmine = connectors.get("redmine")
+    if settings.redmine.enabled and settings.redmine.create_project and isinstance(redmine, TicketCreator):
+        return redmine
+    e = settings.email
+    if e.enabled and e.forward_to:
+        from connectors.email.intake import IntakeTicketCreator
+        from connectors.email.smtp import SmtpSender
+
+        sender = SmtpSender(e.smtp_host, e.smtp_port, e.smtp_security, e.smtp_username,
+                            e.smtp_password.get_secret_value(), e.timeout_s)
+        return IntakeTicketCreator(sender, intake_address=e.forward_to, from_addr=e.address,
+                                   from_name=e.display_name, message_id_domain=e.message_id_domain,
+                                   language=settings.default_language)
+    return None

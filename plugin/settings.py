@@ -162,6 +162,11 @@ class GLPISettings(_ConnectorSettings):
     #: every path (webhooks and polling, judged on the re-fetched ticket). Empty: every entity the
     #: plugin's profile sees.
     entities: list[int] = Field(default_factory=list)
+    #: Open tickets on people's behalf (the self-service chat's "open a ticket"): needs the
+    #: profile's Create right for Tickets and Read for Users (``check`` tests them).
+    create_tickets: bool = False
+    #: Entity of the tickets opened that way; empty: the plugin account's active entity.
+    create_entity_id: int | None = Field(default=None, ge=0)
 
 
 class RedmineSettings(_ConnectorSettings):
@@ -183,6 +188,11 @@ class RedmineSettings(_ConnectorSettings):
     reopen_status: str = ""
     #: How notes are written: Redmine's text formatting setting (not readable over REST).
     text_formatting: Literal["textile", "common_mark", "markdown"] = "textile"
+    #: Project (identifier) where issues are opened on people's behalf, as them
+    #: (``X-Redmine-Switch-User``: ``api_key`` must be an administrator's); empty: none are opened.
+    create_project: str = ""
+    #: Tracker (name) of those issues; empty: the project's default tracker.
+    create_tracker: str = ""
 
 
 class EmailSettings(_Section):

@@ -8,6 +8,7 @@
 - :mod:`.imap`     - :class:`Mailbox` (fetch by UID, move processed, IDLE wait)
 - :mod:`.smtp`     - :class:`SmtpSender`
 - :mod:`.check`    - :class:`MailboxCheck`: ``helpdesk-assist check`` for IMAP, SMTP and ``forward_to``
+- :mod:`.intake`   - :class:`IntakeTicketCreator`: a ticket as a mail to the helpdesk's intake address
 
 Pure stdlib ``email`` + imapclient; nothing here imports Flask or ``plugin``.
 """
@@ -15,6 +16,7 @@ Pure stdlib ``email`` + imapclient; nothing here imports Flask or ``plugin``.
 from connectors.email.check import MailboxCheck
 from connectors.email.compose import build_forward, build_reply, build_thanks, reply_address
 from connectors.email.imap import Mailbox
+from connectors.email.intake import IntakeTicketCreator, build_intake_ticket
 from connectors.email.keywords import classify_reply
 from connectors.email.loops import automatic_reason
 from connectors.email.parse import Attachment, IncomingMail, parse_message
@@ -29,12 +31,14 @@ from connectors.email.threads import (
 __all__ = [
     "Attachment",
     "IncomingMail",
+    "IntakeTicketCreator",
     "Mailbox",
     "MailboxCheck",
     "SmtpSender",
     "add_subject_tag",
     "automatic_reason",
     "build_forward",
+    "build_intake_ticket",
     "build_reply",
     "build_thanks",
     "classify_reply",

@@ -147,7 +147,6 @@ class SmtpSender:
         log.info("email.smtp.sent recipients=%s bytes=%s", len(recipients) - len(refused), len(data))
         return sorted(refused)
 
-
     def check(self, mail_from: str, recipients: list[tuple[str, str]]) -> list[CheckResult]:
         """Connect (TLS as configured), log in, and try an envelope: ``MAIL FROM:<mail_from>``, then
         ``RCPT TO`` for each ``(setting name, address)`` in ``recipients``, then ``RSET``: no message

@@ -13,6 +13,9 @@ should know:
 - An ``add`` (POST) that GLPI received but did not answer may still land: the ticket's follow-ups
   or solutions are read back for ``unknown_write_wait_s`` until one carrying our marker shows,
   before the add counts as lost; adding again at once would double the follow-up.
+- Opening a ticket on someone's behalf (:class:`~connectors.base.TicketCreator`): ``POST Ticket``
+  with ``_users_id_requester`` = the person's GLPI user. The plugin's account is the writer
+  (``users_id_recipient``), so such tickets read as ``created_by_agent`` and get no suggestion.
 """
 
 from __future__ import annotations
@@ -39,12 +42,15 @@ from connectors.base import (
     ConnectorError,
     EventKind,
     HelpdeskOutcome,
+    NewTicket,
     NotFound,
     OutgoingMessage,
+    PermissionDenied,
     Person,
     RejectedByHelpdesk,
     Scoped,
     Ticket,
+    TicketCreator,
     TicketEvent,
     TicketPoller,
     TicketReader,
@@ -55,6 +61,7 @@ from connectors.base import (
     WebhookSource,
     WriteNotApplied,
     WriteOutcomeUnknown,
+    clean_lookup,
     find_marker,
 )
 from connectors.glpi import webhook
@@ -69,6 +76,7 @@ from connectors.glpi.payloads import (
     LegacyUserEmail,
     SearchResponse,
     SearchTicketRow,
+    SearchUserRow,
 )
 from connectors.readback import await_write
 
@@ -84,6 +92,10 @@ SOLUTION_ACCEPTED, SOLUTION_REFUSED = 3, 4
 RIGHT_TICKET_UPDATE, RIGHT_TICKET_READALL = 2, 1024
 RIGHT_FOLLOWUP_ADDALL, RIGHT_FOLLOWUP_SEEPRIVATE = 4096, 8192
 RIGHT_USER_READ = 1
+RIGHT_TICKET_CREATE = 4
+# Search options (listSearchOptions/User and /Ticket; User::rawSearchOptions, CommonITILObject).
+OPT_USER_LOGIN, OPT_USER_ID, OPT_USER_EMAIL, OPT_USER_ACTIVE, OPT_USER_FIRSTNAME, OPT_USER_REALNAME = 1, 2, 5, 8, 9, 34
+OPT_TICKET_ID, OPT_TICKET_NAME, OPT_TICKET_REQUESTER, OPT_TICKET_DATE, OPT_TICKET_CONTENT = 2, 1, 4, 15, 21
 
 DATE_FMT = "%Y-%m-%d %H:%M:%S"
 POLL_PAGE = 50
@@ -111,6 +123,10 @@ class GLPIConfig:
     unknown_write_wait_s: float = 60.0
     #: Entity ids whose tickets we answer (empty: every entity the plugin's profile sees).
     entities: tuple[int, ...] = ()
+    #: Tickets are opened on people's behalf (the chat's hand-off): check() tests the right to.
+    create_tickets: bool = False
+    #: Entity of the tickets we open; None: the plugin account's active entity.
+    create_entity_id: int | None = None
 
 
 def derive_web_url(api_url: str) -> str:
@@ -123,7 +139,7 @@ def derive_web_url(api_url: str) -> str:
 
 
 class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller,
-                    Scoped, Checkable):
+                    Scoped, Checkable, TicketCreator):
     name = "glpi"
 
     def __init__(self, url: str, user_token: Any, app_token: Any = "", webhook_secret: Any = "",
@@ -131,14 +147,16 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
                  web_url: str = "", bot_user_id: str | int | None = None, *, poll: bool = False,
                  poll_overlap_s: int = 60, session: requests.Session | None = None,
                  unknown_write_wait_s: float = 60.0, sleep: Callable[[float], None] = time.sleep,
-                 entities: tuple[int, ...] = ()) -> None:
+                 entities: tuple[int, ...] = (), create_tickets: bool = False,
+                 create_entity_id: int | None = None) -> None:
         self.config = GLPIConfig(url=url, user_token=secret_value(user_token), app_token=secret_value(app_token),
                                  webhook_secret=secret_value(webhook_secret), webhook_max_age_s=webhook_max_age_s,
                                  timeout_s=timeout_s, verify_tls=verify_tls,
                                  web_url=(web_url or derive_web_url(url)).rstrip("/"),
                                  bot_user_id=str(bot_user_id) if bot_user_id not in (None, "") else None,
                                  poll=poll, poll_overlap_s=poll_overlap_s, unknown_write_wait_s=unknown_write_wait_s,
-                                 entities=tuple(entities))
+                                 entities=tuple(entities), create_tickets=create_tickets,
+                                 create_entity_id=create_entity_id)
         self.client = GLPIClient(url, self.config.user_token, self.config.app_token, timeout_s, verify_tls, session)
         self._bot_id: str | None = self.config.bot_user_id
         self._sleep = sleep
@@ -159,7 +177,8 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
         return cls(config.url, config.user_token, config.app_token, config.webhook_secret, config.webhook_max_age_s,
                    config.timeout_s, config.verify_tls, config.web_url, config.bot_user_id, poll=config.poll,
                    poll_overlap_s=config.poll_overlap_s, session=session,
-                   unknown_write_wait_s=config.unknown_write_wait_s, entities=config.entities)
+                   unknown_write_wait_s=config.unknown_write_wait_s, entities=config.entities,
+                   create_tickets=config.create_tickets, create_entity_id=config.create_entity_id)
 
     def close(self) -> None:
         self.client.close()
@@ -469,6 +488,8 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
             results.append(CheckResult(name="Rights", ok=False, detail=f"Could not read the active profile: {e}"))
             return results
         results.extend(_rights_results(profile))
+        if self.config.create_tickets:
+            results.extend(self._creation_results(profile))
         results.append(self._webhook_result())
         return results
 
@@ -484,7 +505,168 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
                            "your webhook > Security into glpi.webhook_secret, or turn on glpi.poll (GLPI 10).")
 
 
+    # ============================================================================ creating tickets
+    def find_requester(self, login_or_email: str) -> Person | None:
+        """The active GLPI user with this login (search option 1) or e-mail address (option 5, any of
+        the user's addresses), through ``search/User``; None when there is none.
+
+        GLPI's ``contains`` with ``^value$`` is an exact, case-insensitive match (Search
+        makeTextSearchValue); the rows are checked again here, since LIKE treats ``%`` as a wildcard.
+        Needs the Users READ right (``User::canView``), as check() says.
+        """
+        value = clean_lookup(login_or_email)
+        by_email = "@" in value
+        params: list[tuple[str, str | int]] = [
+            ("criteria[0][field]", OPT_USER_EMAIL if by_email else OPT_USER_LOGIN),
+            ("criteria[0][searchtype]", "contains"), ("criteria[0][value]", f"^{value}$"),
+            ("criteria[1][link]", "AND"), ("criteria[1][field]", OPT_USER_ACTIVE),
+            ("criteria[1][searchtype]", "equals"), ("criteria[1][value]", 1), ("range", "0-19")]
+        params += [(f"forcedisplay[{i}]", opt) for i, opt in enumerate(
+            (OPT_USER_ID, OPT_USER_LOGIN, OPT_USER_EMAIL, OPT_USER_FIRSTNAME, OPT_USER_REALNAME))]
+        try:
+            body, _ = self.client.search("User", params)
+        except PermissionDenied as e:
+            raise PermissionDenied(f"GLPI does not let the assistant's account search users ({e}): tick 'Read' for "
+                                   "Users in Administration > Profiles > (its profile) > Administration") from e
+        wanted = value.casefold()
+        found: list[SearchUserRow] = []
+        for raw in SearchResponse.model_validate(body).data:
+            try:
+                row = SearchUserRow.model_validate(raw)
+            except ValidationError:
+                log.warning("glpi_user_search_bad_row", extra={"event": "glpi_user_search_bad_row"})
+                continue
+            keys = [e.casefold() for e in row.emails] if by_email else [row.login.casefold()]
+            if wanted in keys:
+                found.append(row)
+        if not found:
+            log.info("glpi_requester_not_found by=%s", "email" if by_email else "login",
+                     extra={"event": "glpi_requester_not_found"})
+            return None
+        if len(found) > 1:
+            raise RejectedByHelpdesk(f"{len(found)} active GLPI users have this e-mail address: ask for the "
+                                     "login instead")
+        person = self._person(LegacyTicketUser(users_id=found[0].id, type=REQUESTER))
+        return person.model_copy(update={"email": value}) if by_email else person
+
+    def find_created(self, new: NewTicket) -> Ticket | None:
+        """The newest ticket whose description carries ``new.marker`` and whose requester is
+        ``new.requester`` (``search/Ticket`` on options 21 and 4), read in full; None if none."""
+        params: list[tuple[str, str | int]] = [
+            ("criteria[0][field]", OPT_TICKET_CONTENT), ("criteria[0][searchtype]", "contains"),
+            ("criteria[0][value]", new.marker)]
+        uid = _glpi_user_id(new.requester)
+        if uid:
+            params += [("criteria[1][link]", "AND"), ("criteria[1][field]", OPT_TICKET_REQUESTER),
+                       ("criteria[1][searchtype]", "equals"), ("criteria[1][value]", uid)]
+        params += [("forcedisplay[0]", OPT_TICKET_ID), ("forcedisplay[1]", OPT_TICKET_DATE),
+                   ("sort", OPT_TICKET_ID), ("order", "DESC"), ("range", "0-9")]
+        body, _ = self.client.search("Ticket", params)
+        for raw in SearchResponse.model_validate(body).data:
+            ticket_id = str(raw.get(str(OPT_TICKET_ID)) or "")
+            if not ticket_id.isdigit():
+                continue
+            ticket = self.get_ticket(ticket_id)
+            if new.marker in ticket.body and _same_person(ticket.requester, new.requester):
+                return ticket
+        return None
+
+    def create_ticket(self, new: NewTicket) -> Ticket:
+        """``POST Ticket`` with the person as requester (``_users_id_requester``; a person without a
+        GLPI account, ``email:...``, as GLPI's anonymous requester with an alternative address, the way
+        its mail collector does), then read back. Idempotent through :meth:`find_created`."""
+        existing = self.find_created(new)
+        if existing is not None:
+            log.info("glpi_ticket_already_created ticket=%s", existing.id,
+                     extra={"event": "glpi_ticket_already_created"})
+            return existing
+        item: dict[str, Any] = {"name": new.subject, "content": render_html(new.as_message())}
+        uid = _glpi_user_id(new.requester)
+        if uid:
+            item["_users_id_requester"] = uid
+        elif new.requester.email:
+            item["_users_id_requester"] = 0
+            item["_users_id_requester_notif"] = {"use_notification": [1], "alternative_email": [new.requester.email]}
+        else:
+            raise NotFound("the requester has neither a GLPI account nor an e-mail address")
+        if self.config.create_entity_id is not None:
+            item["entities_id"] = self.config.create_entity_id
+        try:
+            new_id = self.client.add("Ticket", item)
+        except RejectedByHelpdesk as e:
+            raise self._explain_refused_ticket(e) from e
+        ticket = self.get_ticket(str(new_id))
+        if not _same_person(ticket.requester, new.requester):
+            got = ticket.requester.id if ticket.requester else "nobody"
+            raise WriteNotApplied(f"GLPI created ticket {new_id} but its requester is {got}, not {new.requester.id}: "
+                                  "a business rule (Administration > Rules > Business rules for tickets) may have "
+                                  "changed it; fix the ticket in GLPI")
+        log.info("glpi_ticket_created ticket=%s", new_id, extra={"event": "glpi_ticket_created"})
+        return ticket
+
+    def _explain_refused_ticket(self, error: RejectedByHelpdesk) -> ConnectorError:
+        """GLPI answers a missing right with 400 ERROR_GLPI_ADD and a translated sentence
+        (API::createItems), so the profile is read to tell a missing right from a business refusal."""
+        try:
+            profile = ActiveProfile.model_validate(self.client.get_active_profile())
+            entities = {int(e.get("id", -1)) for p in self.client.get_my_profiles() if p.get("id") == profile.id
+                        for e in p.get("entities") or [] if isinstance(e, dict)}
+        except (ConnectorError, ValidationError, TypeError, ValueError):
+            return error
+        where = f"Administration > Profiles > {profile.name or '(the profile)'}"
+        if not profile.ticket & RIGHT_TICKET_CREATE:
+            return PermissionDenied(f"GLPI refused to create the ticket: profile '{profile.name}' may not create "
+                                    f"tickets. Tick 'Create' for Tickets in {where} > Assistance ({error})")
+        entity = self.config.create_entity_id
+        if entity is not None and entity not in entities:
+            return PermissionDenied(f"GLPI refused to create the ticket in entity {entity} (glpi.create_entity_id): "
+                                    f"the assistant's profile '{profile.name}' is not given that entity "
+                                    f"(Administration > Users > (the assistant) > Authorizations) ({error})")
+        return error
+
+    def _creation_results(self, profile: ActiveProfile) -> list[CheckResult]:
+        where = f"Administration > Profiles > {profile.name or '(the profile)'}"
+        results = [CheckResult(
+            name="Create tickets", ok=bool(profile.ticket & RIGHT_TICKET_CREATE),
+            detail=(f"Profile '{profile.name}' can create tickets on people's behalf." if profile.ticket
+                    & RIGHT_TICKET_CREATE else f"Profile '{profile.name}' cannot create tickets, so 'open a ticket' "
+                    f"fails: tick 'Create' for Tickets in {where} > Assistance."))]
+        entity = self.config.create_entity_id
+        if entity is not None:
+            try:
+                entities = {int(e.get("id", -1)): bool(e.get("is_recursive")) for p in self.client.get_my_profiles()
+                            if p.get("id") == profile.id for e in p.get("entities") or [] if isinstance(e, dict)}
+            except (ConnectorError, TypeError, ValueError) as e:
+                results.append(CheckResult(name="Ticket entity", ok=False, detail=f"Could not read the entities: {e}"))
+                return results
+            if entity in entities:
+                results.append(CheckResult(name="Ticket entity", ok=True,
+                                           detail=f"Tickets are opened in entity {entity}, which the profile has."))
+            elif any(entities.values()):
+                results.append(CheckResult(name="Ticket entity", ok=True, detail=(
+                    f"Warning: entity {entity} is not one of the profile's own entities; it is allowed only if it "
+                    "lies below one the profile has recursively.")))
+            else:
+                results.append(CheckResult(name="Ticket entity", ok=False, detail=(
+                    f"Entity {entity} (glpi.create_entity_id) is not among the profile's entities: give it in "
+                    "Administration > Users > (the assistant) > Authorizations, or fix glpi.create_entity_id.")))
+        return results
+
+
 # ================================================================================ helpers
+def _glpi_user_id(person: Person) -> int:
+    """The GLPI user id of a requester, 0 for a person known only by address (``email:...``)."""
+    return int(person.id) if person.id.isdigit() else 0
+
+
+def _same_person(found: Person | None, wanted: Person) -> bool:
+    if found is None:
+        return False
+    if _glpi_user_id(wanted):
+        return found.id == wanted.id
+    return bool(found.email and wanted.email and found.email.casefold() == wanted.email.casefold())
+
+
 def _id(ticket_id: str | int) -> int:
     try:
         return int(str(ticket_id).strip())

@@ -120,6 +120,29 @@ class SearchTicketRow(_Vendor):
     date_mod: str = Field(alias="19")
 
 
+class SearchUserRow(_Vendor):
+    """A ``search/User`` row: 2 id, 1 login, 5 e-mail(s) (a list when the user has several), 9 first
+    name, 34 last name."""
+
+    id: int = Field(alias="2")
+    login: str = Field(default="", alias="1")
+    emails: list[str] = Field(default_factory=list, alias="5")
+    firstname: str | None = Field(default="", alias="9")
+    realname: str | None = Field(default="", alias="34")
+
+    @field_validator("emails", mode="before")
+    @classmethod
+    def _as_list(cls, v: Any) -> Any:
+        if v in (None, ""):
+            return []
+        return [str(e) for e in v if e] if isinstance(v, list) else [str(v)]
+
+    @field_validator("login", mode="before")
+    @classmethod
+    def _str(cls, v: Any) -> Any:
+        return "" if v is None else str(v)
+
+
 class ActiveProfile(_Vendor):
     """``getActiveProfile``'s ``active_profile``: the session profile with its right bit fields."""
 

@@ -37,6 +37,11 @@ SWITCH_USER_HEADER = "X-Redmine-Switch-User"
 SKIP_WEBHOOKS_HEADER = "X-Skip-Webhooks"
 
 
+class SwitchUserRefused(RejectedByHelpdesk):
+    """HTTP 412: ``X-Redmine-Switch-User`` names no active user (application_controller
+    find_current_user: ``render_error :status => 412``)."""
+
+
 class RedmineClient:
     """Small JSON client. ``get``/``post`` return the decoded body; ``put``/``delete`` return None
     (Redmine answers 204 No Content, with an empty body that is never parsed)."""
@@ -163,7 +168,7 @@ def _error_for(resp: requests.Response, method: str, path: str) -> ConnectorErro
     if status == 404:
         return NotFound(f"not found or not visible to the plugin's account: {what}")
     if status == 412:
-        return RejectedByHelpdesk(f"Redmine refused the switch-user login on {what} (HTTP 412): no such active user")
+        return SwitchUserRefused(f"Redmine refused the switch-user login on {what} (HTTP 412): no such active user")
     if status == 422:
         messages = _validation_messages(resp)
         return RejectedByHelpdesk(f"Redmine refused {what}: " + ("; ".join(messages) or "validation failed (HTTP 422)"))

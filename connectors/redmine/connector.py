@@ -16,6 +16,11 @@ Redmine facts this code is built on (integrations.md section 5, checked live on 
 - A PUT that was sent but not answered (a slow Redmine, a proxy timing out) may land later: the
   issue is read back for ``unknown_write_wait_s`` until the write shows (our marker in a journal,
   the status set) before it counts as lost; posting again at once would double the note.
+- Opening an issue on someone's behalf (:class:`~connectors.base.TicketCreator`): ``POST
+  /issues.json`` with the admin key and ``X-Redmine-Switch-User: <login>`` (integrations.md 5.1), so
+  the person is the author (= the requester) and Redmine applies *their* rights ("Add issues").
+  Redmine ignores the header for a non-admin key and creates the issue as the key's owner: the
+  author is read back. A login that is not an active user answers 412.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from connectors.base import (
     Connector,
     ConnectorError,
     HelpdeskOutcome,
+    NewTicket,
     NotFound,
     OutgoingMessage,
     PermissionDenied,
@@ -46,6 +52,7 @@ from connectors.base import (
     RejectedByHelpdesk,
     Scoped,
     Ticket,
+    TicketCreator,
     TicketEvent,
     TicketPoller,
     TicketReader,
@@ -56,12 +63,13 @@ from connectors.base import (
     WebhookSource,
     WriteNotApplied,
     WriteOutcomeUnknown,
+    clean_lookup,
     find_marker,
 )
 from connectors.readback import await_write
 
 from . import webhook
-from .client import RedmineClient
+from .client import RedmineClient, SwitchUserRefused
 from .payloads import (
     Issue,
     IssueEnvelope,
@@ -69,10 +77,12 @@ from .payloads import (
     IssueStatus,
     IssueStatusList,
     Journal,
+    MembershipList,
     ProjectEnvelope,
     RoleEnvelope,
     User,
     UserEnvelope,
+    UserList,
 )
 
 log = logging.getLogger(__name__)
@@ -258,7 +268,8 @@ def note_to_text(notes: str, formatting: TextFormatting) -> str:
 
 
 class RedmineConnector(
-    Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable
+    Connector, TicketReader, TicketStateReader, TicketWriter, WebhookSource, TicketPoller, Scoped, Checkable,
+    TicketCreator,
 ):
     """Redmine 5.x-7.x over its REST API, as the user who owns ``api_key`` (the plugin's account).
 
@@ -268,7 +279,8 @@ class RedmineConnector(
     ``reopen_status`` / ``solved_status`` are status names (empty closed_status: the first
     ``is_closed`` status); ``polling`` only changes how ``check()`` judges missing webhook secrets;
     ``unknown_write_wait_s`` bounds the read-back of a write Redmine did not answer (``sleep``:
-    tests).
+    tests). ``create_project`` (identifier) and ``create_tracker`` (name; empty: the project's default) are
+    where issues opened on people's behalf go; empty ``create_project``: no issue is opened.
     """
 
     name = SOURCE
@@ -291,6 +303,8 @@ class RedmineConnector(
         session: Any = None,
         unknown_write_wait_s: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
+        create_project: str = "",
+        create_tracker: str = "",
     ) -> None:
         self.url = url.rstrip("/")
         self.projects = tuple(projects)
@@ -308,6 +322,9 @@ class RedmineConnector(
         self._me: User | None = None
         #: Configured project -> its id (Redmine identifiers never change, so this is never stale).
         self._project_ids: dict[str, int] = {}
+        self.create_project = create_project.strip()
+        self.create_tracker = create_tracker.strip()
+        self._create_tracker_id: int | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -719,6 +736,8 @@ class RedmineConnector(
         who = f"{me.login or me.id}" + (" (administrator)" if me.admin else "")
         results.append(CheckResult(name="api_key", ok=True, detail=f"the API key belongs to {who}"))
         results.extend(self._check_rights(me))
+        if self.create_project:
+            results.extend(self._check_creation(me))
         results.extend(self._check_statuses())
         results.append(self._check_webhooks())
         return results
@@ -872,6 +891,252 @@ class RedmineConnector(
             ok=False,
             detail="no redmine.webhook_secret or redmine.plugin_token, and polling is off: new issues will never "
             "be seen. Configure a webhook or set redmine.poll: true",
+        )
+
+    # -- creating tickets ----------------------------------------------------------------------------
+
+    def find_requester(self, login_or_email: str) -> Person | None:
+        """The active Redmine user whose login or e-mail address is ``login_or_email``
+        (``GET /users.json?name=``: administrators only; it matches login, names and mail, so the
+        rows are filtered to an exact, case-insensitive login or mail here)."""
+        value = clean_lookup(login_or_email)
+        wanted = value.casefold()
+        users: list[User] = []
+        offset = 0
+        try:
+            while True:
+                page = UserList.model_validate(
+                    self.client.get("/users.json", {"name": value, "status": 1, "limit": 100, "offset": offset})
+                )
+                users.extend(page.users)
+                offset += len(page.users)
+                if not page.users or offset >= page.total_count or offset >= 500:
+                    break
+        except PermissionDenied as e:
+            raise PermissionDenied(
+                "Redmine lists users only to administrators: redmine.api_key must be an administrator's key to "
+                "find people and to open issues as them (X-Redmine-Switch-User)"
+            ) from e
+        found = [u for u in users if (u.login or "").casefold() == wanted] or [
+            u for u in users if (u.mail or "").casefold() == wanted
+        ]
+        if not found:
+            log.info("redmine.requester_not_found by=%s", "email" if "@" in value else "login")
+            return None
+        if len(found) > 1:
+            raise RejectedByHelpdesk(f"{len(found)} Redmine users match this address: ask for the login instead")
+        user = found[0]
+        return Person(id=str(user.id), name=user.name, login=user.login, email=user.mail)
+
+    def find_created(self, new: NewTicket) -> Ticket | None:
+        """The newest issue of ``new.requester`` whose description holds ``new.marker``
+        (``/issues.json`` with ``author_id`` and ``description=~marker``, any status)."""
+        if not new.requester.id.isdigit():
+            return None
+        params: dict[str, Any] = {
+            "status_id": "*",
+            "author_id": new.requester.id,
+            "description": "~" + new.marker,
+            "sort": "id:desc",
+            "limit": 10,
+        }
+        if self.create_project:
+            params["project_id"] = self.create_project
+        for raw in IssueList.model_validate(self.client.get("/issues.json", params)).issues:
+            try:
+                issue = Issue.model_validate(raw)
+            except ValidationError:
+                continue
+            if new.marker in (issue.description or "") and issue.author and str(issue.author.id) == new.requester.id:
+                return self.get_ticket(str(issue.id))
+        return None
+
+    def create_ticket(self, new: NewTicket) -> Ticket:
+        """``POST /issues.json`` in ``create_project`` as the person (``X-Redmine-Switch-User``), the
+        description escaped in the text formatting with the marker on its last line, then read back:
+        the author must be the person. Idempotent through :meth:`find_created`."""
+        if not self.create_project:
+            raise RejectedByHelpdesk("redmine.create_project is not set: no project to open issues in")
+        if not new.requester.id.isdigit():
+            raise NotFound("the requester has no Redmine account: Redmine opens issues only as an existing user")
+        existing = self.find_created(new)
+        if existing is not None:
+            log.info("redmine.issue_already_created ticket=%s", existing.id)
+            return existing
+        login = new.requester.login or self._login_of(int(new.requester.id))
+        fields: dict[str, Any] = {
+            "project_id": self.create_project,
+            "subject": new.subject,
+            "description": render_note(new.as_message(), self.text_formatting),
+        }
+        tracker_id = self.create_tracker_id()
+        if tracker_id is not None:
+            fields["tracker_id"] = tracker_id
+        try:
+            data = self.client.post("/issues.json", {"issue": fields}, switch_user=login)
+        except SwitchUserRefused as e:
+            raise NotFound(
+                f"Redmine has no active user {login!r} to open the issue as (X-Redmine-Switch-User answered 412): "
+                "the account may be locked or renamed"
+            ) from e
+        except PermissionDenied as e:
+            raise PermissionDenied(
+                f"Redmine does not let {login} add issues in project {self.create_project}: give their role 'Add "
+                "issues' in Administration > Roles and permissions, or make them a member of the project"
+            ) from e
+        except NotFound as e:
+            raise NotFound(
+                f"project {self.create_project!r} (redmine.create_project) does not exist or {login} cannot see it: "
+                "make them a member of the project"
+            ) from e
+        except RejectedByHelpdesk as e:
+            raise self._explain_refused_issue(e, int(new.requester.id), login) from e
+        try:
+            issue_id = IssueEnvelope.model_validate(data).issue.id
+        except ValidationError as e:
+            raise ConnectorError("Redmine answered the new issue with unexpected JSON") from e
+        ticket = self.get_ticket(str(issue_id))
+        if ticket.author is None or ticket.author.id != new.requester.id:
+            raise WriteNotApplied(
+                f"Redmine created issue #{issue_id} as {ticket.author.name if ticket.author else 'nobody'}, not as "
+                f"{login}: Redmine ignores X-Redmine-Switch-User unless redmine.api_key is an administrator's key"
+            )
+        log.info("redmine.issue_created ticket=%s", issue_id)
+        return ticket
+
+    def _explain_refused_issue(self, error: RejectedByHelpdesk, user_id: int, login: str) -> ConnectorError:
+        """Redmine 5 answers a person who may not add issues in the project with 422 "Project cannot be
+        blank" (the project is dropped from the safe attributes), in the person's language: their
+        memberships are read to tell a missing right from a real validation error."""
+        try:
+            project = ProjectEnvelope.model_validate(self.client.get(f"/projects/{self.create_project}.json")).project
+            user = UserEnvelope.model_validate(
+                self.client.get(f"/users/{user_id}.json", {"include": "memberships"})
+            ).user
+            membership = next((m for m in user.memberships if m.project and m.project.id == project.id), None)
+            if membership is None:
+                return PermissionDenied(
+                    f"{login} is not a member of project {project.name}, so Redmine does not let them add issues "
+                    f"there (it answered: {error}). Make them a member with a role that has 'Add issues'"
+                )
+            perms = {
+                p
+                for r in membership.roles
+                for p in RoleEnvelope.model_validate(self.client.get(f"/roles/{r.id}.json")).role.permissions
+            }
+        except ConnectorError:
+            return error
+        if "add_issues" not in perms:
+            roles = ", ".join(r.name for r in membership.roles) or "none"
+            return PermissionDenied(
+                f"{login}'s role(s) in {project.name} ({roles}) lack 'Add issues' (it answered: {error}): grant it "
+                "in Administration > Roles and permissions"
+            )
+        return error
+
+    def _login_of(self, user_id: int) -> str:
+        login = UserEnvelope.model_validate(self.client.get(f"/users/{user_id}.json")).user.login
+        if not login:
+            raise NotFound(f"Redmine user {user_id} has no login to open an issue as")
+        return login
+
+    def create_tracker_id(self) -> int | None:
+        """The id of ``create_tracker`` in ``create_project`` (cached), None when no tracker is configured."""
+        if not self.create_tracker:
+            return None
+        if self._create_tracker_id is None:
+            project = ProjectEnvelope.model_validate(
+                self.client.get(f"/projects/{self.create_project}.json", {"include": "trackers"})
+            ).project
+            wanted = self.create_tracker.casefold()
+            tracker = next((t for t in project.trackers if t.name.casefold() == wanted), None)
+            if tracker is None:
+                names = ", ".join(t.name for t in project.trackers) or "none"
+                raise RejectedByHelpdesk(
+                    f"redmine.create_tracker {self.create_tracker!r} is not a tracker of project "
+                    f"{self.create_project}; its trackers: {names}"
+                )
+            self._create_tracker_id = tracker.id
+        return self._create_tracker_id
+
+    def _check_creation(self, me: User) -> list[CheckResult]:
+        """Whether issues can be opened on people's behalf in ``create_project``."""
+        results = [
+            CheckResult(
+                name="create:admin_key",
+                ok=me.admin,
+                detail="the API key is an administrator's: issues can be opened as the person"
+                if me.admin
+                else f"{me.login} is not an administrator: Redmine ignores X-Redmine-Switch-User and /users.json is "
+                "refused, so people cannot be found nor issues opened as them. Use an administrator's API key",
+            )
+        ]
+        try:
+            project = ProjectEnvelope.model_validate(
+                self.client.get(f"/projects/{self.create_project}.json", {"include": "trackers,enabled_modules"})
+            ).project
+        except NotFound:
+            results.append(
+                CheckResult(
+                    name="create:project",
+                    ok=False,
+                    detail=f"project {self.create_project!r} (redmine.create_project) does not exist or is not visible",
+                )
+            )
+            return results
+        modules = {m.name for m in project.enabled_modules}
+        if project.enabled_modules and "issue_tracking" not in modules:
+            results.append(
+                CheckResult(
+                    name="create:project",
+                    ok=False,
+                    detail=f"project {project.name} has the 'Issue tracking' module off: turn it on in its Settings",
+                )
+            )
+        else:
+            results.append(CheckResult(name="create:project", ok=True, detail=f"issues are opened in {project.name}"))
+        try:
+            tracker_id = self.create_tracker_id()
+            name = next((t.name for t in project.trackers if t.id == tracker_id), None) if tracker_id else None
+            default = project.trackers[0].name if project.trackers else "?"
+            results.append(
+                CheckResult(
+                    name="create:tracker",
+                    ok=True,
+                    detail=f"new issues get the tracker {name}" if name else f"new issues get {default}, "
+                    "the project's first tracker",
+                )
+            )
+        except RejectedByHelpdesk as e:
+            results.append(CheckResult(name="create:tracker", ok=False, detail=str(e)))
+        try:
+            results.append(self._check_roles_may_add_issues(project.identifier or self.create_project, project.name))
+        except ConnectorError as e:
+            results.append(CheckResult(name="create:add_issues", ok=False, detail=f"could not read the roles: {e}"))
+        return results
+
+    def _check_roles_may_add_issues(self, ident: str, name: str) -> CheckResult:
+        members = MembershipList.model_validate(
+            self.client.get(f"/projects/{ident}/memberships.json", {"limit": 100})
+        ).memberships
+        role_names: dict[int, str] = {r.id: r.name for m in members for r in m.roles}
+        allowed = sorted(
+            role_names[rid]
+            for rid in role_names
+            if "add_issues" in RoleEnvelope.model_validate(self.client.get(f"/roles/{rid}.json")).role.permissions
+        )
+        if not allowed:
+            return CheckResult(
+                name="create:add_issues",
+                ok=False,
+                detail=f"no role of {name}'s members has 'Add issues': nobody's issue can be opened there. Grant it "
+                "in Administration > Roles and permissions",
+            )
+        return CheckResult(
+            name="create:add_issues",
+            ok=True,
+            detail=f"members with role(s) {', '.join(allowed)} may add issues in {name}; others are refused "
+            "(the person is told)",
         )
 
 

@@ -133,6 +133,13 @@ class UserEnvelope(_Vendor):
     user: User
 
 
+class UserList(_Vendor):
+    """``GET /users.json`` (administrators only)."""
+
+    users: list[User] = Field(default_factory=list)
+    total_count: int = 0
+
+
 class Role(_Vendor):
     id: int
     name: str = ""
@@ -147,6 +154,23 @@ class Project(_Vendor):
     id: int
     name: str = ""
     identifier: str = ""
+    #: With ``include=trackers`` / ``include=enabled_modules``.
+    trackers: list[Ref] = Field(default_factory=list)
+    enabled_modules: list[Ref] = Field(default_factory=list)
+
+
+class ProjectMembership(_Vendor):
+    """A row of ``GET /projects/:id/memberships.json``: a user or a group with its roles."""
+
+    id: int
+    user: Ref | None = None
+    group: Ref | None = None
+    roles: list[Ref] = Field(default_factory=list)
+
+
+class MembershipList(_Vendor):
+    memberships: list[ProjectMembership] = Field(default_factory=list)
+    total_count: int = 0
 
 
 class ProjectEnvelope(_Vendor):

@@ -47,6 +47,32 @@ What it enforces
 - ``getMyProfiles``, ``getActiveProfile`` (the session's active profile with its rights),
   ``getFullSession`` [1.1].
 - ``add_keys_names[]`` and ``expand_dropdowns`` on ``GET Ticket/N`` [1.2].
+- ``POST Ticket`` (opening a ticket on someone's behalf), as GLPI 10's ``API::createItems`` and
+  ``Ticket``/``CommonITILObject::prepareInputForAdd``/``post_addItem`` do it (src/Api/API.php
+  04d12f8, src/Ticket.php 0000378a, src/CommonITILObject.php, read through the code index):
+  ``$item->can(-1, CREATE, $input)`` fails (no ticket CREATE right, or an entity outside the
+  profile's) -> 400 ``ERROR_GLPI_ADD`` "You don't have permission to perform this action." (not
+  403: createItems reports it as a failed add); no ``entities_id`` -> the session's active entity;
+  ``users_id_recipient`` (the writer) = the session's user; an empty ``name`` is built from the
+  content (70 characters); mandatory fields of the ticket template missing -> 400 ``ERROR_GLPI_ADD``
+  "Mandatory fields are not filled. Please correct: ..." (:attr:`FakeGLPI.mandatory_ticket_fields`);
+  an invalid ``_users_id_requester_notif[alternative_email]`` -> 400 "Invalid email address ...";
+  business rules may change the requester (:attr:`FakeGLPI.ticket_rule`), which clears the
+  mail-collector address; ``type`` defaults to the entity's ``tickettype`` (Incident, 1).
+  post_addItem adds one ``Ticket_User`` requester row (type 1) per ``_users_id_requester`` with the
+  ``_users_id_requester_notif`` values at the same index, and skips a requester 0 without an
+  ``alternative_email`` (the mail collector's anonymous requester: ``_users_id_requester: 0``,
+  ``_users_id_requester_notif: {use_notification: [1], alternative_email: [addr]}``,
+  src/MailCollector.php buildTicket). Without ``_users_id_requester`` the session's user is the
+  requester (GLPI 9.5's "No Auto set Import for external source" rule [INF for 10]). The "new"
+  notification is recorded unless ``_disablenotif``.
+- ``search/User`` on options 1 (login), 2 (id), 5 (e-mail, any of the user's UserEmail rows),
+  8 (active), 9 (first name), 34 (last name): needs the User READ right (``User::canView``), else
+  403 ``ERROR_RIGHT_MISSING`` (``API::searchItems`` -> messageRightError); option 5 has several values
+  per user and comes back as a list when there are several (searchItems "manage multiple values").
+  ``search/Ticket`` also on options 4 (requester: ``equals`` a user id) and 21 (description).
+  ``contains`` honours GLPI's anchors: ``^x`` starts with, ``x$`` ends with, ``^x$`` equals
+  (Search ``makeTextSearchValue``), case-insensitively like MySQL's collation.
 - :meth:`FakeGLPI.webhook_delivery` builds a GLPI 11 delivery from the fake's own state: HL-API
   shaped ``{"item", "event", "parent_item"}`` body, pretty-printed the way PHP ``json_encode``
   (``JSON_PRETTY_PRINT``) does, ``X-GLPI-signature`` = hex HMAC-SHA256(secret, body + timestamp),
@@ -54,13 +80,16 @@ What it enforces
   ``crc_token`` GLPI sends to check a webhook URL and the only answer it accepts [3.1].
 
 What it does not enforce (so a test passing here proves nothing about it)
-- The life-cycle matrix per profile, entities and recursion, ``changeActiveEntities``,
+- Ticket templates beyond a list of mandatory input keys; SLAs, auto-assignment, ITIL categories'
+  incident/request flags; the ``check_delegatee`` of the self-service form (not used by the API).
+- The life-cycle matrix per profile, entities and recursion (only a flat set of allowed entity ids), ``changeActiveEntities``,
   ``changeActiveProfile``, IP ranges of API clients, bulk ``input`` arrays, PUT/PATCH/DELETE, the
   HL API itself (only its shapes in webhooks), ``with_logs``, documents, tasks, validations,
   notification e-mails (only recorded), ``set followup tech`` auto-assignment, the mail collector.
 - Which HL fields GLPI 11 really puts in each schema beyond those listed in integrations.md 2 [VERIFY].
 
-Test knobs: :attr:`FakeGLPI.drop_privacy` (store every follow-up public, as a silently misbehaving
+Test knobs: :attr:`FakeGLPI.entities`, :attr:`FakeGLPI.mandatory_ticket_fields`,
+:attr:`FakeGLPI.ticket_rule`, :attr:`FakeGLPI.drop_privacy` (store every follow-up public, as a silently misbehaving
 server would), :attr:`FakeGLPI.honour_add_close` (False: ``add_close``/``add_reopen`` ignored), :meth:`FakeGLPI.fail_next` (answer the next requests with an error),
 :attr:`FakeGLPI.outage` (answer every request with this HTTP status until set back to None),
 :attr:`FakeGLPI.search_row_hook` (corrupt search rows), :meth:`FakeGLPI.set_time`/:meth:`advance`.
@@ -153,6 +182,7 @@ class FakeUser:
     realname: str = ""
     firstname: str = ""
     emails: list[tuple[str, bool]] = field(default_factory=list)
+    is_active: bool = True
 
     @property
     def display(self) -> str:
@@ -171,6 +201,12 @@ class FakeGLPI:
         #: through to ``ITILFollowup::add()`` is [INF] in integrations.md 1.8).
         self.honour_add_close = True
         self.search_row_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        #: Entities the profiles may create tickets in (GLPI checks the input's entity in can()).
+        self.entities: set[int] = {0}
+        #: Input keys the ticket template makes mandatory, e.g. ``["itilcategories_id"]``.
+        self.mandatory_ticket_fields: list[str] = []
+        #: A business rule run on a new ticket's input (RuleTicketCollection ONADD): may change it.
+        self.ticket_rule: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.request_log: list[LoggedRequest] = []
         #: ``(event, ticket_id, followup_id)`` for each notification GLPI would send.
         self.notifications: list[tuple[str, int, int]] = []
@@ -310,17 +346,10 @@ class FakeGLPI:
         """Create a ticket as GLPI would store it. ``requester``: a user id, or an e-mail address for an
         anonymous requester (``users_id`` 0 + ``alternative_email``); default: the standard requester."""
         with self._lock:
-            tid = next(self._ids["ticket"])
-            stamp = date or self._stamp()
             req = self.requester_id if requester is None else requester
             writer_id = writer if writer is not None else (req if isinstance(req, int) else 0)
-            self.tickets[tid] = {
-                "id": tid, "entities_id": entity, "name": name, "date": stamp, "closedate": None, "solvedate": None,
-                "date_mod": stamp, "users_id_lastupdater": writer_id, "status": status,
-                "users_id_recipient": writer_id, "requesttypes_id": 1, "content": content, "urgency": 3,
-                "impact": 3, "priority": 3, "itilcategories_id": self.create_category(category) if category else 0,
-                "type": 1, "global_validation": 1, "externalid": "", "is_deleted": 0, "date_creation": stamp,
-            }
+            tid = self._insert_ticket(name, content, writer_id, status=status, date=date, entity=entity,
+                                      category_id=self.create_category(category) if category else 0)
             if isinstance(req, int):
                 self._add_actor(tid, req, REQUESTER)
             else:
@@ -329,9 +358,22 @@ class FakeGLPI:
                 self._add_actor(tid, assigned, ASSIGN)
             return tid
 
-    def _add_actor(self, tid: int, uid: int, kind: int, alternative_email: str = "") -> None:
+    def _insert_ticket(self, name: str, content: str, writer_id: int, *, status: int = INCOMING,
+                       date: str | None = None, category_id: int = 0, entity: int = 0, ticket_type: int = 1) -> int:
+        tid = next(self._ids["ticket"])
+        stamp = date or self._stamp()
+        self.tickets[tid] = {
+            "id": tid, "entities_id": entity, "name": name, "date": stamp, "closedate": None, "solvedate": None,
+            "date_mod": stamp, "users_id_lastupdater": writer_id, "status": status,
+            "users_id_recipient": writer_id, "requesttypes_id": 1, "content": content, "urgency": 3,
+            "impact": 3, "priority": 3, "itilcategories_id": category_id,
+            "type": ticket_type, "global_validation": 1, "externalid": "", "is_deleted": 0, "date_creation": stamp,
+        }
+        return tid
+
+    def _add_actor(self, tid: int, uid: int, kind: int, alternative_email: str = "", use_notification: int = 1) -> None:
         self.ticket_users.append({"id": next(self._ids["tu"]), "tickets_id": tid, "users_id": uid, "type": kind,
-                                  "use_notification": 1, "alternative_email": alternative_email})
+                                  "use_notification": use_notification, "alternative_email": alternative_email})
 
     def assign(self, ticket_id: int, user_id: int) -> None:
         with self._lock:
@@ -349,6 +391,11 @@ class FakeGLPI:
             if as_user is not None:
                 rows = [f for f in rows if self._can_see_followup(self.users[as_user], f)]
             return rows
+
+    def requesters(self, ticket_id: int) -> list[dict[str, Any]]:
+        """The ticket's requester rows (``Ticket_User`` type 1)."""
+        with self._lock:
+            return [dict(tu) for tu in self.ticket_users if tu["tickets_id"] == ticket_id and tu["type"] == REQUESTER]
 
     def solutions(self, ticket_id: int) -> list[dict[str, Any]]:
         with self._lock:
@@ -495,6 +542,62 @@ class FakeGLPI:
         self._set_status(t, CLOSED if immediate else SOLVED, user)
         return sid
 
+    def _add_ticket(self, user: FakeUser, inp: dict[str, Any]) -> int:
+        """``POST Ticket``: API::createItems, Ticket::prepareInputForAdd and CommonITILObject::post_addItem."""
+        try:
+            entity = int(inp.get("entities_id", 0) or 0)  # missing: the session's active entity (0 here)
+        except (TypeError, ValueError):
+            raise _APIError(400, "ERROR_GLPI_ADD", "Incorrect value for entities_id") from None
+        if not self._rights(user)["ticket"] & TICKET_CREATE or entity not in self.entities:
+            raise _APIError(400, "ERROR_GLPI_ADD", "You don't have permission to perform this action.")
+        missing = [f for f in self.mandatory_ticket_fields if not inp.get(f)]
+        if missing:
+            raise _APIError(400, "ERROR_GLPI_ADD",
+                            f"Mandatory fields are not filled. Please correct: {', '.join(missing)}")
+        if "_users_id_requester" not in inp and not inp.get("_auto_import"):
+            inp["_users_id_requester"] = user.id
+        initial = inp.get("_users_id_requester")
+        if self.ticket_rule is not None:
+            inp = self.ticket_rule(dict(inp))
+            if inp.get("_users_id_requester") != initial:
+                inp.pop("_users_id_requester_notif", None)  # "if requester set by rule, clear address"
+        notif = inp.get("_users_id_requester_notif") or {}
+        if not isinstance(notif, dict):
+            raise _APIError(400, "ERROR_GLPI_ADD", "_users_id_requester_notif must be an object")
+        emails = notif.get("alternative_email") or []
+        for email in emails if isinstance(emails, list) else []:
+            if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email)):
+                raise _APIError(400, "ERROR_GLPI_ADD", f"Invalid email address {email}")
+        content = str(inp.get("content") or "")
+        name = str(inp.get("name") or "").strip()
+        if not name:  # built from the content, 70 characters
+            name = " ".join(re.sub(r"<[^>]+>", " ", html.unescape(content)).split())[:70]
+        tid = self._insert_ticket(name, content, user.id, entity=entity, ticket_type=int(inp.get("type") or 1),
+                                  category_id=int(inp.get("itilcategories_id") or 0))
+        raw = inp.get("_users_id_requester")
+        requesters = raw if isinstance(raw, list) else [raw]
+        added: list[int] = []
+        for index, value in enumerate(requesters):
+            try:
+                uid = int(value or 0)
+            except (TypeError, ValueError):
+                continue
+            if uid in added:
+                continue  # "This requester ID is already added"
+            values = {k: v[index] for k, v in notif.items() if isinstance(v, list) and index < len(v)}
+            alternative = str(values.get("alternative_email") or "")
+            if uid == 0 and not alternative:
+                continue  # empty actor
+            if uid and uid not in self.users:
+                continue  # the actor row cannot be added for a user that does not exist [INF]
+            if uid:
+                added.append(uid)
+            self._add_actor(tid, uid, REQUESTER, alternative_email=alternative,
+                            use_notification=int(values.get("use_notification", 1) or 0))
+        if not inp.get("_disablenotif"):
+            self.notifications.append(("new", tid, 0))
+        return tid
+
     # ------------------------------------------------------------------ HTTP
     def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         request = Request(environ)
@@ -575,8 +678,10 @@ class FakeGLPI:
                 return 200, True, {}
             if parts == ["getMyProfiles"]:
                 p = self.profiles[user.profile]
+                # The fake's entities are flat: none is recursive (no sub-entity exists).
                 return 200, {"myprofiles": [{"id": p["id"], "name": p["name"], "entities": [
-                    {"id": 0, "name": "Root entity", "is_recursive": 1}]}]}, {}
+                    {"id": e, "name": "Root entity" if e == 0 else f"Entity {e}", "is_recursive": 0}
+                    for e in sorted(self.entities)]}]}, {}
             if parts == ["getActiveProfile"]:
                 return 200, {"active_profile": self._active_profile(user)}, {}
             if parts == ["getFullSession"]:
@@ -596,6 +701,8 @@ class FakeGLPI:
                 new_id = self._add_followup(user, inp)
             elif parts[0] == "ITILSolution":
                 new_id = self._add_solution(user, inp)
+            elif parts[0] == "Ticket":
+                new_id = self._add_ticket(user, inp)
             else:
                 raise _APIError(400, "ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM", "resource not found by the fake")
             return 201, {"id": new_id, "message": ""}, {"Location": f"{self.url}/{parts[0]}/{new_id}"}
@@ -661,7 +768,7 @@ class FakeGLPI:
         if itemtype == "User":
             u = self._visible_user(item_id, user)
             return {"id": u.id, "name": u.name, "realname": u.realname, "firstname": u.firstname,
-                    "is_active": 1, "entities_id": 0, "profiles_id": self.profiles[u.profile]["id"]}
+                    "is_active": int(u.is_active), "entities_id": 0, "profiles_id": self.profiles[u.profile]["id"]}
         if itemtype == "ITILCategory":
             cat = self.categories.get(int(item_id)) if item_id.isdigit() else None
             if cat is None:
@@ -712,8 +819,6 @@ class FakeGLPI:
         return _paginate(rows, request.args.get("range", "0-49"), lambda page, total, rng: page)
 
     def _search(self, request: Request, itemtype: str, user: FakeUser) -> tuple[int, Any, dict[str, str]]:
-        if itemtype != "Ticket":
-            raise _APIError(400, "ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM", "search supported on Ticket only")
         criteria: dict[str, dict[str, str]] = {}
         forcedisplay: list[str] = []
         for key, value in request.args.items(multi=True):
@@ -722,19 +827,42 @@ class FakeGLPI:
                 criteria.setdefault(m.group(1), {})[m.group(2)] = value
             elif re.fullmatch(r"forcedisplay\[\d+\]", key):
                 forcedisplay.append(value)
-        cols = {"1": "name", "2": "id", "12": "status", "15": "date", "19": "date_mod"}
-        rows = [t for t in self.tickets.values() if self._can_read_ticket(user, t) and not t["is_deleted"]]
+        cols: dict[str, Callable[[Any], Any]]
+        rows: list[Any]
+        always: list[str]
+        if itemtype == "Ticket":
+            if not self._rights(user)["ticket"] & (TICKET_READMY | TICKET_READALL | TICKET_UPDATE):
+                raise _APIError(403, "ERROR_RIGHT_MISSING", "You don't have permission to perform this action.")
+            cols = {"1": lambda t: t["name"], "2": lambda t: t["id"], "12": lambda t: t["status"],
+                    "15": lambda t: t["date"], "19": lambda t: t["date_mod"], "21": lambda t: t["content"],
+                    "4": lambda t: [tu["users_id"] for tu in self.ticket_users
+                                    if tu["tickets_id"] == t["id"] and tu["type"] == REQUESTER]}
+            rows = [t for t in self.tickets.values() if self._can_read_ticket(user, t) and not t["is_deleted"]]
+            always = ["2"]
+        elif itemtype == "User":
+            if not self._rights(user)["user"] & USER_READ:  # User::canView()
+                raise _APIError(403, "ERROR_RIGHT_MISSING", "You don't have permission to perform this action.")
+            cols = {"1": lambda u: u.name, "2": lambda u: u.id, "5": lambda u: [e for e, _ in u.emails],
+                    "8": lambda u: int(u.is_active), "9": lambda u: u.firstname, "34": lambda u: u.realname}
+            rows = list(self.users.values())
+            always = ["1", "2"]
+        else:
+            raise _APIError(400, "ERROR_RESOURCE_NOT_FOUND_NOR_COMMONDBTM", "search supported on Ticket and User only")
         for crit in (criteria[k] for k in sorted(criteria, key=int)):
-            col = cols.get(crit.get("field", ""))
-            if col is None:
-                raise _APIError(400, "ERROR", f"search option {crit.get('field')} not supported by the fake")
-            rows = [t for t in rows if _matches(t[col], crit.get("searchtype", "contains"), crit.get("value", ""))]
-        sort_col = cols.get(request.args.get("sort", "1"), "name")
-        rows.sort(key=lambda t: (t[sort_col], t["id"]), reverse=request.args.get("order", "ASC").upper() == "DESC")
-        shown = list(dict.fromkeys(["2", *forcedisplay]))
+            if crit.get("link", "AND").upper() != "AND":
+                raise _APIError(400, "ERROR", f"criteria link {crit.get('link')} not supported by the fake")
+            getter = cols.get(crit.get("field", ""))
+            if getter is None:
+                raise _APIError(400, "ERROR", "Bad field ID in search criteria")
+            searchtype, value = crit.get("searchtype", "contains"), crit.get("value", "")
+            rows = [r for r in rows if _matches_any(getter(r), searchtype, value)]
+        sort_getter = cols.get(request.args.get("sort", "1"), cols["1"])
+        rows.sort(key=lambda r: (_sort_key(_first(sort_getter(r))), _first(cols["2"](r))),
+                  reverse=request.args.get("order", "ASC").upper() == "DESC")
+        shown = list(dict.fromkeys([*always, *forcedisplay]))
         data = []
-        for t in rows:
-            row: dict[str, Any] = {opt: t[cols[opt]] for opt in shown if opt in cols}
+        for r in rows:
+            row: dict[str, Any] = {opt: _displayed(cols[opt](r)) for opt in shown if opt in cols}
             data.append(self.search_row_hook(row) if self.search_row_hook else row)
 
         def envelope(page: list[Any], total: int, rng: str) -> dict[str, Any]:
@@ -867,8 +995,37 @@ def _matches(actual: Any, searchtype: str, value: str) -> bool:
     if searchtype == "equals":
         return str(actual) == value
     if searchtype == "contains":
-        return value.lower() in str(actual or "").lower()
+        # Search::makeTextSearchValue: a leading ^ anchors the start, a trailing $ the end; LIKE is
+        # case-insensitive under MySQL's default collation.
+        text, needle = str(actual or "").lower(), value.strip().lower()
+        starts, ends = needle.startswith("^"), needle.endswith("$")
+        needle = needle[1 if starts else 0: -1 if ends else None]
+        if starts and ends:
+            return text == needle
+        if starts:
+            return text.startswith(needle)
+        if ends:
+            return text.endswith(needle)
+        return needle in text
     raise _APIError(400, "ERROR", f"searchtype {searchtype} not supported by the fake")
+
+
+def _matches_any(actual: Any, searchtype: str, value: str) -> bool:
+    """A multi-valued option (a user's e-mails, a ticket's requesters) matches when one value does."""
+    if isinstance(actual, list):
+        return any(_matches(a, searchtype, value) for a in actual)
+    return _matches(actual, searchtype, value)
+
+
+def _first(value: Any) -> Any:
+    return (value[0] if value else None) if isinstance(value, list) else value
+
+
+def _displayed(value: Any) -> Any:
+    """searchItems' "manage multiple values": one value as itself, several as a list, none as None."""
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else (value or None)
+    return value
 
 
 def _paginate(rows: list[Any], rng: str, wrap: Callable[[list[Any], int, str], Any]) -> tuple[int, Any, dict[str, str]]:

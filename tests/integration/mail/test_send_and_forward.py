@@ -143,3 +143,40 @@ def test_koi8r_message_through_postfix_is_parsed(mail_server):
     assert 'Не могу войти в 1С: пишет "Неверный пароль"' in m.text
     assert m.problems == []
     assert m.headers["return-path"] == "<sergey@old.example>"  # added by delivery: not empty, not a bounce
+
+
+def test_intake_ticket_reaches_the_intake_mailbox(mail_server):
+    """The chat's hand-off without a helpdesk API: the mail arrives at intake@ with the conversation,
+    Reply-To the person, the deterministic Message-ID; a retry sends the same id (recognisable)."""
+    from connectors.base import NewTicket
+    from connectors.email.intake import IntakeTicketCreator
+
+    creator = IntakeTicketCreator(mail_server.sender("helpdesk"), intake_address="intake@example.test",
+                                  from_addr="helpdesk@example.test", from_name="Помощник ИТ-поддержки")
+    assert [r.ok for r in creator.check()] == [True]
+    person = creator.find_requester("customer@outside.example")
+    new = NewTicket(subject="Не печатает принтер в 305", body="Вопрос: не печатает\nОценка: не помогло",
+                    requester=person.model_copy(update={"name": "Клиент Тестовый"}), marker="ha-00000000face")
+    ticket = creator.create_ticket(new)
+    assert ticket.id == "ha-00000000face.ticket@example.test"
+    creator.create_ticket(new)  # a retry after a crash
+    first, second = mail_server.messages("intake", count=2)
+    for raw in (first, second):
+        mail = parse_message(raw)
+        assert mail.message_id == "ha-00000000face.ticket@example.test"
+        assert mail.reply_to == ["customer@outside.example"] and mail.from_addr == "helpdesk@example.test"
+        assert "Оценка: не помогло" in mail.text and "ref ha-00000000face" in mail.text
+        assert mail.subject == "Не печатает принтер в 305"
+
+
+def test_intake_check_reports_a_refused_login_without_the_password(mail_server):
+    from connectors.email.intake import IntakeTicketCreator
+    from connectors.email.smtp import SmtpSender
+
+    bad = SmtpSender(mail_server.host, mail_server.smtp_port, "none", "helpdesk@example.test", "wrong-password",
+                     timeout_s=10)
+    creator = IntakeTicketCreator(bad, intake_address="intake@example.test", from_addr="helpdesk@example.test")
+    [result] = creator.check()
+    assert not result.ok and "intake@example.test" in result.detail and "refused the login" in result.detail
+    assert "wrong-password" not in result.detail
+    assert mail_server.count("intake") == 0
