@@ -10,7 +10,7 @@ TORCH_SPEC  ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast lint bench eval install dev clean servers
+.PHONY: run test test-fast lint bench eval install dev clean servers messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,7 @@ test-fast: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 eval: $(VENV)/.installed
 	$(BIN)/helpdesk-assist eval --kb ../shared/datasets/rutube/knowledge_base.xlsx \
@@ -51,6 +52,11 @@ bench: $(VENV)/.installed-dev
 
 servers:
 	scripts/test_servers.sh up
+
+# After adding or changing a text people read: refresh plugin/i18n/locale/*/LC_MESSAGES/messages.po,
+# then write the Russian wording of the new keys there (tests/plugin/test_i18n.py checks).
+messages: $(VENV)/.installed-dev
+	$(BIN)/python scripts/messages.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

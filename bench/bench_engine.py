@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from rag.engine import Engine
     from rag.models import KBEntry
 
-RUTUBE_DIR = Path("/work/shared/datasets/rutube")
+RUTUBE_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "rutube"
 SAMPLE_KB = ROOT / "dataset" / "sample_kb.xlsx"
 PACKAGES = (
     "chromadb",

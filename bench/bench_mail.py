@@ -20,8 +20,8 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.wiring import build_services, ensure_knowledge_base
 from rag.embeddings import USEEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def main() -> None:
     )
     services = build_services(settings, embedder=USEEmbedder())
     ensure_knowledge_base(services)
-    worker = services.make_worker()
+    worker = services.new_worker()
     sent: dict[str, float] = {}
     t0 = time.monotonic()
     with smtplib.SMTP("127.0.0.1", 25, timeout=10) as s:

@@ -47,7 +47,7 @@ from rag.embeddings import USEEmbedder  # noqa: E402
 from rag.text import clean_query  # noqa: E402
 from tests.rag.outage_stream import build_stream, scenarios, score  # noqa: E402
 
-RUTUBE = Path("/work/shared/datasets/rutube")
+RUTUBE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "rutube"
 SIMILARITIES = (0.3, 0.35, 0.4, 0.45, 0.5)
 JOINS = (0.6, 0.65, 0.7, 0.75)
 RATES = (20.0, 60.0)

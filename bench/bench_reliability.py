@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from connectors.base import TicketEvent  # noqa: E402 - after the path setup
-from plugin.state import StateStore  # noqa: E402
+from plugin.store import Store  # noqa: E402
 from tests.fakes.slow_proxy import SlowProxy  # noqa: E402
 
 REDMINE = os.environ.get("REDMINE_URL", "http://127.0.0.1:3000")
@@ -105,12 +105,12 @@ def _create_issues(n: int, tag: str) -> list[int]:
     return ids
 
 
-def _enqueue(store: StateStore, ids: list[int], tag: str) -> None:
+def _enqueue(store: Store, ids: list[int], tag: str) -> None:
     """What /webhooks/redmine does with a delivery: persist the event (the worker re-reads the issue)."""
     for issue_id in ids:
         event = TicketEvent(source="redmine", ticket_id=str(issue_id), kind="created",
                             delivery_key=f"redmine:bench:{tag}:{issue_id}", vendor_event="opened")
-        store.enqueue("redmine", "ticket_event", event.delivery_key, event.model_dump(mode="json"))
+        store.inbox.enqueue("redmine", "ticket_event", event.delivery_key, event.model_dump(mode="json"))
 
 
 def _count_notes(ids: list[int]) -> dict[str, Any]:
@@ -137,10 +137,10 @@ def _count_notes(ids: list[int]) -> dict[str, Any]:
             "issues_without_agent_note": missing_agent_note}
 
 
-def _wait_empty(store: StateStore, timeout: float) -> bool:
+def _wait_empty(store: Store, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        c = store.counts()
+        c = store.inbox.counts()
         if not c["pending"] and not c["leased"]:
             return True
         time.sleep(0.2)
@@ -162,7 +162,7 @@ def crash_run(issues: int, kills: int, seed: int) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="bench-crash-"))
     env = _env(data, REDMINE)
     prepare_s = _prepare(data, env)
-    store = StateStore(data / "state.sqlite3")
+    store = Store.open(data / "state.sqlite3")
     ids = _create_issues(issues, "crash")
     _enqueue(store, ids, "crash")
     log = data / "worker.log"
@@ -171,20 +171,20 @@ def crash_run(issues: int, kills: int, seed: int) -> dict[str, Any]:
     mid_item = 0
     starts: list[float] = []
     while done_kills < kills:
-        c = store.counts()
+        c = store.inbox.counts()
         if not c["pending"] and not c["leased"]:
             break
-        before = {i.id for i in store.items("leased", limit=1000)}
+        before = {i.id for i in store.inbox.items("leased", limit=1000)}
         t_start = time.perf_counter()
         proc = _cli(env, "worker", log=log)
         # Wait until this worker has taken an item of its own, then kill it somewhere inside that item.
         deadline = time.monotonic() + 180
         taken = False
         while time.monotonic() < deadline and proc.poll() is None:
-            if {i.id for i in store.items("leased", limit=1000)} - before:
+            if {i.id for i in store.inbox.items("leased", limit=1000)} - before:
                 taken = True
                 break
-            if not store.counts()["pending"]:
+            if not store.inbox.counts()["pending"]:
                 break
             time.sleep(0.02)
         if not taken:
@@ -192,7 +192,7 @@ def crash_run(issues: int, kills: int, seed: int) -> dict[str, Any]:
             continue
         starts.append(time.perf_counter() - t_start)
         time.sleep(rng.uniform(0.0, 1.5))
-        mid_item += bool(store.counts()["leased"])
+        mid_item += bool(store.inbox.counts()["leased"])
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
         done_kills += 1
@@ -200,7 +200,7 @@ def crash_run(issues: int, kills: int, seed: int) -> dict[str, Any]:
     drained = _wait_empty(store, 600)
     wall = time.perf_counter() - t0
     _stop(final)
-    counts = store.counts()
+    counts = store.inbox.counts()
     store.close()
     return {"issues": issues, "kills": done_kills, "kills_while_an_item_was_leased": mid_item,
             "worker_start_to_first_item_s_p50": round(sorted(starts)[len(starts) // 2], 2) if starts else None,
@@ -214,7 +214,7 @@ def slow_run(issues: int, delay_s: float, timeout_s: float, mode: str, wait_s: f
         env = _env(data, proxy.url, HELPDESK_ASSIST_REDMINE__TIMEOUT_S=str(timeout_s),
                    HELPDESK_ASSIST_REDMINE__UNKNOWN_WRITE_WAIT_S=str(wait_s))
         _prepare(data, env)
-        store = StateStore(data / "state.sqlite3")
+        store = Store.open(data / "state.sqlite3")
         ids = _create_issues(issues, f"slow-{mode}")
         worker = _cli(env, "worker", log=data / "worker.log")
         time.sleep(0.5)
@@ -224,7 +224,7 @@ def slow_run(issues: int, delay_s: float, timeout_s: float, mode: str, wait_s: f
         wall = time.perf_counter() - t0
         _stop(worker)
         proxy.wait_idle(delay_s + 30)
-        counts = store.counts()
+        counts = store.inbox.counts()
         store.close()
         held = proxy.held
         puts = sum(1 for m, _, _ in proxy.forwarded if m == "PUT")

@@ -1,6 +1,6 @@
 """What every connector speaks: normalized models, small capability interfaces, one error tree.
 
-A connector implements the capabilities its helpdesk has (house-style.md):
+A connector implements the capabilities its helpdesk has:
 
 - :class:`TicketReader`  - fetch the authoritative ticket with its comments and outcomes;
 - :class:`TicketStateReader` - only the ticket's state, in one cheap read (confirmation pages);

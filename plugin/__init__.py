@@ -1,8 +1,6 @@
-"""The composition root: settings, engine wiring, the Flask app, the worker and the CLI.
+"""helpdesk-assist: the application around the answer engine (see the README's Layout).
 
-gunicorn: ``gunicorn 'plugin:create_app()'``.
+Layers, each importing only those below it (``make lint`` checks it with import-linter):
+``cli -> web -> wiring -> service -> jobs -> store``, all over ``settings``. The web app for gunicorn:
+``gunicorn 'plugin.web.app:create_app()'``.
 """
-
-from plugin.app import create_app
-
-__all__ = ["create_app"]

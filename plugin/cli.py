@@ -13,7 +13,12 @@ from typing import Any
 import click
 
 from helpdesk_errors import HelpdeskError
+from plugin import logredact
+from plugin.service import admin, knowledge
+from plugin.service.apikeys import ensure_local_key, local_key_path
 from plugin.settings import Settings, load_settings
+from plugin.store import Store
+from plugin.wiring import Services, build_services, ensure_knowledge_base
 
 log = logging.getLogger("helpdesk_assist")
 
@@ -31,9 +36,7 @@ class _Ctx:
             _setup_logging("DEBUG" if self.verbose else self._settings.log_level)
         return self._settings
 
-    def services(self, progress: bool = True) -> Any:
-        from plugin.services import build_services, ensure_knowledge_base
-
+    def services(self, progress: bool = True) -> Services:
         services = build_services(self.settings)
         ensure_knowledge_base(services, progress=progress)
         return services
@@ -46,8 +49,6 @@ def _setup_logging(level: str) -> None:
     # Third-party chatter that says nothing to an admin.
     for noisy in ("chromadb", "httpx", "sentence_transformers", "urllib3", "bm25s"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from plugin import logredact
-
     logredact.install(logging.getLogger())  # no token from a URL in any line (issue 8 item 5)
 
 
@@ -167,24 +168,22 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
             self.cfg.set("logger_class", "plugin.logredact.RedactingGunicornLogger")
 
         def load(self) -> Any:
-            from plugin.app import EXTENSION, create_app
+            from plugin.web.app import create_app
 
-            app = create_app(settings)
+            services = build_services(settings)
+            ensure_knowledge_base(services)
+            app = create_app(settings, services=services)
             if settings.worker.embedded:
-                services = app.extensions[EXTENSION]
-                services.worker = services.make_worker()
                 services.worker.start_thread()
                 if services.mail is not None and settings.email.idle:
                     import threading
 
-                    services.mail.watch(threading.Event(), services.worker.wake)
+                    services.mail.watch(threading.Event(), services.waker.wake)
             return app
 
     click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz, /webhooks/<source>)",
                err=True)
     if not settings.api.keys:
-        from plugin.apikeys import ensure_local_key, local_key_path
-
         key_file = local_key_path(settings)
         ensure_local_key(key_file)
         # The path, never the key: terminals and service logs are kept.
@@ -202,19 +201,18 @@ def worker(obj: _Ctx, once: bool) -> None:
     import threading
 
     services = obj.services(progress=False)
-    w = services.make_worker()
-    services.worker = w
+    w = services.worker
     if once:
         n = 0
         while w.run_once():
             n += 1
-        click.echo(f"processed {n} items; queue: {services.store.counts()}")
+        click.echo(f"processed {n} items; queue: {admin.queue_counts(services.store)}")
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if services.mail is not None and services.settings.email.idle:
-        services.mail.watch(stop, w.wake)
+        services.mail.watch(stop, services.waker.wake)
     click.echo(f"worker running; connectors: {', '.join(sorted(services.connectors)) or 'none'}"
                + (", mailbox" if services.mail is not None else ""), err=True)
     w.run(stop)
@@ -225,37 +223,11 @@ def worker(obj: _Ctx, once: bool) -> None:
 def check(obj: _Ctx) -> None:
     """Test every enabled connector and the mailbox: reachability, credentials, rights, folders, webhook
     secrets. Exit 1 on a problem."""
-    from plugin.registry import FACTORIES, enabled_names
-
-    settings = obj.settings
-    results: list[tuple[str, bool, str]] = []
-    names = enabled_names(settings)
-    if not names and not settings.email.enabled:
-        results.append(
-            ("connectors", False, "no connector is enabled: set glpi.enabled, redmine.enabled or email.enabled")
-        )
-    key = settings.secret_key.get_secret_value()
-    results.append(("secret_key", len(key) >= 16, "set (signs the confirmation links)" if len(key) >= 16 else
-                    "missing or shorter than 16 characters: set HELPDESK_ASSIST_SECRET_KEY"))
-    url = settings.links.public_url
-    results.append(("links.public_url", url.startswith(("http://", "https://")),
-                    f"{url} (requesters must be able to open it)"))
-    for name in names:
-        try:
-            connector = FACTORIES[name](settings)
-            for r in connector.check():  # type: ignore[attr-defined]
-                results.append((f"{name}: {r.name}", r.ok, r.detail))
-        except HelpdeskError as e:
-            results.append((name, False, str(e)))
-    if settings.email.enabled:
-        from plugin.mail_flow import mailbox_check
-
-        for r in mailbox_check(settings.email).check():
-            results.append((f"email: {r.name}", r.ok, r.detail))
-    for label, ok, detail in results:
-        click.echo(f"[{'ok' if ok else 'FAIL'}] {label}: {detail}")
-    failed = sum(1 for _, ok, _ in results if not ok)
-    click.echo(f"{len(results) - failed} ok, {failed} to fix")
+    lines = admin.check(obj.settings)
+    for line in lines:
+        click.echo(f"[{'ok' if line.ok else 'FAIL'}] {line.label}: {line.detail}")
+    failed = sum(1 for line in lines if not line.ok)
+    click.echo(f"{len(lines) - failed} ok, {failed} to fix")
     if failed:
         sys.exit(1)
 
@@ -266,36 +238,53 @@ def queue() -> None:
 
 
 @queue.command("list")
-@click.option("--status", type=click.Choice(["pending", "leased", "done", "dead"]))
+@click.option("--status", type=click.Choice(["pending", "leased", "done", "dead", "discarded"]))
 @click.option("--limit", type=int, default=20, show_default=True)
 @click.pass_obj
 def queue_list(obj: _Ctx, status: str | None, limit: int) -> None:
     """Recent items (newest first) with their attempts and last error."""
-    from plugin.state import StateStore
-
-    store = StateStore(obj.settings.data_dir / "state.sqlite3")
-    click.echo(f"counts: {store.counts()}")
-    for item in store.items(status=status, limit=limit):
+    store = _store(obj)
+    click.echo(f"counts: {admin.queue_counts(store)}")
+    for item in admin.queue_items(store, status=status, limit=limit):
         err = f"  error: {item.last_error}" if item.last_error else ""
-        click.echo(f"#{item.id} {item.status:7s} {item.source}/{item.kind} attempts={item.attempts}{err}")
+        why = f"  discarded: {item.discard_reason}" if item.discard_reason else ""
+        click.echo(f"#{item.id} {item.status:7s} {item.source}/{item.kind} attempts={item.attempts}{err}{why}")
 
 
 @queue.command("retry")
-@click.argument("item_id", type=int)
+@click.argument("item_id", type=int, required=False)
+@click.option("--all-dead", is_flag=True, help="Every dead item (of --kind, when given).")
+@click.option("--kind", help="With --all-dead: only items of this kind (e.g. ticket_event, mail_in).")
 @click.pass_obj
-def queue_retry(obj: _Ctx, item_id: int) -> None:
-    """Put a dead item back in the queue (after fixing its cause)."""
-    from plugin.state import StateStore
-
-    store = StateStore(obj.settings.data_dir / "state.sqlite3")
-    if not store.requeue(item_id):
+def queue_retry(obj: _Ctx, item_id: int | None, all_dead: bool, kind: str | None) -> None:
+    """Put a dead item (or every dead item) back in the queue, after fixing its cause."""
+    store = _store(obj)
+    if all_dead:
+        click.echo(f"{admin.retry_dead(store, kind=kind)} items queued again")
+        return
+    if item_id is None:
+        raise click.UsageError("give an ITEM_ID, or --all-dead")
+    if not admin.retry_item(store, item_id):
         _fail(RuntimeError(f"item {item_id} is not dead (or does not exist)"))
     click.echo(f"item {item_id} queued again")
 
 
-def _prepare_knowledge_base(settings: Settings) -> None:
-    from plugin.services import build_services, ensure_knowledge_base
+@queue.command("discard")
+@click.argument("item_id", type=int)
+@click.option("--reason", required=True, help="Why (kept with the item: nothing leaves the queue without a trace).")
+@click.pass_obj
+def queue_discard(obj: _Ctx, item_id: int, reason: str) -> None:
+    """Set a pending or dead item aside for good, keeping it with the reason."""
+    if not admin.discard_item(_store(obj), item_id, reason=reason):
+        _fail(RuntimeError(f"item {item_id} is not pending or dead (or does not exist)"))
+    click.echo(f"item {item_id} discarded")
 
+
+def _store(obj: _Ctx) -> Store:
+    return Store.open(obj.settings.data_dir / "state.sqlite3")
+
+
+def _prepare_knowledge_base(settings: Settings) -> None:
     _setup_logging(settings.log_level)
     ensure_knowledge_base(build_services(settings), progress=True)
 
@@ -328,14 +317,10 @@ def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
 def kb_import(obj: _Ctx, file: Path, preset: str | None, maps: tuple[str, ...], source: str | None,
               prune: bool) -> None:
     """Import an .xlsx or .csv file: new rows are added, changed rows updated, bad rows reported."""
-    from dataset.importers import read_kb
-    from plugin.services import build_services
-
-    result = read_kb(file, preset=preset, mapping=_parse_map(maps), source=source, progress=True)
-    services = build_services(obj.settings)
-    report = services.engine.import_entries(
-        result.entries, prune_source=result.source if prune else None, progress=True
-    )
+    engine = build_services(obj.settings).engine
+    summary = knowledge.import_file(engine, file, preset=preset, mapping=_parse_map(maps), source=source,
+                                    prune=prune, progress=True)
+    result, report = summary.result, summary.report
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     for problem in result.rejected:
@@ -351,10 +336,8 @@ def kb_import(obj: _Ctx, file: Path, preset: str | None, maps: tuple[str, ...], 
 @click.pass_obj
 def reindex(obj: _Ctx) -> None:
     """Rebuild every index from the stored entries with the configured embedding model."""
-    from plugin.services import build_services
-
     services = build_services(obj.settings)
-    n = services.engine.reindex(progress=True)
+    n = knowledge.reindex(services.engine, progress=True)
     click.echo(f"reindexed {n} entries with {services.engine.embedder.name}")
 
 
@@ -363,7 +346,7 @@ def reindex(obj: _Ctx) -> None:
 @click.pass_obj
 def stats(obj: _Ctx, as_json: bool) -> None:
     """Entries, distinct answers, categories, learned pairs, models."""
-    data = obj.services(progress=False).engine.stats()
+    data = knowledge.stats(obj.services(progress=False).engine)
     if as_json:
         _echo_json(data)
         return
@@ -394,20 +377,16 @@ def _read_cases(path: Path) -> list[Any]:
 @click.pass_obj
 def learn(obj: _Ctx, file: Path, rejected: bool) -> None:
     """Record request -> answer pairs (a file with request and answer columns) as confirmed or rejected."""
-    engine = obj.services().engine
-    learned = known = unknown = 0
-    for case in _read_cases(file):
-        entry_id = engine.entry_for_answer(case.gold_answer)
-        if entry_id is None:
-            unknown += 1
-            click.echo(f"skipped row {case.row}: its answer is not in the knowledge base", err=True)
-            continue
-        if engine.learn(case.query, entry_id, positive=not rejected, origin=f"{file.name}:{case.row}"):
-            learned += 1
-        else:
-            known += 1
+    summary = knowledge.learn_file(obj.services().engine, file, rejected=rejected)
+    for problem in summary.rejected:
+        click.echo(f"rejected: {problem}", err=True)
+    if not (summary.learned or summary.known or summary.unknown_rows):
+        raise click.UsageError(f"{file}: no usable cases")
+    for row in summary.unknown_rows:
+        click.echo(f"skipped row {row}: its answer is not in the knowledge base", err=True)
     kind = "rejected" if rejected else "confirmed"
-    click.echo(f"learned {learned} {kind} pairs ({known} already known, {unknown} skipped)")
+    click.echo(f"learned {summary.learned} {kind} pairs ({summary.known} already known, "
+               f"{len(summary.unknown_rows)} skipped)")
 
 
 @kb.command()
@@ -415,10 +394,12 @@ def learn(obj: _Ctx, file: Path, rejected: bool) -> None:
 @click.pass_obj
 def calibrate(obj: _Ctx, file: Path) -> None:
     """Refit the confidence calibration on labelled requests (request and gold-answer columns)."""
-    from rag.eval import fit_calibration
-
-    services = obj.services()
-    calibrator = fit_calibration(services.engine, _read_cases(file), fitted_on=file.name, progress=True)
+    try:
+        calibrator, problems = knowledge.calibrate_file(obj.services().engine, file, progress=True)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    for problem in problems:
+        click.echo(f"rejected: {problem}", err=True)
     click.echo(f"calibration fitted on {file.name}: {calibrator.to_json()}")
 
 
@@ -435,7 +416,6 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
              as_json: bool) -> None:
     """Measure retrieval on labelled cases with a temporary index (the configured one is untouched)."""
     from dataset.importers import read_kb
-    from plugin.services import build_services
     from rag.eval import evaluate, fit_calibration
     from rag.eval import learn_from as learn_pairs
 

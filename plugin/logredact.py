@@ -1,7 +1,7 @@
 """Secrets out of every log line (issue 8 item 5).
 
 Some secrets travel in URLs and cannot move elsewhere: the ``redmine_webhook`` plugin sends only a
-Content-Type header, so its shared token is a ``?token=`` argument (integrations.md 6.1); the
+Content-Type header (its ``webhook_listener.rb``), so its shared token is a ``?token=`` argument; the
 confirmation links are ``/r/<signed token>``; a caller may put a key in a query by mistake. gunicorn's
 access log prints the request line and the Referer of every request, so without this module those
 secrets end up in log files and log collectors.

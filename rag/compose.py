@@ -16,7 +16,7 @@ import html
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from rag.errors import LLMError, LLMTimeout, ModelLoadError
@@ -37,17 +37,22 @@ MAX_RAW_CHARS = 20_000
 #: A run of this many words copied from the system prompt counts as revealing it.
 LEAK_WORDS = 6
 
-_INTRO = {"ru": "Возможно, вам поможет:", "en": "This may help:"}
-_NOTHING_FOUND = {
-    "ru": (
-        "К сожалению, в базе знаний не нашлось ответа на ваш вопрос. "
-        "Ваша заявка передана специалисту поддержки, он свяжется с вами."
-    ),
-    "en": (
+#: A translator for the answer's language (English key -> text), given by the application's message
+#: catalog; without one the English keys are shown.
+Translate = Callable[[str], str]
+LANGUAGES = ("ru", "en")
+
+
+def _as_is(key: str) -> str:
+    return key
+
+
+def _nothing_found(words: Translate) -> str:
+    _ = words
+    return _(
         "Unfortunately, we found no answer to your question in the knowledge base. "
         "Your request has been passed to a support agent, who will get back to you."
-    ),
-}
+    )
 
 _THINK = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 _CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*[,;]\s*\d{1,3})*)\s*\]")
@@ -58,19 +63,22 @@ _PROMPT_MARKUP = re.compile(r"</?\s*(?:ticket|entry)\b|<\|im_(?:start|end)\|>", 
 
 
 def _lang(language: str) -> str:
-    return language if language in _INTRO else "en"
+    return language if language in LANGUAGES else "en"
 
 
-def extractive_answer(hits: list[AnswerHit], language: str, max_entries: int = 3) -> str:
-    """The entries themselves, numbered, under a short intro in the requester's language.
+def extractive_answer(
+    hits: list[AnswerHit], language: str, max_entries: int = 3, *, words: Translate | None = None
+) -> str:
+    """The entries themselves, numbered, under a short intro in the requester's language (``words``
+    translates the intro for ``language``).
 
     Shows each entry's title (when it has one) and its answer; never the entry's question, which may
     be another requester's ticket text.
     """
-    lang = _lang(language)
+    _ = words or _as_is
     if not hits:
-        return _NOTHING_FOUND[lang]
-    parts = [_INTRO[lang]]
+        return _nothing_found(_)
+    parts = [_("This may help:")]
     for n, hit in enumerate(hits[:max_entries], start=1):
         answer = clean_text(hit.answer)
         title = clean_text(hit.title)
@@ -161,8 +169,10 @@ def compose_answer(
     max_new_tokens: int = 256,
     temperature: float = 0.2,
     timeout_s: float = 30.0,
+    words: Translate | None = None,
 ) -> ComposedAnswer:
-    """A checked LLM answer grounded in ``hits``, or the extractive answer with the reason why."""
+    """A checked LLM answer grounded in ``hits``, or the extractive answer with the reason why
+    (``words``: the translator of ``language``, for the extractive answer's frame)."""
     started = time.monotonic()
     lang = _lang(language)
     shown = hits[:max_entries]
@@ -187,10 +197,10 @@ def compose_answer(
 
     def fallback(reason: str) -> ComposedAnswer:
         numbers = list(range(1, len(shown) + 1))
-        return result(extractive_answer(shown, lang, max_entries), "extractive", reason, numbers)
+        return result(extractive_answer(shown, lang, max_entries, words=words), "extractive", reason, numbers)
 
     if not shown:
-        return result(_NOTHING_FOUND[lang], "none", "nothing found")
+        return result(_nothing_found(words or _as_is), "none", "nothing found")
     if llm is None:
         return fallback("no LLM configured")
 

@@ -18,7 +18,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,13 +117,17 @@ class Engine:
         *,
         llm: Any = None,
         llm_options: Mapping[str, Any] | None = None,
+        words: Callable[[str], Callable[[str], str]] | None = None,
     ):
+        """``words(language)`` translates the frame of composed answers (the application's catalog;
+        without it the English keys are shown)."""
         loaded = embedder if isinstance(embedder, LoadedEmbedder) else LoadedEmbedder(embedder, embedder.name)
         self.config = config
         self.embedding = loaded
         self.embedder = loaded.embedder
         self.llm = llm
         self.llm_options = dict(llm_options or {})
+        self.words = words
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = KBStore(config.data_dir / "kb.sqlite")
         self.vectors = VectorStore(config.store_config())
@@ -420,7 +424,10 @@ class Engine:
         if compose and decision == "answer":
             from rag.compose import compose_answer
 
-            composed = compose_answer(query, hits, language=language, llm=self.llm, **self.llm_options)
+            composed = compose_answer(
+                query, hits, language=language, llm=self.llm,
+                words=self.words(language) if self.words is not None else None, **self.llm_options,
+            )
         return EngineResult(
             query=query, language=language, category=prediction, hits=hits,
             decision=decision, threshold=threshold, reason=reason, composed=composed,

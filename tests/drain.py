@@ -10,8 +10,8 @@ def drain(worker, timeout: float = 30.0, pause: float = 0.05) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not worker.run_once():
-            counts = worker.store.counts()
+            counts = worker.store.inbox.counts()
             if not counts.get("pending") and not counts.get("leased"):
                 return
             time.sleep(pause)
-    raise AssertionError(f"inbox not drained: {worker.store.counts()}")
+    raise AssertionError(f"inbox not drained: {worker.store.inbox.counts()}")

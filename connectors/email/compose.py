@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.generator import BytesGenerator
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, formatdate
@@ -28,72 +28,13 @@ MAX_REFERENCES = 20
 #: Longest user text quoted into a forward note.
 MAX_NOTE_TEXT = 20_000
 
-_TEXTS: dict[str, dict[str, str]] = {
-    "ru": {
-        "hello": "Здравствуйте!",
-        "intro": "Это автоматический ответ помощника ИТ-поддержки на ваше письмо «{subject}».",
-        "maybe": "Возможно, поможет:",
-        "question": "Помогло?",
-        "solved": "Да, проблема решена",
-        "not_solved": "Нет, не помогло",
-        "keywords": "Можно также ответить на это письмо одним словом: «Да» или «Нет».",
-        "timeout": "Если вы не ответите, ваше письмо передадут специалистам поддержки.",
-        "thanks": "Спасибо, что сообщили! Рады, что проблема решена.",
-        "thanks_closed": "Обращение закрыто, заявка в поддержку не создавалась. "
-        "Если проблема вернётся, просто напишите нам снова.",
-        "no_subject": "(без темы)",
-    },
-    "en": {
-        "hello": "Hello,",
-        "intro": "This is an automatic answer from the IT support assistant to your message \u201c{subject}\u201d.",
-        "maybe": "This may help:",
-        "question": "Did this solve your problem?",
-        "solved": "Yes, it is solved",
-        "not_solved": "No, it did not help",
-        "keywords": "You can also reply to this message with one word: \u201cYes\u201d or \u201cNo\u201d.",
-        "timeout": "If you do not answer, your message will be passed on to the support team.",
-        "thanks": "Thank you for letting us know! We are glad the problem is solved.",
-        "thanks_closed": "Your request is closed and no ticket was created. "
-        "If the problem comes back, just write to us again.",
-        "no_subject": "(no subject)",
-    },
-}
+#: A translator for the message's language (English key -> text), given by the application's message
+#: catalog; without one the English keys are used.
+Translate = Callable[[str], str]
 
-_FORWARD_TEXTS: dict[str, dict[str, str]] = {
-    "ru": {
-        "head": "Письмо пользователя переслано помощником ИТ-поддержки (helpdesk-assist).",
-        "reason": "Почему переслано",
-        "from": "От",
-        "subject": "Тема",
-        "date": "Получено",
-        "text": "Текст письма",
-        "suggested": "Что предложил помощник",
-        "answered": "Ответ пользователя",
-        "problems": "Проблемы при чтении письма",
-        "attached": "Исходное письмо приложено без изменений (original.eml). Ответ на это письмо уйдёт пользователю.",
-        "attached_file": "Исходное письмо приложено как файл original.eml без изменений: вложить его как письмо "
-        "(message/rfc822) без изменений нельзя (очень длинные строки или нулевые байты).",
-        "unreadable": "(письмо не удалось разобрать)",
-        "no_subject": "(без темы)",
-    },
-    "en": {
-        "head": "A user's message forwarded by the IT support assistant (helpdesk-assist).",
-        "reason": "Why it is forwarded",
-        "from": "From",
-        "subject": "Subject",
-        "date": "Received",
-        "text": "Message text",
-        "suggested": "What the assistant suggested",
-        "answered": "What the user answered",
-        "problems": "Problems reading the message",
-        "attached": "The original message is attached unchanged (original.eml). "
-        "Replying to this message answers the user.",
-        "attached_file": "The original message is attached unchanged as the file original.eml: it cannot be attached "
-        "as a message (message/rfc822) unchanged (very long lines or NUL bytes).",
-        "unreadable": "(the message could not be parsed)",
-        "no_subject": "(no subject)",
-    },
-}
+
+def as_is(key: str) -> str:
+    return key
 
 
 class RawBytesGenerator(BytesGenerator):
@@ -160,6 +101,7 @@ def _threaded(
     message_id_domain: str,
     conversation_id: str,
     language: Language,
+    words: Translate | None = None,
 ) -> EmailMessage:
     msg = EmailMessage()
     name, addr = _sender_of(original)
@@ -167,7 +109,7 @@ def _threaded(
         raise ValueError("the original message has no sender address to answer")
     msg["From"] = formataddr((_header_text(from_name), from_addr))
     msg["To"] = formataddr((_header_text(name), addr))
-    subject = _header_text(original.subject) or _TEXTS[language]["no_subject"]
+    subject = _header_text(original.subject) or (words or as_is)("(no subject)")
     msg["Subject"] = add_subject_tag(reply_subject(subject), conversation_id)
     msg["Date"] = formatdate(localtime=True)
     msg["Message-ID"] = new_message_id(message_id_domain, conversation_id)
@@ -204,9 +146,11 @@ def build_reply(
     entries: Sequence[tuple[str, str]],
     solved_url: str,
     not_solved_url: str,
+    words: Translate | None = None,
 ) -> EmailMessage:
-    """The suggestion to the user: answer, knowledge-base entries and the two signed links."""
-    t = _TEXTS[language]
+    """The suggestion to the user: answer, knowledge-base entries and the two signed links (``words``:
+    the catalog's translator for ``language``)."""
+    _ = words or as_is
     msg = _threaded(
         original,
         from_addr=from_addr,
@@ -214,46 +158,45 @@ def build_reply(
         message_id_domain=message_id_domain,
         conversation_id=conversation_id,
         language=language,
+        words=words,
     )
-    subject = _header_text(original.subject) or t["no_subject"]
-    intro = t["intro"].format(subject=subject)
+    subject = _header_text(original.subject) or _("(no subject)")
+    intro = _("This is an automatic answer from the IT support assistant to your message “{subject}”.")
+    intro = intro.format(subject=subject)
+    hello, maybe, question = _("Hello,"), _("This may help:"), _("Did this solve your problem?")
+    solved, not_solved = _("Yes, it is solved"), _("No, it did not help")
+    keywords = _("You can also reply to this message with one word: “Yes” or “No”.")
+    timeout = _("If you do not answer, your message will be passed on to the support team.")
 
-    lines = [REPLY_MARKER[language], "", t["hello"], "", intro, ""]
+    lines = [REPLY_MARKER[language], "", hello, "", intro, ""]
     if answer_text.strip():
         lines += [answer_text.strip(), ""]
     if entries:
-        lines += [t["maybe"], ""]
+        lines += [maybe, ""]
         for n, (title, text) in enumerate(entries, 1):
             lines += [f"{n}. {title.strip()}", text.strip(), ""]
-    lines += [
-        t["question"],
-        f"  {t['solved']}: {solved_url}",
-        f"  {t['not_solved']}: {not_solved_url}",
-        "",
-        t["keywords"],
-        t["timeout"],
-    ]
+    lines += [question, f"  {solved}: {solved_url}", f"  {not_solved}: {not_solved_url}", "", keywords, timeout]
     msg.set_content("\n".join(lines) + "\n")
 
     e = html.escape
     parts = [
         f'<p style="color:#888888;font-size:12px">{e(REPLY_MARKER[language])}</p>',
-        f"<p>{e(t['hello'])}</p>",
+        f"<p>{e(hello)}</p>",
         f"<p>{e(intro)}</p>",
         _paragraphs_html(answer_text),
     ]
     if entries:
-        parts.append(f"<p>{e(t['maybe'])}</p><ol>")
+        parts.append(f"<p>{e(maybe)}</p><ol>")
         for title, text in entries:
             parts.append(f"<li><p><b>{e(title.strip())}</b></p>{_paragraphs_html(text)}</li>")
         parts.append("</ol>")
     parts += [
-        f"<p><b>{e(t['question'])}</b></p>",
+        f"<p><b>{e(question)}</b></p>",
         "<p>"
-        f'<a href="{e(solved_url, quote=True)}" style="{_BUTTON.format(color="#2e7d32")}">{e(t["solved"])}</a>'
-        f'<a href="{e(not_solved_url, quote=True)}" style="{_BUTTON.format(color="#c62828")}">{e(t["not_solved"])}</a>'
+        f'<a href="{e(solved_url, quote=True)}" style="{_BUTTON.format(color="#2e7d32")}">{e(solved)}</a>'
+        f'<a href="{e(not_solved_url, quote=True)}" style="{_BUTTON.format(color="#c62828")}">{e(not_solved)}</a>'
         "</p>",
-        f'<p style="color:#555555">{e(t["keywords"])}<br>{e(t["timeout"])}</p>',
+        f'<p style="color:#555555">{e(keywords)}<br>{e(timeout)}</p>',
     ]
     body = "".join(parts)
     msg.add_alternative(
@@ -272,9 +215,10 @@ def build_thanks(
     message_id_domain: str,
     conversation_id: str,
     language: Language,
+    words: Translate | None = None,
 ) -> EmailMessage:
     """The short confirmation after the user said "solved" (plain text only)."""
-    t = _TEXTS[language]
+    _ = words or as_is
     msg = _threaded(
         original,
         from_addr=from_addr,
@@ -282,8 +226,15 @@ def build_thanks(
         message_id_domain=message_id_domain,
         conversation_id=conversation_id,
         language=language,
+        words=words,
     )
-    msg.set_content("\n".join([t["hello"], "", t["thanks"], t["thanks_closed"]]) + "\n")
+    lines = [
+        _("Hello,"),
+        "",
+        _("Thank you for letting us know! We are glad the problem is solved."),
+        _("Your request is closed and no ticket was created. If the problem comes back, just write to us again."),
+    ]
+    msg.set_content("\n".join(lines) + "\n")
     msg["Content-Language"] = language
     return msg
 
@@ -335,6 +286,7 @@ def build_forward(
     auto_submitted: bool = True,
     conversation_id: str | None = None,
     message_id_domain: str = "",
+    words: Translate | None = None,
 ) -> EmailMessage:
     """The user's message for the helpdesk's intake: our note in the body, the original attached
     unchanged as message/rfc822, ``Reply-To`` the user so that the helpdesk answers them.
@@ -343,12 +295,13 @@ def build_forward(
     suggested; ``user_reason``: what the user answered. ``auto_submitted=False`` leaves out
     ``Auto-Submitted: auto-generated``: Redmine's mail handler ignores mail carrying it.
     """
-    t = _FORWARD_TEXTS[language]
+    _ = words or as_is
     msg: EmailMessage = ForwardMessage()
     msg["From"] = formataddr((_header_text(from_name), from_addr))
     msg["To"] = to_addr
     subject = _header_text(original.subject) if original else ""
-    msg["Subject"] = f"Fwd: {subject or t['no_subject']}"
+    no_subject = _("(no subject)")
+    msg["Subject"] = f"Fwd: {subject or no_subject}"
     msg["Date"] = formatdate(localtime=True)
     domain = message_id_domain or (from_addr.rsplit("@", 1)[-1] if "@" in from_addr else "localhost")
     msg["Message-ID"] = new_message_id(domain, conversation_id or "fwd")
@@ -360,23 +313,28 @@ def build_forward(
         msg["Auto-Submitted"] = "auto-generated"
     msg["X-Auto-Response-Suppress"] = "All"
 
-    lines = [t["head"], ""]
-    lines += _section(t["reason"], note_text)
+    lines = [_("A user's message forwarded by the IT support assistant (helpdesk-assist)."), ""]
+    lines += _section(_("Why it is forwarded"), note_text)
     if original is not None:
         sender = f"{original.from_name} <{original.from_addr}>".strip() if original.from_addr else ""
-        lines += [f"{t['from']}: {sender}", f"{t['subject']}: {subject or t['no_subject']}"]
+        lines += [_("From") + f": {sender}", _("Subject") + f": {subject or no_subject}"]
         if original.date is not None:
-            lines.append(f"{t['date']}: {format_datetime(original.date)}")
+            lines.append(_("Received") + f": {format_datetime(original.date)}")
         lines.append("")
-        lines += _section(t["text"], original.text)
+        lines += _section(_("Message text"), original.text)
     else:
-        lines += [t["unreadable"], ""]
-    lines += _section(t["suggested"], suggestion_text)
-    lines += _section(t["answered"], user_reason)
+        lines += [_("(the message could not be parsed)"), ""]
+    lines += _section(_("What the assistant suggested"), suggestion_text)
+    lines += _section(_("What the user answered"), user_reason)
     if original is not None and original.problems:
-        lines += [f"{t['problems']}:", *[f"- {p}" for p in original.problems], ""]
+        lines += [_("Problems reading the message") + ":", *[f"- {p}" for p in original.problems], ""]
     unchanged = _fits_rfc822_unchanged(original_raw)
-    lines.append(t["attached"] if unchanged else t["attached_file"])
+    lines.append(
+        _("The original message is attached unchanged (original.eml). Replying to this message answers the user.")
+        if unchanged
+        else _("The original message is attached unchanged as the file original.eml: it cannot be attached as a "
+               "message (message/rfc822) unchanged (very long lines or NUL bytes).")
+    )
     msg.set_content("\n".join(lines) + "\n")
 
     if unchanged:

@@ -39,7 +39,7 @@ from connectors.base import (
     TicketCreator,
     clean_lookup,
 )
-from connectors.email.compose import Language
+from connectors.email.compose import Language, Translate, as_is
 from connectors.email.smtp import SmtpSender
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,6 @@ _LINEBREAKS = re.compile(r"[\r\n\t]+")
 #: ``x\r\nBcc: a@b`` or ``"a@b" <c@d>`` cannot add or replace an address once the header is parsed.
 _ADDRESS_SPECIALS = re.compile(r"[<>@,;:\"\\()\[\]]+")
 
-_TEXTS: dict[str, dict[str, str]] = {
-    "ru": {
-        "intro": "Обращение создано помощником ИТ-поддержки (helpdesk-assist) от имени пользователя: {who}.",
-        "reply": "Ответ на это письмо уйдет пользователю.",
-        "category": "Категория (предположение помощника)",
-    },
-    "en": {
-        "intro": "Request opened by the IT support assistant (helpdesk-assist) on behalf of: {who}.",
-        "reply": "Replying to this message answers the user.",
-        "category": "Category (the assistant's guess)",
-    },
-}
 
 
 def _header_text(value: str) -> str:
@@ -96,12 +84,14 @@ def build_intake_ticket(
     from_name: str = "",
     message_id_domain: str = "",
     language: Language = "ru",
+    words: Translate | None = None,
 ) -> EmailMessage:
-    """The mail that opens ``new`` at the intake address (plain text; see the module notes)."""
+    """The mail that opens ``new`` at the intake address (plain text; see the module notes; ``words``:
+    the catalog's translator for ``language``)."""
     email = new.requester.email
     if not email or plain_address(email) is None:
         raise RejectedByHelpdesk("the requester has no usable e-mail address to put in Reply-To")
-    t = _TEXTS[language]
+    _ = words or as_is
     person = _display_name(new.requester.name)
     msg = EmailMessage()
     msg["From"] = formataddr((_display_name(from_name), from_addr))
@@ -114,9 +104,10 @@ def build_intake_ticket(
     msg["X-Auto-Response-Suppress"] = "All"  # no out-of-office answers from the intake mailbox to us
 
     who = f"{person} <{email}>" if person else email
-    lines = [t["intro"].format(who=who), t["reply"], "", new.body.strip(), ""]
+    intro = _("Request opened by the IT support assistant (helpdesk-assist) on behalf of: {who}.").format(who=who)
+    lines = [intro, _("Replying to this message answers the user."), "", new.body.strip(), ""]
     if new.category.strip():
-        lines += [f"{t['category']}: {new.category.strip()}", ""]
+        lines += [_("Category (the assistant's guess)") + f": {new.category.strip()}", ""]
     lines.append(f"ref {new.marker}")
     msg.set_content("\n".join(lines) + "\n")
     msg["Content-Language"] = language
@@ -137,6 +128,7 @@ class IntakeTicketCreator(Connector, TicketCreator, Checkable):
         from_name: str = "",
         message_id_domain: str = "",
         language: Language = "ru",
+        words: Translate | None = None,
     ) -> None:
         self.sender = sender
         self.intake_address = intake_address
@@ -144,6 +136,7 @@ class IntakeTicketCreator(Connector, TicketCreator, Checkable):
         self.from_name = from_name
         self.message_id_domain = message_id_domain
         self.language: Language = language
+        self.words = words
 
     def find_requester(self, login_or_email: str) -> Person | None:
         """A person known by a plain e-mail address (nothing to check it against: there is no
@@ -163,6 +156,7 @@ class IntakeTicketCreator(Connector, TicketCreator, Checkable):
             from_name=self.from_name,
             message_id_domain=self.message_id_domain,
             language=self.language,
+            words=self.words,
         )
         self.sender.send(msg, to=[self.intake_address])
         message_id = str(msg["Message-ID"]).strip("<>")

@@ -1,6 +1,6 @@
 """Reply keywords: the fallback way a user confirms by e-mail ("Да, помогло" / "No, still broken").
 
-Signed links are the main way (integrations.md 7.5); this is deliberately conservative: it reads
+Signed links are the main way (RFC 8058's reasoning: scanners open links); this is deliberately conservative: it reads
 only the first line of the new text (a greeting-only line is skipped), the first sentence there
 that says something, and answers None whenever it is not clear. Thanks alone is not a confirmation.
 

@@ -1,4 +1,5 @@
-"""Loop protection: messages we must never answer automatically (RFC 3834, integrations.md 7.3).
+"""Loop protection: messages we must never answer automatically (RFC 3834, RFC 2369/2919, bounces,
+MS-OXCMAIL's X-Auto-Response-Suppress).
 
 :func:`automatic_reason` returns a plain reason ("Auto-Submitted: auto-replied") for the log and the
 note on a forwarded message, or None for a message a person wrote that may be answered.

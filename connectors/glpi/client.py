@@ -1,4 +1,4 @@
-"""The wire: GLPI's legacy REST API (``apirest.php``), integrations.md 1.
+"""The wire: GLPI's legacy REST API (``apirest.php``; GLPI's ``apirest.md`` and ``src/Api/API.php``).
 
 One session per client: ``GET initSession`` with ``Authorization: user_token ...`` and ``App-Token``,
 then ``Session-Token`` on every call. A session that GLPI forgot (HTTP 401
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 Params = Sequence[tuple[str, str | int]] | Mapping[str, str | int] | None
 
 #: Codes that mean "our credentials or API client configuration are wrong", whatever the HTTP status
-#: (GLPI answers 400 for most of them, integrations.md 1.11).
+#: (GLPI answers 400 for most of them: ``API::returnError``).
 AUTH_CODES = frozenset({
     "ERROR_APP_TOKEN_PARAMETERS_MISSING",
     "ERROR_WRONG_APP_TOKEN_PARAMETER",

@@ -1,12 +1,12 @@
-"""GLPI connector: the legacy REST API for reading, writing and polling; GLPI 11 webhooks inbound.
+r"""GLPI connector: the legacy REST API for reading, writing and polling; GLPI 11 webhooks inbound.
 
-Facts from /work/shared/docs/integrations.md (sections 1, 3.1, 4, 8). GLPI behaviours the pipeline
+Facts from GLPI's own source and API documentation (cited where used). GLPI behaviours the pipeline
 should know:
 - GLPI's solution approval *is* our "the requester confirmed": :meth:`GLPIConnector.close_confirmed`
   adds a solution (ticket 5, solution waiting) then approves it with an ``add_close`` follow-up
   (ticket 6, solution accepted), or nothing more when the entity closes solved tickets at once.
 - A follow-up on a ticket in status 4 (pending) reopens it, and a requester's follow-up on a solved
-  ticket refuses the solution and reopens it (integrations.md 4). A public reply of ours on a
+  ticket refuses the solution and reopens it (GLPI's ``ParentStatus`` feature). A public reply of ours on a
   pending ticket therefore moves it back to processing: that is GLPI's rule, not ours.
 - Private follow-ups are readable only with the profile right "see private follow-ups": without
   it the read-back of a private note fails and raises WriteNotApplied (check() says so first).
@@ -82,7 +82,8 @@ from connectors.readback import await_write
 
 log = logging.getLogger(__name__)
 
-# GLPI constants (integrations.md 1.3, 1.6, 1.7) and profile right bits (ITILFollowup, Ticket, User).
+# GLPI constants (CommonITILActor, CommonITILObject, CommonITILValidation) and profile right bits
+# (ITILFollowup, Ticket, User).
 STATUS_SOLVED, STATUS_CLOSED, STATUS_WAITING = 5, 6, 4
 STATE_OF: dict[int, TicketState] = {1: "new", 2: "open", 3: "open", 4: "waiting", 5: "solved", 6: "closed"}
 STATUS_NAMES = {1: "New", 2: "Processing (assigned)", 3: "Processing (planned)", 4: "Pending", 5: "Solved",
@@ -303,7 +304,7 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
         item: dict[str, Any] = {"itemtype": "Ticket", "items_id": _id(ticket_id), "content": render_html(message),
                                 "is_private": 1 if private else 0}
         if private:
-            item["_disablenotif"] = True  # no "new follow-up" e-mail for an agent note (integrations.md 1.4)
+            item["_disablenotif"] = True  # no "new follow-up" e-mail for an agent note (``ITILFollowup::post_addItem``)
         return self._add_followup(ticket_id, item, private, message.marker)
 
     def _add_followup(self, ticket_id: str, item: dict[str, Any], private: bool, marker: str) -> Comment:
@@ -768,7 +769,7 @@ def _text_html(text: str) -> str:
 
 def render_html(message: OutgoingMessage) -> str:
     """GLPI rich text for ``message``. Every text is escaped; links are ``<a href>`` with escaped URLs
-    (http, https and mailto only: GLPI strips other schemes anyway, integrations.md 8)."""
+    (http, https and mailto only: GLPI strips other schemes anyway: ``RichText::getSafeHtml``)."""
     parts: list[str] = []
     if message.heading:
         parts.append(f"<p><strong>{_text_html(message.heading)}</strong></p>")

@@ -1,4 +1,5 @@
-"""Pydantic models of what GLPI sends us (integrations.md 1 and 2). Vendor payloads: ``extra="ignore"``.
+"""Pydantic models of what GLPI sends us (the legacy API's items, GLPI 11's HL schemas).
+Vendor payloads: ``extra="ignore"``.
 
 Legacy API (``apirest.php``) items carry numeric ids and ``Y-m-d H:i:s`` server-local dates; GLPI 11
 webhooks carry high-level (HL) API representations with nested ``{id, name}`` objects.

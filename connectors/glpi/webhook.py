@@ -1,4 +1,5 @@
-"""GLPI 11 native webhooks (integrations.md 3.1): authentication on the raw bytes, then parsing.
+"""GLPI 11 native webhooks (GLPI ``src/Webhook.php``, ``src/QueuedWebhook.php``): authentication on the raw
+bytes, then parsing.
 
 GLPI signs ``X-GLPI-signature = hash_hmac('sha256', $body . $timestamp, $secret)`` (hex) and sends
 ``X-GLPI-timestamp`` (Unix seconds at *enqueue* time, reused on retries) and no Content-Type.
@@ -58,7 +59,7 @@ _SOLUTION_KEYS = frozenset({"id", "itemtype", "items_id", "content", "user", "us
                             "date_creation", "date_mod", "date_approval", "approver", "user_approval", "links"})
 #: HL ``Followup`` properties that a ``Solution`` does not have.
 _FOLLOWUP_ONLY_KEYS = frozenset({"is_private", "request_type"})
-#: HL ``Ticket`` properties that no other ITIL object (Change, Problem) has (integrations.md 2).
+#: HL ``Ticket`` properties that no other ITIL object (Change, Problem) has (GLPI 11 ``ITILController`` schemas).
 _TICKET_ONLY_KEYS = frozenset({"request_type", "external_id"})
 
 
@@ -112,7 +113,7 @@ CRA_CHALLENGE_BODY = b"validate_cra_challenge"
 
 
 def answer_cra_challenge(secret: str, crc_token: str) -> str:
-    """The body GLPI expects for ``GET <url>?crc_token=...`` (challenge-response, integrations.md 3.1).
+    """The body GLPI expects for ``GET <url>?crc_token=...`` (GLPI's challenge-response).
 
     GLPI's ``Webhook::validateCRAChallenge`` (glpi-project/glpi src/Webhook.php; 11.0)::
 
@@ -138,7 +139,7 @@ def answer_cra_challenge(secret: str, crc_token: str) -> str:
 def infer_itemtype(envelope: WebhookEnvelope) -> str | None:
     """Which GLPI itemtype a delivery is about; None when it is not one we know.
 
-    Rule (the default payload has no itemtype field; the HL schemas in integrations.md 2 decide):
+    Rule (the default payload has no itemtype field; GLPI 11's HL API schemas, ``ITILController``, decide):
     1. a top-level ``"itemtype"`` (a custom payload template that adds it) wins;
     2. an item with ``itemtype`` + ``items_id`` is a *child* of an ITIL object (``parent_item`` is
        present too): with ``is_private`` or ``request_type`` it is an ``ITILFollowup`` (the Followup

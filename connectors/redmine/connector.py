@@ -1,6 +1,6 @@
 """The Redmine connector: read issues, post notes, close on confirmation, hand back, webhooks, polling.
 
-Redmine facts this code is built on (integrations.md section 5, checked live on Redmine 5.0.4):
+Redmine facts this code is built on (Redmine's source, checked live on Redmine 5.0.4):
 
 - Every write is ``PUT /issues/{id}.json`` answered **204 with an empty body**, and Redmine drops
   silently what the plugin's role may not do: ``private_notes`` without "Set notes as private" (the
@@ -17,7 +17,8 @@ Redmine facts this code is built on (integrations.md section 5, checked live on 
   issue is read back for ``unknown_write_wait_s`` until the write shows (our marker in a journal,
   the status set) before it counts as lost; posting again at once would double the note.
 - Opening an issue on someone's behalf (:class:`~connectors.base.TicketCreator`): ``POST
-  /issues.json`` with the admin key and ``X-Redmine-Switch-User: <login>`` (integrations.md 5.1), so
+  /issues.json`` with the admin key and ``X-Redmine-Switch-User: <login>``
+  (``ApplicationController#find_current_user``), so
   the person is the author (= the requester) and Redmine applies *their* rights ("Add issues").
   Redmine ignores the header for a non-admin key and creates the issue as the key's owner: the
   author is read back. A login that is not an active user answers 412.

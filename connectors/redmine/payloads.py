@@ -1,7 +1,8 @@
 """Pydantic models of what Redmine sends: REST answers and webhook bodies (``extra="ignore"``).
 
 Shapes checked against a live Redmine 5.0.4 (REST) and, for webhooks, against the sources named in
-integrations.md section 6 (Redmine 7.0 native webhooks, the suer/redmine_webhook plugin).
+Redmine 7.0's native webhooks (``app/models/webhook_payload.rb``) and the suer/redmine_webhook plugin
+(``lib/redmine_webhook/webhook_listener.rb``).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ def run_analysis(
     The configured knowledge base and index are not touched: the replay builds its own in a temporary
     directory. ``economics`` defaults to the seed's parameters (headcounts: our reconstruction).
     """
-    from plugin.services import load_configured_embedder, load_configured_llm
+    from plugin.service.engines import load_configured_embedder, load_configured_llm
 
     embedder = load_configured_embedder(settings)
     llm, llm_reason = load_configured_llm(settings)

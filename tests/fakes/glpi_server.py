@@ -1,9 +1,11 @@
 """A fake GLPI: the legacy REST API (``apirest.php``) on a real HTTP server, plus GLPI 11 webhook deliveries.
 
 GLPI cannot be installed on the dev machine (PHP + MariaDB), so the connector and the pipeline are
-tested against this fake. Every rule below comes from /work/shared/docs/integrations.md (section in
-brackets); where that document marks a fact [INF]/[VERIFY], the fake does the same as the document
-says and the rule is only as good as that fact.
+tested against this fake. Every rule below comes from GLPI's source and API documentation (``apirest.md``,
+``src/Api/API.php``, ``src/ITILFollowup.php``, ``src/ITILSolution.php``, ``src/Features/ParentStatus.php``,
+``src/Webhook.php``; the bracketed numbers are the sections of the team's protocol notes). Where a fact
+was inferred from the source rather than seen on a live GLPI ([INF]/[VERIFY]), the fake does what the
+source suggests, and the rule is only as good as that reading (the README lists what to verify).
 
 What it enforces
 - API client App-Token on every call, header ``App-Token`` or query ``app_token``: missing ->
@@ -86,7 +88,7 @@ What it does not enforce (so a test passing here proves nothing about it)
   ``changeActiveProfile``, IP ranges of API clients, bulk ``input`` arrays, PUT/PATCH/DELETE, the
   HL API itself (only its shapes in webhooks), ``with_logs``, documents, tasks, validations,
   notification e-mails (only recorded), ``set followup tech`` auto-assignment, the mail collector.
-- Which HL fields GLPI 11 really puts in each schema beyond those listed in integrations.md 2 [VERIFY].
+- Which HL fields GLPI 11 really puts in each schema beyond those we read in ITILController [VERIFY].
 
 Test knobs: :attr:`FakeGLPI.entities`, :attr:`FakeGLPI.mandatory_ticket_fields`,
 :attr:`FakeGLPI.ticket_rule`, :attr:`FakeGLPI.drop_privacy` (store every follow-up public, as a silently misbehaving
@@ -115,7 +117,7 @@ from requests.structures import CaseInsensitiveDict
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-# --- GLPI constants (integrations.md 1.3, 1.6, 1.7; ITILFollowup/Ticket right bits) -----------------
+# --- GLPI constants (CommonITILActor/Object/Validation; ITILFollowup/Ticket right bits) -----------------
 INCOMING, ASSIGNED, PLANNED, WAITING, SOLVED, CLOSED = 1, 2, 3, 4, 5, 6
 STATUS_NAMES = {1: "New", 2: "Processing (assigned)", 3: "Processing (planned)", 4: "Pending", 5: "Solved", 6: "Closed"}
 REQUESTER, ASSIGN, OBSERVER = 1, 2, 3
@@ -198,7 +200,7 @@ class FakeGLPI:
         self.autoclose_delay = autoclose_delay
         self.drop_privacy = False
         #: False: ``add_close``/``add_reopen`` are stored but have no effect (the API passing them
-        #: through to ``ITILFollowup::add()`` is [INF] in integrations.md 1.8).
+        #: through to ``ITILFollowup::add()`` is inferred from the source, not seen live).
         self.honour_add_close = True
         self.search_row_hook: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         #: Entities the profiles may create tickets in (GLPI checks the input's entity in can()).

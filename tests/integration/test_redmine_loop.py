@@ -15,9 +15,10 @@ import time
 import pytest
 import requests
 
-from plugin.app import create_app
-from plugin.services import build_services, ensure_knowledge_base
+from plugin.i18n import words
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from tests.drain import drain
 from tests.integration.servers import require_server
 
@@ -73,7 +74,7 @@ def _issue(issue_id: int, key: str) -> dict:
 
 
 def _notify(client, issue: dict):
-    """What the redmine_webhook plugin POSTs when an issue is opened (integrations.md 6.1)."""
+    """What the redmine_webhook plugin POSTs when an issue is opened (its webhook_listener.rb)."""
     payload = {"payload": {"action": "opened", "url": f"{REDMINE}/issues/{issue['id']}", "issue": issue}}
     return client.post(f"/webhooks/redmine?token={TOKEN}", json=payload)
 
@@ -86,41 +87,41 @@ def test_suggestion_then_confirm_link_closes_the_issue(services, client):
     issue = _create_issue("Забыл пароль", "Как сбросить пароль от учетной записи? Не могу войти в Windows.")
     assert _notify(client, issue).status_code == 202
     assert _notify(client, issue).json["duplicates"] == 1  # the same delivery again: no second event
-    _drain(services.make_worker())
+    _drain(services.new_worker())
 
     seen_by_admin = _ours(_issue(issue["id"], ADMIN_KEY)["journals"])
     assert [j["private_notes"] for j in seen_by_admin] == [False, True]
     public, private = seen_by_admin
     assert "password.example.ru" in public["notes"]
-    assert "confidence" in private["notes"]
+    assert words("ru")("confidence") in private["notes"]  # the agents' labels, in the ticket's language
     seen_by_requester = _ours(_issue(issue["id"], REQUESTER_KEY)["journals"])
     assert [j["id"] for j in seen_by_requester] == [public["id"]], "the requester must not see the agent note"
 
     solved_path, _ = LINK_RE.findall(public["notes"])
     page = client.get(solved_path)  # what a mail scanner does: nothing may change
     assert page.status_code == 200
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     assert not _issue(issue["id"], ADMIN_KEY)["status"].get("is_closed", False)
     assert _issue(issue["id"], ADMIN_KEY)["status"]["name"] != "Closed"
 
     assert client.post(solved_path).status_code == 200
     assert client.post(solved_path).status_code == 200  # idempotent
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     after = _issue(issue["id"], ADMIN_KEY)
     assert after["status"]["name"] == "Closed"
-    assert services.records.for_ticket("redmine", str(issue["id"])).outcome_applied_at is not None
+    assert services.store.suggestions.for_ticket("redmine", str(issue["id"])).outcome_applied_at is not None
 
 
 def test_not_solved_keeps_the_issue_open_with_the_reason_for_agents(services, client):
     issue = _create_issue("Outlook не отправляет письма", "Письма висят в исходящих, что делать?")
     assert _notify(client, issue).status_code == 202
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     public = [j for j in _ours(_issue(issue["id"], ADMIN_KEY)["journals"]) if not j["private_notes"]]
     assert public, "expected a public suggestion for this common request"
     _, not_solved_path = LINK_RE.findall(public[0]["notes"])
     r = client.post(not_solved_path, data={"reason": "not_enough", "comment": "Всё равно висят, код 0x800CCC0F"})
     assert r.status_code == 200
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     journals = _issue(issue["id"], ADMIN_KEY)
     assert journals["status"]["name"] not in ("Closed", "Rejected")
     last = _ours(journals["journals"])[-1]
@@ -142,7 +143,7 @@ def test_link_clicked_after_an_agent_closed_the_issue_records_nothing(services, 
     """Issue 8 item 10: the page says the issue is closed; nothing is recorded, applied or learned."""
     issue = _create_issue("Забыл пароль от VPN", "Как сбросить пароль от учетной записи? Не могу войти в Windows.")
     assert _notify(client, issue).status_code == 202
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     public = [j for j in _ours(_issue(issue["id"], ADMIN_KEY)["journals"]) if not j["private_notes"]]
     assert public, "expected a public suggestion for this common request"
     solved_path, _ = LINK_RE.findall(public[0]["notes"])
@@ -153,9 +154,9 @@ def test_link_clicked_after_an_agent_closed_the_issue_records_nothing(services, 
     page = client.get(solved_path)
     assert page.status_code == 200 and "Обращение уже закрыто" in page.get_data(as_text=True)
     assert client.post(solved_path).status_code == 409
-    _drain(services.make_worker())
+    _drain(services.new_worker())
 
-    assert services.records.for_ticket("redmine", str(issue["id"])).outcome is None
+    assert services.store.suggestions.for_ticket("redmine", str(issue["id"])).outcome is None
     assert services.engine.store.learned_counts() == learned
     assert len(_issue(issue["id"], ADMIN_KEY)["journals"]) == journals_before  # we wrote nothing more
 
@@ -167,25 +168,25 @@ class _Crash(BaseException):
 def test_worker_dying_between_posting_and_recording_posts_one_suggestion(services, client, monkeypatch):
     issue = _create_issue("Забыл пароль от компьютера", "Как сбросить пароль? Не помню пароль после отпуска.")
     assert _notify(client, issue).status_code == 202
-    original = services.records.set_comment
+    original = services.store.suggestions.set_comment
 
     def die_after_posting(*args, **kwargs):
         raise _Crash("worker died after posting, before recording")
 
-    monkeypatch.setattr(services.records, "set_comment", die_after_posting)
-    first = services.make_worker()
+    monkeypatch.setattr(services.store.suggestions, "set_comment", die_after_posting)
+    first = services.new_worker()
     first.lease_s = 1.0
     with pytest.raises(_Crash):
         first.run_once()
-    monkeypatch.setattr(services.records, "set_comment", original)
+    monkeypatch.setattr(services.store.suggestions, "set_comment", original)
     time.sleep(1.2)  # the dead worker's lease runs out
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     ours = _ours(_issue(issue["id"], ADMIN_KEY)["journals"])
     assert [j["private_notes"] for j in ours] == [False, True], "one suggestion, one agent note"
 
 
 def test_polling_finds_an_issue_without_webhooks(services):
-    worker = services.make_worker()
+    worker = services.new_worker()
     worker.run_due_pollers()  # sets the watermark
     issue = _create_issue("Не могу войти в почту", "Забыл пароль от почты, как восстановить доступ?")
     deadline = time.monotonic() + 30

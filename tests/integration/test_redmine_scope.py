@@ -14,9 +14,9 @@ import time
 import pytest
 import requests
 
-from plugin.app import create_app
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from tests.drain import drain
 from tests.integration.servers import require_server
 
@@ -109,9 +109,9 @@ def test_item7_a_webhook_for_another_project_is_not_answered(services, client):
     ours = _create_issue("helpdesk", *QUESTION, key=REQUESTER_KEY)
     assert _notify(client, other).status_code == 202
     assert _notify(client, ours).status_code == 202
-    drain(services.make_worker(), 60)
+    drain(services.new_worker(), 60)
     assert _ours(other["id"]) == [], "an issue outside redmine.projects was answered"
-    assert services.records.for_ticket("redmine", str(other["id"])) is None
+    assert services.store.suggestions.for_ticket("redmine", str(other["id"])) is None
     assert len(_ours(ours["id"])) == 2  # the control: the helpdesk's own issue gets its two notes
 
 
@@ -122,9 +122,9 @@ def test_item7_scope_is_judged_after_re_fetching(services, client):
     assert _call("PUT", f"/issues/{issue['id']}.json",
                  json={"issue": {"project_id": _ensure_other_project()}}).status_code == 204
     assert _notify(client, issue, project=helpdesk_ref).status_code == 202
-    drain(services.make_worker(), 60)
+    drain(services.new_worker(), 60)
     assert _ours(issue["id"]) == []
-    assert services.records.for_ticket("redmine", str(issue["id"])) is None
+    assert services.store.suggestions.for_ticket("redmine", str(issue["id"])) is None
 
 
 def test_item7_polling_does_not_reach_another_project(services):

@@ -16,9 +16,9 @@ import threading
 import pytest
 import requests
 
-from plugin.app import create_app
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from tests.drain import drain
 from tests.fakes.slow_proxy import SlowProxy
 from tests.integration.servers import require_server
@@ -103,7 +103,7 @@ def _drain_with(services, workers: int = 2) -> None:
 
     def run() -> None:
         try:
-            drain(services.make_worker(), 240)
+            drain(services.new_worker(), 240)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -126,28 +126,28 @@ def test_item3_slow_redmine_writes_post_each_note_once(services, client, proxy):
 
     notes_per_issue = {issue["id"]: _notes_by_marker(issue["id"]) for issue in issues}
     for issue_id, by_marker in notes_per_issue.items():
-        s = services.records.for_ticket("redmine", str(issue_id))
+        s = services.store.suggestions.for_ticket("redmine", str(issue_id))
         assert s is not None
         expected = {s.marker("private"): True} | ({s.marker("public"): False} if s.mode == "public" else {})
         assert {m: [j["private_notes"] for j in js] for m, js in by_marker.items()} == {
             m: [private] for m, private in expected.items()
         }, f"issue {issue_id}: one note per marker"
-    assert services.store.counts()["dead"] == 0
+    assert services.store.inbox.counts()["dead"] == 0
 
     # The requester's answers go through the same slow path: one close, one hand-back note.
-    public = [i for i in issues if services.records.for_ticket("redmine", str(i["id"])).mode == "public"]
+    public = [i for i in issues if services.store.suggestions.for_ticket("redmine", str(i["id"])).mode == "public"]
     assert len(public) >= 2
     solved_path, _ = LINK_RE.findall(_notes_by_marker(public[0]["id"])[
-        services.records.for_ticket("redmine", str(public[0]["id"])).marker("public")][0]["notes"])
+        services.store.suggestions.for_ticket("redmine", str(public[0]["id"])).marker("public")][0]["notes"])
     _, not_solved_path = LINK_RE.findall(_notes_by_marker(public[1]["id"])[
-        services.records.for_ticket("redmine", str(public[1]["id"])).marker("public")][0]["notes"])
+        services.store.suggestions.for_ticket("redmine", str(public[1]["id"])).marker("public")][0]["notes"])
     assert client.post(solved_path).status_code == 200
     assert client.post(not_solved_path, data={"reason": "not_enough", "comment": "не помогло"}).status_code == 200
     _drain_with(services)
     assert proxy.wait_idle(30)
     assert _issue(public[0]["id"])["status"]["name"] == "Closed"
     for issue in public[:2]:
-        s = services.records.for_ticket("redmine", str(issue["id"]))
+        s = services.store.suggestions.for_ticket("redmine", str(issue["id"]))
         assert s.outcome_applied_at is not None
         assert len(_notes_by_marker(issue["id"])[s.marker("outcome")]) == 1
-    assert services.store.counts()["dead"] == 0
+    assert services.store.inbox.counts()["dead"] == 0

@@ -3,9 +3,10 @@ import stat
 
 import pytest
 
-from plugin.app import SLOTS_EXTENSION, create_app
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.api import API_EXTENSION
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from rag.embeddings import HashingEmbedder
 
 KEYS = ["first-api-key-0123456789abcdef", "second-api-key-0123456789abcdef"]
@@ -191,7 +192,7 @@ def test_item9_retrieval_reads_only_the_first_max_query_chars(client, services):
 
 
 def test_item9_a_full_engine_pool_answers_503_with_retry_after(app, client):
-    slots = app.extensions[SLOTS_EXTENSION]
+    slots = app.extensions[API_EXTENSION].slots
     assert slots.acquire(blocking=False)  # the one slot (api.max_concurrent_asks: 1) is taken
     try:
         r = client.post("/api/ask", json={"text": "VPN"})

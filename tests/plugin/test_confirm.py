@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from plugin.app import EXTENSION
-from plugin.confirm import RecordResult, SuggestionView, confirm_bp
-from plugin.links import LinkSigner
+from plugin.service.links import LinkSigner
+from plugin.service.outcomes import RecordResult, SuggestionView
+from plugin.web.confirm import confirm_bp
+from plugin.web.context import EXTENSION
 
 SECRET = "test-secret-0123456789abcdef0123"
 DAY = 86_400.0

@@ -1,6 +1,6 @@
 """Issue 8 item 10: a link clicked after the ticket was closed records nothing, and the page says so.
 
-ConfirmBackend over the real state store and confirmation pages, with the in-memory helpdesk: the
+OutcomeService over the real state store and confirmation pages, with the in-memory helpdesk: the
 ticket's state is asked on GET through a short cache (cheap, changes nothing, unknown counts as open)
 and afresh on the POST that would record (unknown records nothing and asks to try again)."""
 
@@ -14,13 +14,14 @@ import pytest
 from flask import Flask
 
 from connectors.base import TicketState, TicketStateReader, TransientConnectorError
-from plugin.app import EXTENSION
-from plugin.confirm import confirm_bp
-from plugin.links import LinkSigner
-from plugin.pipeline import APPLY_OUTCOME, ConfirmBackend, Pipeline
-from plugin.records import EntryRef, Records, Suggestion
+from plugin.service.links import LinkSigner
+from plugin.service.outcomes import OutcomeService
+from plugin.service.tickets import APPLY_OUTCOME, Pipeline
 from plugin.settings import load_settings
-from plugin.state import StateStore
+from plugin.store import Store
+from plugin.store.suggestions import EntryRef, Suggestion, Suggestions
+from plugin.web.confirm import confirm_bp
+from plugin.web.context import EXTENSION
 from tests.plugin.fake_connector import FakeHelpdesk
 
 
@@ -46,11 +47,11 @@ class CountingHelpdesk(FakeHelpdesk, TicketStateReader):
 class Env:
     helpdesk: CountingHelpdesk
     pipeline: Pipeline
-    backend: ConfirmBackend
+    backend: OutcomeService
     links: LinkSigner
     client: object
-    store: StateStore
-    records: Records
+    store: Store
+    records: Suggestions
 
     def suggest(self) -> Suggestion:
         t = self.helpdesk.add_ticket("Забыл пароль", "Как сбросить пароль?")
@@ -65,24 +66,24 @@ class Env:
         return self.links.url(s.id, action).removeprefix("http://localhost")  # type: ignore[arg-type]
 
     def queued_outcomes(self) -> int:
-        return sum(1 for i in self.store.items(limit=100) if i.kind == APPLY_OUTCOME)
+        return sum(1 for i in self.store.inbox.items(limit=100) if i.kind == APPLY_OUTCOME)
 
 
 @pytest.fixture
 def env(tmp_path) -> Env:
     settings = load_settings(env={}, secret_key="s" * 32)
-    store = StateStore(tmp_path / "state.sqlite3")
-    records = Records(store)
+    store = Store.open(tmp_path / "state.sqlite3")
+    records = store.suggestions
     links = LinkSigner(settings.secret_key.get_secret_value(), 3600, "http://localhost")
     helpdesk = CountingHelpdesk()
-    pipeline = Pipeline(settings, None, store, records, {"fake": helpdesk}, links)  # type: ignore[arg-type]
-    backend = ConfirmBackend(pipeline)
+    pipeline = Pipeline(settings, None, store, {"fake": helpdesk}, links)  # type: ignore[arg-type]
+    backend = OutcomeService(pipeline)
     backend.GET_WAIT_S = 0.5
 
     @dataclass
     class Services:
         links: LinkSigner
-        outcomes: ConfirmBackend
+        outcomes: OutcomeService
 
     app = Flask(__name__)
     app.extensions[EXTENSION] = Services(links, backend)

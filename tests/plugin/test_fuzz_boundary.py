@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plugin.app import create_app
+from plugin.web.app import create_app
 from tests.plugin.web_app import (
     API_KEYS,
     GLPI_SECRET,
@@ -83,7 +83,7 @@ def bodies(source: str) -> st.SearchStrategy[bytes]:
 
 
 def _inbox_size(services) -> int:
-    return sum(services.store.counts().values())
+    return sum(services.store.inbox.counts().values())
 
 
 def _check(services, response, before: int) -> None:

@@ -1,6 +1,6 @@
 """The whole loop for GLPI, through the real app (webhooks, worker, confirmation pages) against the
 fake GLPI of tests/fakes/glpi_server.py (GLPI itself cannot be installed here; the fake enforces
-what integrations.md says GLPI enforces: sessions, App-Token, rights, follow-up privacy, the
+what GLPI's source says GLPI enforces: sessions, App-Token, rights, follow-up privacy, the
 solution and approval life cycle)."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from plugin.app import create_app
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from tests.drain import drain
 from tests.fakes.glpi_server import AUTOCLOSE_NEVER, TECHNICIAN, FakeGLPI
 
@@ -78,14 +78,14 @@ def test_item1_the_challenge_cannot_sign_a_forged_delivery(services, client, glp
     tid = _new_ticket(glpi, "Забыл пароль", "Как сбросить пароль от учетной записи?")
     _, body = glpi.webhook_delivery("new", "Ticket", tid, SECRET)
     ts = str(int(time.time()))
-    before = services.store.counts()
+    before = services.store.inbox.counts()
     r = client.get("/webhooks/glpi", query_string={"crc_token": (body + ts.encode()).decode()})
     assert r.status_code == 403
     assert r.get_json() == {"error": "Forbidden", "detail": "challenge refused"}
     forged = r.get_data(as_text=True).strip()  # what an attacker would send as the signature
     r = client.post("/webhooks/glpi", data=body, headers={"X-GLPI-signature": forged, "X-GLPI-timestamp": ts})
     assert r.status_code == 401
-    assert services.store.counts() == before
+    assert services.store.inbox.counts() == before
     # Any other caller-chosen token: the same 403, whatever its length or content; no signature anywhere.
     for other in ("abc", "0" * 64, glpi.cra_challenge("another-secret")[0], glpi.cra_challenge(SECRET)[1]):
         r = client.get("/webhooks/glpi", query_string={"crc_token": other})
@@ -95,21 +95,21 @@ def test_item1_the_challenge_cannot_sign_a_forged_delivery(services, client, glp
 
 def test_forged_delivery_is_refused_and_nothing_is_stored(services, client, glpi):
     tid = _new_ticket(glpi, "Забыл пароль", "Как сбросить пароль от учетной записи?")
-    before = services.store.counts()
+    before = services.store.inbox.counts()
     assert _deliver(client, glpi, "new", "Ticket", tid, secret="not-the-secret-xxxxxxxxxxxxxxxxxxxxxxx").status_code == 401
     headers, body = glpi.webhook_delivery("new", "Ticket", tid, SECRET)
     del headers["X-GLPI-signature"]
     assert client.post("/webhooks/glpi", data=body, headers=headers).status_code == 400
     assert client.post("/webhooks/glpi", data=b"{oops", headers=glpi.webhook_delivery(
         "new", "Ticket", tid, SECRET)[0]).status_code in (400, 401)
-    assert services.store.counts() == before
+    assert services.store.inbox.counts() == before
 
 
 def test_new_ticket_suggestion_then_solved_closes_with_the_solution_approved(services, client, glpi):
     tid = _new_ticket(glpi, "Забыл пароль", "Как сбросить пароль от учетной записи? Не могу войти в Windows.")
     assert _deliver(client, glpi, "new", "Ticket", tid).status_code == 202
     assert _deliver(client, glpi, "new", "Ticket", tid).json["duplicates"] == 1
-    _drain(services.make_worker())
+    _drain(services.new_worker())
 
     as_requester = glpi.followups(tid, as_user=glpi.requester_id)
     everything = glpi.followups(tid)
@@ -120,17 +120,17 @@ def test_new_ticket_suggestion_then_solved_closes_with_the_solution_approved(ser
     solved_path, _ = HREF_RE.findall(public)
 
     assert client.get(solved_path).status_code == 200  # a link scanner: nothing changes
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     assert glpi.ticket(tid)["status"] == 1
 
     assert client.post(solved_path).status_code == 200
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     assert glpi.ticket(tid)["status"] == 6
     (solution,) = glpi.solutions(tid)
     assert solution["status"] == 3  # ACCEPTED
     # Replayed "update" events for our own writes change nothing more.
     assert _deliver(client, glpi, "update", "Ticket", tid).status_code == 202
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     assert len(glpi.solutions(tid)) == 1
 
 
@@ -138,7 +138,7 @@ def test_link_clicked_after_an_agent_closed_the_ticket_records_nothing(services,
     """Issue 8 item 10: the page says the ticket is closed; nothing is recorded, applied or learned."""
     tid = _new_ticket(glpi, "Забыл пароль", "Как сбросить пароль от учетной записи? Не могу войти в Windows.")
     assert _deliver(client, glpi, "new", "Ticket", tid).status_code == 202
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     (public,) = glpi.followups(tid, as_user=glpi.requester_id)
     solved_path, not_solved_path = HREF_RE.findall(public["content"])
     agent = glpi.add_user("closer", TECHNICIAN)
@@ -154,9 +154,9 @@ def test_link_clicked_after_an_agent_closed_the_ticket_records_nothing(services,
     assert page.status_code == 200 and "Обращение уже закрыто" in page.get_data(as_text=True)
     assert client.post(solved_path).status_code == 409
     assert client.post(not_solved_path, data={"reason": "other"}).status_code == 409
-    _drain(services.make_worker())
+    _drain(services.new_worker())
 
-    assert services.records.for_ticket("glpi", str(tid)).outcome is None
+    assert services.store.suggestions.for_ticket("glpi", str(tid)).outcome is None
     assert services.engine.store.learned_counts() == learned
     assert glpi.ticket(tid)["status"] == 6 and len(glpi.solutions(tid)) == 1
 
@@ -164,12 +164,12 @@ def test_link_clicked_after_an_agent_closed_the_ticket_records_nothing(services,
 def test_not_solved_leaves_the_ticket_with_agents_and_the_reason_private(services, client, glpi):
     tid = _new_ticket(glpi, "Outlook не отправляет письма", "Письма висят в исходящих, что делать?")
     assert _deliver(client, glpi, "new", "Ticket", tid).status_code == 202
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     public = [f for f in glpi.followups(tid) if not f["is_private"]]
     assert public
     _, not_solved_path = HREF_RE.findall(public[0]["content"])
     assert client.post(not_solved_path, data={"reason": "not_related", "comment": "<b>Ошибка 0x800CCC0F</b>"}).status_code == 200
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     assert glpi.ticket(tid)["status"] in (1, 2)
     notes = [f for f in glpi.followups(tid) if f["is_private"] and "0x800CCC0F" in f["content"]]
     assert len(notes) == 1
@@ -180,19 +180,19 @@ def test_not_solved_leaves_the_ticket_with_agents_and_the_reason_private(service
 def test_ticket_written_by_an_agent_gets_nothing(services, client, glpi):
     tid = glpi.create_ticket(name="Забыл пароль", content="<p>Сбросить пароль пользователю</p>", writer=glpi.bot_id)
     assert _deliver(client, glpi, "new", "Ticket", tid).status_code == 202
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     assert glpi.followups(tid) == []
-    assert services.records.history("glpi", str(tid))[-1][0] == "skipped"
+    assert services.store.suggestions.history("glpi", str(tid))[-1][0] == "skipped"
 
 
 def test_requester_approving_an_agent_solution_is_recorded_but_not_credited(services, client, glpi):
     tid = _new_ticket(glpi, "Забыл пароль", "Как поменять пароль от учетной записи?")
     _deliver(client, glpi, "new", "Ticket", tid)
-    _drain(services.make_worker())
+    _drain(services.new_worker())
     glpi.add_solution(tid, glpi.bot_id, "<p>Сбросил вам пароль, временный в SMS.</p>")
     glpi.approve_solution(tid, glpi.requester_id)
     assert _deliver(client, glpi, "update", "Ticket", tid).status_code == 202
-    _drain(services.make_worker())
-    s = services.records.for_ticket("glpi", str(tid))
+    _drain(services.new_worker())
+    s = services.store.suggestions.for_ticket("glpi", str(tid))
     assert s.outcome == "solved" and s.outcome_via == "helpdesk"
     assert s.outcome_reason == "agent_involved", "an agent's solution says nothing about our suggestion"

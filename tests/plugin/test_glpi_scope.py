@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from plugin.app import create_app
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from tests.drain import drain
 from tests.fakes.glpi_server import FakeGLPI
 
@@ -57,9 +57,9 @@ def test_item7_a_webhook_for_another_entity_is_not_answered(services, client, gl
     ours = glpi.create_ticket(name=QUESTION[0], content=QUESTION[1], entity=glpi.helpdesk)
     assert _deliver(client, glpi, other).status_code == 202
     assert _deliver(client, glpi, ours).status_code == 202
-    drain(services.make_worker())
+    drain(services.new_worker())
     assert glpi.followups(other) == [], "a ticket outside glpi.entities was answered"
-    assert services.records.for_ticket("glpi", str(other)) is None
+    assert services.store.suggestions.for_ticket("glpi", str(other)) is None
     assert len(glpi.followups(ours)) == 2  # the control: public suggestion + private note
 
 
@@ -68,9 +68,9 @@ def test_item7_entity_is_judged_after_re_fetching(services, client, glpi):
     headers, body = glpi.webhook_delivery("new", "Ticket", tid, SECRET)  # says: IT helpdesk
     glpi.tickets[tid]["entities_id"] = glpi.hr  # moved before the worker re-reads it
     assert client.post("/webhooks/glpi", data=body, headers=headers).status_code == 202
-    drain(services.make_worker())
+    drain(services.new_worker())
     assert glpi.followups(tid) == []
-    assert services.records.for_ticket("glpi", str(tid)) is None
+    assert services.store.suggestions.for_ticket("glpi", str(tid)) is None
 
 
 def test_item7_polling_does_not_answer_another_entity(services, glpi):
@@ -83,6 +83,6 @@ def test_item7_polling_does_not_answer_another_entity(services, glpi):
     assert {str(other), str(ours)} <= {e.ticket_id for e in events}  # GLPI lists both...
     for event in events:
         services.pipeline.enqueue_event(event)
-    drain(services.make_worker())
+    drain(services.new_worker())
     assert glpi.followups(other) == []  # ...and the re-fetched ticket decides
     assert len(glpi.followups(ours)) == 2

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from connectors.base import TicketEvent
-from plugin.links import LinkSigner
-from plugin.pipeline import Pipeline
-from plugin.records import Records
+from plugin.i18n import words
+from plugin.jobs.worker import Worker
+from plugin.service.links import LinkSigner
+from plugin.service.tickets import Pipeline
 from plugin.settings import load_settings
-from plugin.state import StateStore
-from plugin.worker import Worker
+from plugin.store import Store
+from plugin.store.suggestions import Suggestions
 from rag.engine import Engine
 from rag.llm.openai_backend import OpenAILLM
 from tests.drain import drain
@@ -61,7 +62,7 @@ def hostile_llm() -> Iterator[HostileLLMServer]:
 def engine(tmp_path_factory, use_embedder, hostile_llm) -> Engine:
     from dataset import SAMPLE_KB
     from dataset.importers import read_kb
-    from plugin.services import engine_config
+    from plugin.service.engines import engine_config
 
     settings = load_settings(env={}, decision={"threshold": 0.0})
     eng = Engine(
@@ -74,13 +75,13 @@ def engine(tmp_path_factory, use_embedder, hostile_llm) -> Engine:
     return eng
 
 
-def _run(engine: Engine, tmp_path, names: list[str], **settings_over) -> tuple[FakeHelpdesk, Records, dict[str, str]]:
+def _run(engine: Engine, tmp_path, names: list[str], **settings_over) -> tuple[FakeHelpdesk, Suggestions, dict[str, str]]:
     helpdesk = FakeHelpdesk()
     settings = load_settings(env={}, secret_key="s" * 32, **settings_over)
-    store = StateStore(tmp_path / "state.sqlite3")
-    records = Records(store)
+    store = Store.open(tmp_path / "state.sqlite3")
+    records = store.suggestions
     links = LinkSigner(settings.secret_key.get_secret_value(), 3600, "https://ai.example.test")
-    pipeline = Pipeline(settings, engine, store, records, {"fake": helpdesk}, links)
+    pipeline = Pipeline(settings, engine, store, {"fake": helpdesk}, links)
     worker = Worker(store, pipeline.handlers(), lease_s=30, max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
     ids = {}
     for name in names:
@@ -105,7 +106,8 @@ def test_no_hostile_completion_reaches_the_reply_or_the_agents_draft(engine, hos
         assert [p.private for p in posted] == ([True] if shadow else [False, True])
         note = next(p for p in posted if p.private)
         assert note.message.paragraphs[0] == s.answer_text  # the draft is the checked answer
-        assert dict(note.message.facts)["answer"] == s.answer_mode  # and says why it is the entries
+        # ... and says why it is the entries (the label in the ticket's language)
+        assert dict(note.message.facts)[words(s.language)("answer")] == s.answer_mode
         for p in posted:
             text = p.text()
             leaked = [f for f in FOREIGN if f in text]

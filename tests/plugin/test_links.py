@@ -5,7 +5,7 @@ import string
 import pytest
 
 from helpdesk_errors import HelpdeskError
-from plugin.links import LinkError, LinkExpired, LinkInvalid, LinkSigner
+from plugin.service.links import LinkError, LinkExpired, LinkInvalid, LinkSigner
 
 SECRET = "0123456789abcdef0123456789abcdef"
 DAY = 86_400.0

@@ -2,9 +2,9 @@
 
 import pytest
 
-from plugin.app import create_app
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from rag.embeddings import HashingEmbedder
 from tests.rag.llm.tiny_qwen import build_tiny_qwen
 

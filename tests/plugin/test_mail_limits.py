@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 from connectors.email import Mailbox, SmtpSender, parse_message, reply_address
-from plugin.mail_flow import _DDL, MailFlow, in_domains
+from plugin.service.mail import MailFlow, in_domains
 from plugin.settings import load_settings
-from plugin.state import StateStore
+from plugin.store import Store
+from plugin.store.db import Database
+from plugin.store.migrations import MAIL_V1
 
 
 @pytest.mark.parametrize(
@@ -48,15 +50,17 @@ def test_the_reply_goes_to_reply_to_so_that_is_what_counts() -> None:
 
 
 def test_an_existing_mail_table_is_upgraded_and_old_answers_still_count(tmp_path) -> None:
-    store = StateStore(tmp_path / "state.sqlite3")
-    store.ensure_schema("mail", 1, _DDL)  # a database from before the Reply-To column
+    old = Database(tmp_path / "state.sqlite3")
+    old.ensure_schema("mail", 1, MAIL_V1)  # a database from before the Reply-To column
     now = time.time()
-    with store.transaction() as db:
+    with old.transaction() as db:
         db.execute(
             "INSERT INTO mail_conversations (id, message_id, from_addr, raw, created_at, state, answered_at)"
             " VALUES ('c1', 'm1', 'Ivan@Example.ru', x'00', ?, 'answered', ?)",
             (now, now),
         )
+    old.close()
+    store = Store.open(tmp_path / "state.sqlite3")
     settings = load_settings(
         env={}, secret_key="s" * 32,
         email={"enabled": True, "address": "helpdesk@example.ru", "imap_username": "helpdesk",
@@ -68,6 +72,6 @@ def test_an_existing_mail_table_is_upgraded_and_old_answers_still_count(tmp_path
         mailbox=Mailbox("127.0.0.1", 1, "none", "u", "p"), sender=SmtpSender("127.0.0.1", 1, "none"),
     )
 
-    assert store.schema_version("mail") == 2
+    assert store.db.schema_version("mail") == 2
     assert flow._replies_today("ivan@example.ru") == 1
     assert flow._replies_today("someone@example.ru") == 0

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from click.testing import CliRunner
 
-from plugin.app import create_app
 from plugin.cli import main
-from plugin.services import build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.web.app import create_app
+from plugin.wiring import build_services, ensure_knowledge_base
 from tests.drain import drain
 from tests.fakes.glpi_server import FakeGLPI
 from tests.plugin.test_state import FakeClock
@@ -61,7 +61,7 @@ def _run_until(worker, clock: FakeClock, until: float) -> int:
     while clock.now < until:
         while worker.run_once():
             runs += 1
-        pending = worker.store.items("pending", limit=1000)
+        pending = worker.store.inbox.items("pending", limit=1000)
         due = min((i.available_at for i in pending), default=until)
         clock.now = min(max(due, clock.now + 0.001), until)
     return runs
@@ -80,10 +80,10 @@ def test_item4_a_30_minute_outage_loses_nothing_and_health_says_since_when(glpi,
     for tid in tickets:
         headers, body = glpi.webhook_delivery("new", "Ticket", tid, SECRET)
         assert client.post("/webhooks/glpi", data=body, headers=headers).status_code == 202
-    worker = services.make_worker()
+    worker = services.new_worker()
     attempts = _run_until(worker, clock, started + 30 * 60)
     assert attempts > 3 * 8, "more attempts than the old max_attempts bound"
-    assert services.store.counts()["dead"] == 0, "nothing given up during the outage"
+    assert services.store.inbox.counts()["dead"] == 0, "nothing given up during the outage"
 
     health = client.get("/healthz").json
     assert health["status"] == "degraded"
@@ -103,9 +103,10 @@ def test_item4_a_30_minute_outage_loses_nothing_and_health_says_since_when(glpi,
     assert f"glpi:       UNREACHABLE since {_iso(started)}" in r.stdout
 
     glpi.outage = None
-    _run_until(worker, clock, clock.now + 16 * 60)  # the capped backoff brings every item back
+    # The capped backoff (backoff_max_s 900 s, +/-20 % jitter: at most 18 min) brings every item back.
+    _run_until(worker, clock, clock.now + 19 * 60)
     drain(worker, 30)
-    assert services.store.counts() == {"pending": 0, "leased": 0, "done": 3, "dead": 0}
+    assert services.store.inbox.counts() == {"pending": 0, "leased": 0, "done": 3, "dead": 0, "discarded": 0}
     for tid in tickets:
         assert sorted(f["is_private"] for f in glpi.followups(tid)) == [0, 1], f"ticket {tid}: suggestion + note"
     assert client.get("/healthz").json["connections"]["glpi"] == {"state": "ok"}
@@ -116,7 +117,7 @@ def test_item4_a_poll_revives_an_event_the_worker_gave_up_on(glpi, tmp_path, use
     services = _services(glpi, tmp_path, use_embedder, clock, worker={"retry_for_h": 0.1},
                          glpi={"poll": True, "poll_interval_s": 60})
     tid = glpi.create_ticket(name=TICKETS[0][0], content=f"<p>{TICKETS[0][1]}</p>", requester=glpi.requester_id)
-    worker = services.make_worker()
+    worker = services.new_worker()
     worker.clock = clock  # the poll schedule on the fake clock too
     worker.run_due_pollers()  # first run: only the watermark
     clock.advance(60)
@@ -124,7 +125,7 @@ def test_item4_a_poll_revives_an_event_the_worker_gave_up_on(glpi, tmp_path, use
 
     glpi.outage = 503
     _run_until(worker, clock, clock.now + 0.1 * 3600 + 15 * 60)
-    (dead,) = services.store.items("dead")
+    (dead,) = services.store.inbox.items("dead")
     assert dead.gave_up and dead.last_error.startswith("gave up after")
     assert glpi.followups(tid) == []
 
@@ -133,4 +134,4 @@ def test_item4_a_poll_revives_an_event_the_worker_gave_up_on(glpi, tmp_path, use
     worker.run_due_pollers()  # the same ticket, the same delivery key: revived, not a duplicate
     drain(worker, 30)
     assert sorted(f["is_private"] for f in glpi.followups(tid)) == [0, 1]
-    assert services.store.counts()["dead"] == 0
+    assert services.store.inbox.counts()["dead"] == 0

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from connectors.base import TicketEvent
-from plugin.links import LinkSigner
-from plugin.pipeline import TICKET_EVENT, Pipeline
-from plugin.records import Records
+from plugin.i18n import words
+from plugin.jobs.worker import Worker
+from plugin.service.links import LinkSigner
+from plugin.service.tickets import TICKET_EVENT, Pipeline
 from plugin.settings import load_settings
-from plugin.state import StateStore
-from plugin.worker import Worker
+from plugin.store import Store
 from rag.engine import Engine
 from tests.drain import drain
 from tests.plugin.fake_connector import AGENT, FakeHelpdesk
@@ -27,7 +27,7 @@ SECRET_NOTE = "TOP-SECRET-ADMIN-PASSWORD-4711"
 def engine(tmp_path_factory, use_embedder) -> Engine:
     from dataset import SAMPLE_KB
     from dataset.importers import read_kb
-    from plugin.services import engine_config
+    from plugin.service.engines import engine_config
 
     settings = load_settings(env={}, decision={"threshold": 0.3})
     eng = Engine(engine_config(settings, tmp_path_factory.mktemp("engine")), use_embedder)
@@ -42,10 +42,10 @@ def helpdesk() -> FakeHelpdesk:
 
 def _make(engine, helpdesk, tmp_path, **settings_over):
     settings = load_settings(env={}, secret_key="s" * 32, **settings_over)
-    store = StateStore(tmp_path / "state.sqlite3")
-    records = Records(store)
+    store = Store.open(tmp_path / "state.sqlite3")
+    records = store.suggestions
     links = LinkSigner(settings.secret_key.get_secret_value(), 3600, "https://ai.example.test")
-    pipeline = Pipeline(settings, engine, store, records, {"fake": helpdesk}, links)
+    pipeline = Pipeline(settings, engine, store, {"fake": helpdesk}, links)
     worker = Worker(store, pipeline.handlers(), lease_s=30, max_attempts=3, backoff_base_s=0.01, backoff_max_s=0.02)
     return pipeline, worker, store, records
 
@@ -74,7 +74,8 @@ def test_new_ticket_gets_one_public_suggestion_and_one_private_note(engine, help
     assert len(public[0].message.entries) <= 3
     # The agent note has the draft, the category with its confidence and the entries with scores.
     facts = dict(private[0].message.facts)
-    assert "category" in facts and "confidence" in facts and "entry 1" in facts
+    _ = words(s.language)  # the agents read the labels in the ticket's language
+    assert _("category") in facts and _("confidence") in facts and _("entry {n}").format(n=1) in facts
     # Personal data never reaches our own records in clear.
     assert "123-45-67" not in s.query and "rita.r@example.ru" not in s.query
 
@@ -109,7 +110,7 @@ def test_transient_read_failure_is_retried(engine, helpdesk, tmp_path):
     pipeline.enqueue_event(_event(t.id))
     _drain(worker)
     assert len(helpdesk.posted) == 2
-    assert store.counts().get("dead", 0) == 0
+    assert store.inbox.counts().get("dead", 0) == 0
 
 
 @pytest.mark.parametrize(
@@ -192,7 +193,7 @@ def test_link_outcome_solved_closes_the_ticket_once_and_learns(engine, helpdesk,
     assert helpdesk.tickets[t.id].state == "closed"
     assert records.get(s.id).outcome_applied_at is not None
     assert engine.stats()["learned"]["confirmed"] == learned_before + 1
-    assert store.counts().get("dead", 0) == 0
+    assert store.inbox.counts().get("dead", 0) == 0
 
 
 def test_link_outcome_not_solved_hands_back_with_the_reason(engine, helpdesk, tmp_path):
@@ -205,7 +206,7 @@ def test_link_outcome_not_solved_hands_back_with_the_reason(engine, helpdesk, tm
     _drain(worker)
     assert helpdesk.handed_back == [t.id]
     note = helpdesk.posted[-1]
-    assert note.private and "Всё ещё ошибка 412" in note.text() and "не хватило" in note.text()
+    assert note.private and "Всё ещё ошибка 412" in note.text() and "Ответ по теме, но его недостаточно" in note.text()  # the reason, worded as on the page
     assert helpdesk.tickets[t.id].state != "closed"
 
 
@@ -236,7 +237,67 @@ def test_agent_reply_before_the_requester_closes_is_not_credited(engine, helpdes
 
 def test_unknown_connector_event_is_parked_dead(engine, helpdesk, tmp_path):
     _pipeline, worker, store, _ = _make(engine, helpdesk, tmp_path)
-    store.enqueue("glpi", TICKET_EVENT, "glpi:x", _event("1").model_copy(update={"source": "glpi"}).model_dump(mode="json"))
+    store.inbox.enqueue("glpi", TICKET_EVENT, "glpi:x", _event("1").model_copy(update={"source": "glpi"}).model_dump(mode="json"))
     _drain(worker)
-    (item,) = store.items(status="dead")
+    (item,) = store.inbox.items(status="dead")
     assert "not enabled" in item.last_error
+
+
+# -- the outcome history (what analytics count from) ------------------------------------------------
+def _update(pipeline, ticket_id: str, key: str) -> None:
+    pipeline.enqueue_event(TicketEvent(source="fake", ticket_id=ticket_id, kind="updated", delivery_key=key))
+
+
+def test_history_of_a_confirmed_then_reopened_ticket(engine, helpdesk, tmp_path):
+    from datetime import UTC, datetime
+
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path)
+    t = helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(t.id))
+    _drain(worker)
+    s = records.for_ticket("fake", t.id)
+    pipeline.record_outcome(s.id, "solved", via="link")
+    _drain(worker)
+    _update(pipeline, t.id, "fake:after-close")  # the helpdesk tells us the ticket closed: nothing new
+    _drain(worker)
+    helpdesk.tickets[t.id].state = "open"  # the requester reopens it days later
+    helpdesk.tickets[t.id].status_name = "Reopened"
+    helpdesk.tickets[t.id].updated_at = datetime.now(UTC)
+    _update(pipeline, t.id, "fake:reopened")
+    _update(pipeline, t.id, "fake:reopened-again-same-state")
+    _drain(worker)
+    kinds = [e.kind for e in records.events(s.id)]
+    assert kinds == ["suggested", "confirmed", "reopened"]
+    assert records.get(s.id).outcome == "solved"  # the answer stands; the reopening is history beside it
+
+
+def test_history_notes_an_agent_reply_and_a_close_without_the_requester(engine, helpdesk, tmp_path):
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path)
+    t = helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(t.id))
+    _drain(worker)
+    s = records.for_ticket("fake", t.id)
+    helpdesk.agent_replies(t.id, "Перезагрузите роутер")
+    _update(pipeline, t.id, "fake:reply")
+    _update(pipeline, t.id, "fake:reply-seen-again")
+    _drain(worker)
+    helpdesk.tickets[t.id].state = "closed"  # the agent closes it; the requester never answered
+    _update(pipeline, t.id, "fake:closed")
+    _drain(worker)
+    events = records.events(s.id)
+    assert [e.kind for e in events] == ["suggested", "agent_replied", "closed_by_agent"]
+    assert events[1].ref == helpdesk.tickets[t.id].comments[-1].id and events[1].channel == "helpdesk"
+    assert records.get(s.id).outcome is None
+
+
+def test_history_of_a_rejection_handed_back(engine, helpdesk, tmp_path):
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path)
+    t = helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(t.id))
+    _drain(worker)
+    s = records.for_ticket("fake", t.id)
+    pipeline.record_outcome(s.id, "not_solved", via="link", reason="not_related")
+    _drain(worker)
+    events = records.events(s.id)
+    assert [(e.kind, e.channel, e.reason) for e in events] == [
+        ("suggested", "fake", None), ("rejected", "link", "not_related"), ("handed_off", "helpdesk", "not_related")]

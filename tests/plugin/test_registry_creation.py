@@ -7,7 +7,7 @@ from typing import Any
 from connectors.email.intake import IntakeTicketCreator
 from connectors.glpi import GLPIConnector
 from connectors.redmine import RedmineConnector
-from plugin.registry import build_connectors, ticket_creator
+from plugin.service.registry import build_connectors, ticket_creator
 from plugin.settings import load_settings
 
 GLPI = {"enabled": True, "url": "http://glpi.example/apirest.php", "user_token": "t"}

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from plugin.app import create_app
+from plugin.web.app import create_app
 from tests.plugin.web_app import (
     PLUGIN_TOKEN,
     auth,
@@ -38,17 +38,17 @@ def _deep_glpi_envelope(depth: int) -> bytes:
 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_item8_deeply_nested_glpi_delivery_is_400_and_stores_nothing(services, client, depth):
-    before = services.store.counts()
+    before = services.store.inbox.counts()
     for body in (nested(depth), _deep_glpi_envelope(depth)):
         r = client.post("/webhooks/glpi", data=body, headers=glpi_headers(body))
         assert r.status_code == 400, r.get_data(as_text=True)[:300]
         assert r.is_json and "Traceback" not in r.get_data(as_text=True)
-    assert services.store.counts() == before
+    assert services.store.inbox.counts() == before
 
 
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_item8_deeply_nested_redmine_delivery_is_400_and_stores_nothing(services, client, depth):
-    before = services.store.counts()
+    before = services.store.inbox.counts()
     native = b'{"type": "issue.created", "data": {"issue": {"id": 1, "x": ' + nested(depth) + b"}}}"
     plugin = b'{"payload": {"action": "opened", "issue": {"id": 1, "x": ' + nested(depth) + b"}}}"
     for body in (nested(depth), native):
@@ -58,7 +58,7 @@ def test_item8_deeply_nested_redmine_delivery_is_400_and_stores_nothing(services
         r = client.post("/webhooks/redmine", query_string={"token": PLUGIN_TOKEN}, data=body,
                         content_type="application/json")
         assert r.status_code == 400, r.get_data(as_text=True)[:300]
-    assert services.store.counts() == before
+    assert services.store.inbox.counts() == before
 
 
 @pytest.mark.parametrize("depth", DEPTHS)

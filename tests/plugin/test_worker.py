@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from connectors.base import NotFound, TicketEvent, TransientConnectorError
-from plugin.state import InboxItem, StateStore
-from plugin.worker import PermanentFailure, PollJob, RetryLater, Worker
+from plugin.jobs.worker import PermanentFailure, PollJob, RetryLater, Worker
+from plugin.store import Store
+from plugin.store.inbox import InboxItem
 from tests.plugin.test_state import FakeClock
 from tests.plugin.worker_crash_helper import HANDLED_DDL
 
@@ -27,25 +28,25 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> StateStore:
-    s = StateStore(tmp_path / "state.db", clock=clock)
+def store(tmp_path: Path, clock: FakeClock) -> Store:
+    s = Store.open(tmp_path / "state.db", clock=clock)
     yield s
     s.close()
 
 
-def make_worker(store: StateStore, clock: FakeClock, handlers, **kw) -> Worker:
+def make_worker(store: Store, clock: FakeClock, handlers, **kw) -> Worker:
     kw.setdefault("max_attempts", 4)
     return Worker(store, handlers, owner="w1", clock=clock, rng=random.Random(7), **kw)
 
 
-def _add(store: StateStore, key: str, kind: str = "ticket_event") -> int:
-    item_id = store.enqueue("glpi", kind, key, {"ticket_id": key, "body": "SECRET-BODY"})
+def _add(store: Store, key: str, kind: str = "ticket_event") -> int:
+    item_id = store.inbox.enqueue("glpi", kind, key, {"ticket_id": key, "body": "SECRET-BODY"})
     assert item_id is not None
     return item_id
 
 
-def _status(store: StateStore, item_id: int) -> InboxItem:
-    item = store.get(item_id)
+def _status(store: Store, item_id: int) -> InboxItem:
+    item = store.inbox.get(item_id)
     assert item is not None
     return item
 
@@ -54,7 +55,7 @@ def test_success_marks_done_and_logs_without_payload(store, clock, caplog):
     seen: list[InboxItem] = []
     item_id = _add(store, "a")
     worker = make_worker(store, clock, {"ticket_event": seen.append})
-    with caplog.at_level(logging.INFO, logger="plugin.worker"):
+    with caplog.at_level(logging.INFO, logger="plugin.jobs.worker"):
         assert worker.run_once() is True
     assert worker.run_once() is False
     assert [i.id for i in seen] == [item_id]
@@ -79,7 +80,7 @@ def test_transient_failures_back_off_then_go_dead(store, clock, caplog):
     worker = make_worker(store, clock, {"ticket_event": flaky}, max_attempts=5, backoff_base_s=2, backoff_max_s=12,
                          retry_for_s=3600)
     delays = []
-    with caplog.at_level(logging.WARNING, logger="plugin.worker"):
+    with caplog.at_level(logging.WARNING, logger="plugin.jobs.worker"):
         while True:
             assert worker.run_once() is True
             item = _status(store, item_id)
@@ -147,7 +148,7 @@ def test_permanent_failure_goes_dead_at_once(store, clock, exc, reason):
     item = _status(store, item_id)
     assert (item.status, item.attempts, item.last_error) == ("dead", 1, reason)
     # The admin's retry puts it back, and a fixed handler finishes it.
-    assert store.requeue(item_id)
+    assert store.inbox.requeue(item_id)
     make_worker(store, clock, {"ticket_event": lambda item: None}).run_once()
     assert _status(store, item_id).status == "done"
 
@@ -158,7 +159,7 @@ def test_unexpected_exception_is_logged_with_stack_and_retried(store, clock, cap
 
     item_id = _add(store, "a")
     worker = make_worker(store, clock, {"ticket_event": buggy})
-    with caplog.at_level(logging.WARNING, logger="plugin.worker"):
+    with caplog.at_level(logging.WARNING, logger="plugin.jobs.worker"):
         assert worker.run_once() is True
     item = _status(store, item_id)
     assert (item.status, item.last_error) == ("pending", "KeyError: 'missing'")
@@ -196,7 +197,7 @@ def test_items_whose_workers_kept_dying_go_dead_without_running(store, clock):
     calls = []
     item_id = _add(store, "a")
     for _ in range(2):  # two workers took it and died
-        assert store.claim("dead-worker", 10) is not None
+        assert store.inbox.claim("dead-worker", 10) is not None
         clock.advance(11)
     worker = make_worker(store, clock, {"ticket_event": calls.append}, max_attempts=2)
     assert worker.run_once() is True
@@ -211,10 +212,10 @@ def test_lost_lease_does_not_overwrite_the_new_owner(store, clock, caplog):
 
     def slow(item: InboxItem) -> None:
         clock.advance(200)  # longer than the lease: another worker takes the item meanwhile
-        assert store.claim("other", 60) is not None
+        assert store.inbox.claim("other", 60) is not None
 
     worker = make_worker(store, clock, {"ticket_event": slow}, lease_s=60)
-    with caplog.at_level(logging.WARNING, logger="plugin.worker"):
+    with caplog.at_level(logging.WARNING, logger="plugin.jobs.worker"):
         worker.run_once()
     assert _status(store, item_id).lease_owner == "other"
     assert "inbox_item_lease_lost" in caplog.text
@@ -224,9 +225,9 @@ def test_item4_crashes_are_counted_apart_from_transient_retries(store, clock):
     """Many transient retries, then one worker dies: the item is handled, not given up."""
     item_id = _add(store, "a")
     for _ in range(10):
-        store.claim("w0", 60)
-        store.retry_later(item_id, "w0", "TransientConnectorError: 503", 0)
-    assert store.claim("dying", 10) is not None
+        store.inbox.claim("w0", 60)
+        store.inbox.retry_later(item_id, "w0", "TransientConnectorError: 503", 0)
+    assert store.inbox.claim("dying", 10) is not None
     clock.advance(11)
     handled: list[InboxItem] = []
     worker = make_worker(store, clock, {"ticket_event": handled.append}, max_attempts=2)
@@ -248,13 +249,13 @@ def test_item4_health_records_a_connection_failing_and_clears_it_on_success(stor
     worker.run_once()
     clock.advance(600)
     worker.run_once()
-    health = store.connection_health()["glpi"]
+    health = store.health.connection_health()["glpi"]
     assert (health.failing_since, health.failures) == (started, 2)
     assert health.last_error == "TransientConnectorError: GLPI is unreachable (ConnectionError)"
     fail["on"] = False
     clock.advance(3600)
     worker.run_once()
-    assert store.connection_health()["glpi"].failing_since is None
+    assert store.health.connection_health()["glpi"].failing_since is None
 
 
 def test_item4_other_failures_say_nothing_about_the_connection(store, clock):
@@ -263,7 +264,7 @@ def test_item4_other_failures_say_nothing_about_the_connection(store, clock):
 
     _add(store, "a")
     make_worker(store, clock, {"ticket_event": handler}).run_once()
-    assert store.connection_health() == {}
+    assert store.health.connection_health() == {}
 
 
 def test_item4_a_failing_poller_marks_its_source(store, clock):
@@ -277,15 +278,15 @@ def test_item4_a_failing_poller_marks_its_source(store, clock):
     worker = make_worker(store, clock, {}, pollers=[PollJob("redmine", poll, 30, _enqueue(store))])
     started = clock.now
     worker.run_due_pollers()
-    assert store.connection_health()["redmine"].failing_since == started
+    assert store.health.connection_health()["redmine"].failing_since == started
     outage["on"] = False
     clock.advance(30)
     worker.run_due_pollers()
-    assert store.connection_health()["redmine"].failing_since is None
+    assert store.health.connection_health()["redmine"].failing_since is None
 
 
 def test_item3_a_long_item_keeps_its_lease_while_it_is_worked(tmp_path: Path):
-    store = StateStore(tmp_path / "state.db")
+    store = Store.open(tmp_path / "state.db")
     item_id = _add(store, "slow")
     taken_by_other: list[InboxItem] = []
     working = threading.Event()
@@ -294,7 +295,7 @@ def test_item3_a_long_item_keeps_its_lease_while_it_is_worked(tmp_path: Path):
         working.set()
         deadline = time.monotonic() + 2.0  # four times the lease
         while time.monotonic() < deadline:
-            other = store.claim("other", 0.5)
+            other = store.inbox.claim("other", 0.5)
             if other is not None:
                 taken_by_other.append(other)
             time.sleep(0.05)
@@ -324,20 +325,20 @@ def test_item11_the_worker_purges_done_items_once_an_hour(store, clock):
     clock.advance(86_400 + 1)
     newer = _add(store, "newer")
     one_pass()  # an hour has passed since the last purge: "old" goes, its key stays known
-    assert store.get(old) is None and _status(store, newer).status == "done"
-    assert store.enqueue("glpi", "ticket_event", "old", {}) is None
+    assert store.inbox.get(old) is None and _status(store, newer).status == "done"
+    assert store.inbox.enqueue("glpi", "ticket_event", "old", {}) is None
     clock.advance(86_400 - 1800)
     one_pass()
-    assert store.get(newer) is not None  # done a day ago minus 30 min: kept
+    assert store.inbox.get(newer) is not None  # done a day ago minus 30 min: kept
     clock.advance(1800 + 1)
     one_pass()
-    assert store.get(newer) is not None  # old enough now, but the last purge was only 30 min ago
+    assert store.inbox.get(newer) is not None  # old enough now, but the last purge was only 30 min ago
     clock.advance(1800)
     one_pass()
-    assert store.get(newer) is None
+    assert store.inbox.get(newer) is None
     clock.advance(30 * 86_400)
     one_pass()  # the key table forgets after its own window
-    assert store.enqueue("glpi", "ticket_event", "old", {}) is not None
+    assert store.inbox.enqueue("glpi", "ticket_event", "old", {}) is not None
 
 
 # -- pollers -----------------------------------------------------------------------------------------
@@ -347,9 +348,9 @@ def _event(n: int) -> TicketEvent:
     return TicketEvent(source="redmine", ticket_id=str(n), kind="updated", delivery_key=f"redmine:{n}:u")
 
 
-def _enqueue(store: StateStore):
+def _enqueue(store: Store):
     def enqueue(event: TicketEvent) -> None:
-        store.enqueue(event.source, "ticket_event", event.delivery_key, event.model_dump(mode="json"))
+        store.inbox.enqueue(event.source, "ticket_event", event.delivery_key, event.model_dump(mode="json"))
 
     return enqueue
 
@@ -364,15 +365,15 @@ def test_poller_enqueues_and_advances_the_watermark(store, clock):
     job = PollJob("redmine", poll, 60, _enqueue(store))
     worker = make_worker(store, clock, {}, pollers=[job])
     assert worker.run_due_pollers() == 2
-    assert store.get_watermark("poll:redmine") == "w1"
+    assert store.inbox.get_watermark("poll:redmine") == "w1"
     assert worker.run_due_pollers() == 0  # not due again yet
     clock.advance(60)
     assert worker.run_due_pollers() == 2
     assert seen_since == [None, "w1"]
-    assert store.get_watermark("poll:redmine") == "w2"
-    keys = sorted(i.delivery_key for i in store.items())
+    assert store.inbox.get_watermark("poll:redmine") == "w2"
+    keys = sorted(i.delivery_key for i in store.inbox.items())
     assert keys == ["redmine:1:u", "redmine:2:u", "redmine:3:u"]  # the overlap was de-duplicated
-    assert store.items()[0].payload["ticket_id"] == "3"
+    assert store.inbox.items()[0].payload["ticket_id"] == "3"
 
 
 def test_poller_crash_midway_keeps_the_watermark(store, clock, caplog):
@@ -384,19 +385,19 @@ def test_poller_crash_midway_keeps_the_watermark(store, clock, caplog):
             raise OSError("disk full")
         real(event)
 
-    store.set_watermark("poll:redmine", "w0")
+    store.inbox.set_watermark("poll:redmine", "w0")
     job = PollJob("redmine", lambda since: ([_event(1), _event(2), _event(3)], "w1"), 30, enqueue)
     worker = make_worker(store, clock, {}, pollers=[job])
-    with caplog.at_level(logging.WARNING, logger="plugin.worker"):
+    with caplog.at_level(logging.WARNING, logger="plugin.jobs.worker"):
         assert worker.run_due_pollers() == 0
-    assert store.get_watermark("poll:redmine") == "w0"
+    assert store.inbox.get_watermark("poll:redmine") == "w0"
     failed = [r for r in caplog.records if r.getMessage().startswith("poll_failed")]
     assert len(failed) == 1 and failed[0].exc_info is not None  # unexpected: stack logged
     fail["on"] = False
     clock.advance(30)
     assert worker.run_due_pollers() == 3
-    assert store.get_watermark("poll:redmine") == "w1"
-    assert store.counts()["pending"] == 3
+    assert store.inbox.get_watermark("poll:redmine") == "w1"
+    assert store.inbox.counts()["pending"] == 3
 
 
 def test_transient_poll_error_is_a_warning_and_the_loop_goes_on(store, clock, caplog):
@@ -407,19 +408,19 @@ def test_transient_poll_error_is_a_warning_and_the_loop_goes_on(store, clock, ca
     worker = make_worker(store, clock, {}, pollers=[job])
     stop = threading.Event()
     worker._sleep = lambda s: stop.set()
-    with caplog.at_level(logging.WARNING, logger="plugin.worker"):
+    with caplog.at_level(logging.WARNING, logger="plugin.jobs.worker"):
         worker.run(stop)
     failed = [r for r in caplog.records if r.getMessage().startswith("poll_failed")]
     assert len(failed) == 1
     assert failed[0].levelno == logging.WARNING and failed[0].exc_info is None
-    assert store.get_watermark("poll:redmine") is None
+    assert store.inbox.get_watermark("poll:redmine") is None
 
 
 # -- the thread --------------------------------------------------------------------------------------
 
 
 def test_wake_makes_the_idle_thread_take_a_new_item(tmp_path: Path):
-    store = StateStore(tmp_path / "state.db")
+    store = Store.open(tmp_path / "state.db")
     idle = threading.Event()
     handled = threading.Event()
 
@@ -438,21 +439,21 @@ def test_wake_makes_the_idle_thread_take_a_new_item(tmp_path: Path):
         assert handled.wait(10)
     finally:
         assert worker.stop(10)
-    assert store.counts()["done"] == 1
+    assert store.inbox.counts()["done"] == 1
     store.close()
 
 
 def test_a_killed_worker_leaves_its_item_to_the_next_after_the_lease(tmp_path: Path):
     db = tmp_path / "state.db"
-    store = StateStore(db)
-    store.ensure_schema("tests.handled", 1, HANDLED_DDL)
-    item_id = store.enqueue("glpi", "job", "glpi:1", {"ticket_id": "1"})
+    store = Store.open(db)
+    store.db.ensure_schema("tests.handled", 1, HANDLED_DDL)
+    item_id = store.inbox.enqueue("glpi", "job", "glpi:1", {"ticket_id": "1"})
     assert item_id is not None
     proc = subprocess.Popen([sys.executable, "-m", "tests.plugin.worker_crash_helper", "crash", str(db)],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 60
-        while not store.read().execute("SELECT 1 FROM handled WHERE what = 'started'").fetchall():
+        while not store.db.read().execute("SELECT 1 FROM handled WHERE what = 'started'").fetchall():
             assert proc.poll() is None, "the helper worker exited early"
             assert time.monotonic() < deadline, "the helper worker never started the item"
             time.sleep(0.05)
@@ -465,10 +466,10 @@ def test_a_killed_worker_leaves_its_item_to_the_next_after_the_lease(tmp_path: P
 
     handled: list[InboxItem] = []
     # While the lease holds, a new worker leaves the item alone...
-    before = StateStore(db, clock=lambda: taken.lease_until - 0.5)
+    before = Store.open(db, clock=lambda: taken.lease_until - 0.5)
     assert Worker(before, {"job": handled.append}, owner="next").run_once() is False
     # ...once it has run out, the new worker finishes it.
-    after = StateStore(db, clock=lambda: taken.lease_until + 0.01)
+    after = Store.open(db, clock=lambda: taken.lease_until + 0.01)
     assert Worker(after, {"job": handled.append}, owner="next").run_once() is True
     assert [i.id for i in handled] == [item_id]
     done = _status(store, item_id)

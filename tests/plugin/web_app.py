@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plugin.services import Services, build_services, ensure_knowledge_base
 from plugin.settings import load_settings
+from plugin.wiring import Services, build_services, ensure_knowledge_base
 from rag.embeddings import HashingEmbedder
 
 GLPI_SECRET = "glpi-webhook-secret-for-boundary-tests-0123"

@@ -11,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from plugin.state import InboxItem, StateStore
-from plugin.worker import Worker
+from plugin.jobs.worker import Worker
+from plugin.store import Store
+from plugin.store.inbox import InboxItem
 
 HANDLED_DDL = """
 CREATE TABLE IF NOT EXISTS handled (
@@ -24,29 +25,29 @@ CREATE TABLE IF NOT EXISTS handled (
 """
 
 
-def record(store: StateStore, item_id: int, owner: str, what: str = "handled") -> None:
-    with store.transaction() as db:
+def record(store: Store, item_id: int, owner: str, what: str = "handled") -> None:
+    with store.db.transaction() as db:
         db.execute("INSERT INTO handled (item_id, owner, what) VALUES (?, ?, ?)", (item_id, owner, what))
 
 
 def drain(db: Path, owner: str, go_file: Path) -> None:
-    store = StateStore(db)
-    store.ensure_schema("tests.handled", 1, HANDLED_DDL)
+    store = Store.open(db)
+    store.db.ensure_schema("tests.handled", 1, HANDLED_DDL)
     deadline = time.monotonic() + 60
     while not go_file.exists():
         if time.monotonic() > deadline:
             raise SystemExit("go file never appeared")
         time.sleep(0.005)
-    while (item := store.claim(owner, 60.0)) is not None:
+    while (item := store.inbox.claim(owner, 60.0)) is not None:
         record(store, item.id, owner)
         time.sleep(0.001)
-        if not store.complete(item.id, owner):
+        if not store.inbox.complete(item.id, owner):
             raise SystemExit(f"lost the lease of item {item.id}")
 
 
 def crash(db: Path) -> None:
-    store = StateStore(db)
-    store.ensure_schema("tests.handled", 1, HANDLED_DDL)
+    store = Store.open(db)
+    store.db.ensure_schema("tests.handled", 1, HANDLED_DDL)
 
     def hang(item: InboxItem) -> None:
         record(store, item.id, "crashing", "started")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from plugin.i18n import words
 from rag.embeddings import HashingEmbedder
 from rag.engine import Engine, EngineConfig
 from rag.errors import EmptyIndexError, IndexMismatchError, RagError
@@ -148,7 +149,7 @@ class ScriptedLLM:
 
 
 def make_engine(data_dir: Path, embedder: HashingEmbedder | None = None, **config: Any) -> Engine:
-    return Engine(EngineConfig(data_dir=data_dir, **config), embedder or HashingEmbedder())
+    return Engine(EngineConfig(data_dir=data_dir, **config), embedder or HashingEmbedder(), words=words)
 
 
 @pytest.fixture

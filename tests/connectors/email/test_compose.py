@@ -14,6 +14,7 @@ from connectors.email.compose import flatten as compose_flatten
 from connectors.email.keywords import classify_reply
 from connectors.email.parse import REPLY_MARKER, parse_message
 from connectors.email.threads import conversation_from_headers
+from plugin.i18n import words
 
 from .conftest import fixture_bytes
 
@@ -35,6 +36,7 @@ def reply(original, language="ru", **kw):
         not_solved_url='https://ai.example/c/NOT"SOLVED',
     )
     args.update(kw)
+    args.setdefault("words", words(args["language"]))  # the catalog's wording
     return build_reply(original, **args)
 
 
@@ -131,7 +133,7 @@ def test_a_reply_to_our_reply_is_threaded_and_stripped():
 
 def test_build_thanks():
     original = parse_message(fixture_bytes("gmail_reply_ru.eml"))
-    msg = build_thanks(original, language="ru", **REPLY_KW)
+    msg = build_thanks(original, language="ru", words=words("ru"), **REPLY_KW)
     assert msg["Auto-Submitted"] == "auto-replied"
     assert msg["In-Reply-To"] == f"<{original.message_id}>"
     assert msg["Subject"] == "Re: Принтер не печатает [HA-3f9a1c]"
@@ -187,6 +189,7 @@ def test_build_forward_headers_and_note():
         suggestion_text="1. Замятие бумаги: откройте крышку",
         user_reason="Нет, не помогло.",
         conversation_id="3f9a1c",
+        words=words("ru"),
     )
     assert msg["To"] == "intake@example.test"
     assert msg["Reply-To"] == "Петров Иван Сергеевич <ivan.petrov@corp.example>"

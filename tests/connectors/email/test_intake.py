@@ -12,10 +12,12 @@ from connectors.email.compose import flatten
 from connectors.email.intake import IntakeTicketCreator, build_intake_ticket, intake_message_id, plain_address
 from connectors.email.parse import parse_message
 from connectors.email.smtp import SmtpSender
+from plugin.i18n import words
 
 MARKER = "ha-0000000a11ce"
 PERSON = Person(id="email:rita@example.test", name="Рита\r\nBcc: evil@x.example", email="rita@example.test")
-OURS = {"to_addr": "intake@example.test", "from_addr": "helpdesk@example.test", "from_name": "Помощник"}
+OURS = {"to_addr": "intake@example.test", "from_addr": "helpdesk@example.test", "from_name": "Помощник",
+        "words": words("ru")}
 
 
 def new_ticket(**kw: object) -> NewTicket:
@@ -56,7 +58,7 @@ def test_every_attempt_of_one_hand_off_has_the_same_message_id() -> None:
 
 
 def test_english_texts() -> None:
-    msg = build_intake_ticket(new_ticket(), **OURS, language="en")
+    msg = build_intake_ticket(new_ticket(), **{**OURS, "words": words("en")}, language="en")
     assert "on behalf of" in msg.get_content() and msg["Content-Language"] == "en"
 
 

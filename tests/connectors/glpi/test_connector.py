@@ -217,7 +217,7 @@ def test_close_confirmed_with_autoclose_zero_skips_add_close(fake: FakeGLPI, con
 
 def test_close_confirmed_raises_when_ticket_does_not_close(fake: FakeGLPI, connector: GLPIConnector) -> None:
     tid = fake.create_ticket(status=2)
-    fake.honour_add_close = False  # integrations.md 1.8 [INF]: the API passing add_close through is unverified
+    fake.honour_add_close = False  # inferred, not seen live: the API passing add_close through is unverified
     with pytest.raises(WriteNotApplied, match="not closed"):
         connector.close_confirmed(str(tid), message())
 
@@ -275,7 +275,7 @@ def test_requester_refusal_carries_the_reason(fake: FakeGLPI, connector: GLPICon
 
 
 def test_requester_followup_on_solved_ticket_reopens_it(fake: FakeGLPI, connector: GLPIConnector) -> None:
-    """GLPI's trap (integrations.md 4): "thanks, it works" as a follow-up *refuses* the solution."""
+    """GLPI's trap (ParentStatus): "thanks, it works" as a follow-up *refuses* the solution."""
     tid = fake.create_ticket(status=2)
     fake.add_solution(tid, fake.bot_id)
     fake.add_followup(tid, fake.requester_id, "<p>Thanks, it works!</p>")

@@ -1,4 +1,4 @@
-"""The fake GLPI enforces what integrations.md says GLPI enforces (the pipeline tests rely on it)."""
+"""The fake GLPI enforces what GLPI's source says GLPI enforces (the pipeline tests rely on it)."""
 
 from __future__ import annotations
 

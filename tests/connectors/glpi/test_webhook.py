@@ -1,7 +1,7 @@
 """GLPI 11 webhooks: authentication on raw bytes, the crc challenge, and one test per supported event.
 
 The fixtures in tests/fixtures/glpi/ have the shape GLPI 11 sends with the default payload: built
-from the HL schemas in integrations.md 2/3.1 (via tests/fakes/glpi_server.py, then frozen), not
+from GLPI 11's HL schemas and Webhook.php (via tests/fakes/glpi_server.py, then frozen), not
 captured from a live GLPI 11, which cannot run here.
 """
 

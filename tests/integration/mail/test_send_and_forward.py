@@ -16,6 +16,7 @@ from connectors.email.keywords import classify_reply
 from connectors.email.loops import automatic_reason
 from connectors.email.parse import parse_message
 from connectors.email.threads import conversation_from_headers, find_subject_tag
+from plugin.i18n import words
 
 pytestmark = [pytest.mark.integration]
 
@@ -118,6 +119,7 @@ def test_forward_reaches_intake_with_the_original_bytes_intact(mail_server, fixt
         note_text="Пользователь ответил, что не помогло.",
         suggestion_text="1. Замятие бумаги",
         user_reason="Нет, не помогло.",
+        words=words("ru"),
     )
     mail_server.sender().send(forward)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from plugin.i18n import words
 from rag.compose import MAX_ANSWER_CHARS, cited_numbers, compose_answer, extractive_answer
 from rag.errors import LLMError, LLMTimeout, ModelLoadError
 from rag.llm.base import Message
@@ -50,6 +51,7 @@ def _compose(
     llm: ScriptedLLM | None, hits: list[AnswerHit] = HITS_RU, language: str = "ru", **kw: Any
 ) -> ComposedAnswer:
     query = QUERY_RU if language == "ru" else "I cannot change my password"
+    kw.setdefault("words", words(language))  # the catalog's wording, as the service passes it
     return compose_answer(query, hits, language=language, llm=llm, **kw)
 
 
@@ -122,7 +124,7 @@ def test_failed_check_falls_back_to_the_entries(reply: str, reason: str) -> None
 
     assert result.mode == "extractive"
     assert result.fallback_reason == reason
-    assert result.text == extractive_answer(HITS_RU, "ru")
+    assert result.text == extractive_answer(HITS_RU, "ru", words=words("ru"))
     assert result.citations == [1, 2, 3]
 
 
@@ -256,7 +258,7 @@ def _well_behaved(messages: list[Message]) -> str:
 def test_injected_ticket_never_gets_the_system_prompt_out(model: Callable[[list[Message]], str]) -> None:
     llm = ScriptedLLM([model])
 
-    result = compose_answer(INJECTION, HITS_RU, language="ru", llm=llm)
+    result = compose_answer(INJECTION, HITS_RU, language="ru", llm=llm, words=words("ru"))
 
     assert result.mode == "extractive" and result.fallback_reason == "answer repeats the prompt"
     for line in system_prompt("ru").splitlines():
@@ -266,7 +268,7 @@ def test_injected_ticket_never_gets_the_system_prompt_out(model: Callable[[list[
 def test_injected_delimiters_are_neutralised_in_the_prompt() -> None:
     llm = ScriptedLLM([_well_behaved])
 
-    result = compose_answer(INJECTION, HITS_EN, language="en", llm=llm)
+    result = compose_answer(INJECTION, HITS_EN, language="en", llm=llm, words=words("en"))
 
     user = llm.last_user_message
     assert user.count("<ticket>") == 1 and user.count("</ticket>") == 1
@@ -280,7 +282,7 @@ def test_injected_delimiters_are_neutralised_in_the_prompt() -> None:
 
 
 def test_extractive_answer_numbers_the_entries_in_the_requesters_language() -> None:
-    text = extractive_answer(HITS_RU, "ru", max_entries=2)
+    text = extractive_answer(HITS_RU, "ru", max_entries=2, words=words("ru"))
 
     assert text.splitlines()[0] == "Возможно, вам поможет:"
     assert "1. Смена пароля\nНажмите Ctrl+Alt+Del" in text
@@ -290,7 +292,7 @@ def test_extractive_answer_numbers_the_entries_in_the_requesters_language() -> N
 
 
 def test_extractive_answer_in_english() -> None:
-    assert extractive_answer(HITS_EN, "en").startswith("This may help:\n\n1. Press Ctrl+Alt+Del")
+    assert extractive_answer(HITS_EN, "en", words=words("en")).startswith("This may help:\n\n1. Press Ctrl+Alt+Del")
 
 
 @pytest.mark.parametrize(
@@ -318,10 +320,11 @@ def test_compose_with_the_tiny_real_model(tiny_qwen_path: Path) -> None:
 
     llm = load_llm("transformers", model=str(tiny_qwen_path))
 
-    result = compose_answer(QUERY_RU, HITS_RU, language="ru", llm=llm, max_new_tokens=32, temperature=0.0)
+    result = compose_answer(QUERY_RU, HITS_RU, language="ru", llm=llm, max_new_tokens=32, temperature=0.0,
+                            words=words("ru"))
 
     # Random weights produce noise: it must be caught by the checks, never shown.
     assert result.mode == "extractive"
     assert result.fallback_reason
-    assert result.text == extractive_answer(HITS_RU, "ru")
+    assert result.text == extractive_answer(HITS_RU, "ru", words=words("ru"))
     assert result.latency_s > 0

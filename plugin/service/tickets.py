@@ -12,36 +12,29 @@ addresses and phone numbers before the LLM); comments, private notes above all, 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.base import (
     Connector,
-    ConnectorError,
-    NotFound,
     Scoped,
     Ticket,
     TicketEvent,
     TicketReader,
-    TicketStateReader,
     TicketWriter,
 )
-from plugin import messages
-from plugin.links import LinkSigner
-from plugin.records import EntryRef, Records, Suggestion, new_suggestion_id
+from plugin.jobs.worker import PermanentFailure
+from plugin.service import messages
+from plugin.service.links import LinkSigner
 from plugin.settings import Settings
-from plugin.state import InboxItem, StateStore
-from plugin.worker import PermanentFailure
+from plugin.store import Store
+from plugin.store.inbox import InboxItem
+from plugin.store.suggestions import EntryRef, Suggestion, new_suggestion_id
 from rag.engine import Engine
 from rag.errors import EmptyIndexError
 from rag.privacy import mask_pii
-from webhooks import Accepted, IntakeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +47,7 @@ class Pipeline:
         self,
         settings: Settings,
         engine: Engine,
-        store: StateStore,
-        records: Records,
+        store: Store,
         connectors: Mapping[str, Connector],
         links: LinkSigner,
         *,
@@ -65,7 +57,7 @@ class Pipeline:
         self.settings = settings
         self.engine = engine
         self.store = store
-        self.records = records
+        self.records = store.suggestions
         self.connectors = connectors
         self.links = links
         self.wake = wake or (lambda: None)
@@ -78,7 +70,7 @@ class Pipeline:
     # -- intake ----------------------------------------------------------------------------------------
     def enqueue_event(self, event: TicketEvent) -> bool:
         """Persist an event durably (de-duplicated on its delivery key). True when it is new."""
-        new = self.store.enqueue(event.source, TICKET_EVENT, event.delivery_key, event.model_dump(mode="json"))
+        new = self.store.inbox.enqueue(event.source, TICKET_EVENT, event.delivery_key, event.model_dump(mode="json"))
         if new is not None:
             self.wake()
         return new is not None
@@ -88,25 +80,12 @@ class Pipeline:
         delivery (dead after ``worker.retry_for_h`` of transient failures), it is queued again: the
         poll just saw the ticket, so the helpdesk answers. A poll seeing the ticket under a new key
         (it changed since) enqueues a new event anyway."""
-        new = self.store.enqueue(
+        new = self.store.inbox.enqueue(
             event.source, TICKET_EVENT, event.delivery_key, event.model_dump(mode="json"), revive=True
         )
         if new is not None:
             self.wake()
         return new is not None
-
-    def accept_events(self, source: str, events: list[TicketEvent]) -> Accepted:
-        """The webhooks blueprint's ``accept``: persist before the 2xx (a database failure is a 503)."""
-        new = dup = 0
-        try:
-            for event in events:
-                if self.enqueue_event(event):
-                    new += 1
-                else:
-                    dup += 1
-        except sqlite3.Error as e:
-            raise IntakeUnavailable(f"inbox unavailable: {e}") from e
-        return Accepted(new=new, duplicates=dup)
 
     def handlers(self) -> dict[str, Callable[[InboxItem], None]]:
         return {TICKET_EVENT: self.handle_event, APPLY_OUTCOME: self.handle_outcome}
@@ -242,14 +221,18 @@ class Pipeline:
         self.records.log(s.source, ticket.id, "posted", s.mode)
 
     def _resume(self, connector: Connector, ticket: Ticket, s: Suggestion) -> None:
-        """A ticket we already know: finish posting if an earlier attempt stopped half-way, then
-        look for an outcome the requester gave inside the helpdesk."""
+        """A ticket we already know: finish posting if an earlier attempt stopped half-way, look for
+        an outcome the requester gave inside the helpdesk, and note in the suggestion's history what
+        the timeline shows since."""
         if (s.mode == "public" and s.public_comment_id is None) or s.private_comment_id is None:
             self._post(connector, ticket, s)
             s = self.records.get(s.id) or s
-        if s.outcome is not None or s.mode == "abstain":
-            return
         created = _suggested_at(ticket, s)
+        if s.outcome is None and s.mode != "abstain":
+            s = self._outcome_in_helpdesk(ticket, s, created)
+        self._observe(ticket, s, created)
+
+    def _outcome_in_helpdesk(self, ticket: Ticket, s: Suggestion, created: datetime) -> Suggestion:
         for outcome in ticket.outcomes:
             if not outcome.by_requester or (outcome.at is not None and _aware(outcome.at) < created):
                 continue
@@ -262,9 +245,29 @@ class Pipeline:
             )
             if first:
                 log.info("outcome_in_helpdesk: source=%s ticket=%s outcome=%s", s.source, s.ticket_id, s.outcome)
-                self.store.enqueue(s.source, APPLY_OUTCOME, f"outcome:{s.id}", {"suggestion_id": s.id})
+                self.store.inbox.enqueue(s.source, APPLY_OUTCOME, f"outcome:{s.id}", {"suggestion_id": s.id})
                 self.wake()
-            return
+            break
+        return s
+
+    def _observe(self, ticket: Ticket, s: Suggestion, created: datetime) -> None:
+        """What the helpdesk's timeline shows since our suggestion, into its history (each event once):
+        an agent's public reply, the ticket closed without the requester's confirmation, the ticket
+        reopened after it was confirmed and closed."""
+        requester = ticket.requester.id if ticket.requester else None
+        for c in ticket.comments:
+            if c.is_private or c.marker or c.created_at is None or (c.author and c.author.id == requester):
+                continue
+            if _aware(c.created_at) >= created:
+                self.records.add_event(s.id, "agent_replied", channel="helpdesk", ref=c.id,
+                                       at=_aware(c.created_at).timestamp())
+        if ticket.state == "closed" and s.outcome != "solved":
+            self.records.add_event(s.id, "closed_by_agent", channel="helpdesk")
+        if s.outcome == "solved" and s.outcome_applied_at is not None and ticket.state not in ("solved", "closed"):
+            stamp = ticket.updated_at.isoformat() if ticket.updated_at else ticket.status_name
+            if self.records.add_event(s.id, "reopened", channel="helpdesk", ref=stamp,
+                                      comment=f"status {ticket.status_name}"):
+                log.info("suggestion_reopened: source=%s ticket=%s suggestion=%s", s.source, s.ticket_id, s.id)
 
     # -- outcomes ------------------------------------------------------------------------------------
     def record_outcome(
@@ -276,7 +279,7 @@ class Pipeline:
             suggestion_id, outcome, via=via, reason=reason, comment=comment, client=client  # type: ignore[arg-type]
         )
         if first:
-            self.store.enqueue(s.source, APPLY_OUTCOME, f"outcome:{s.id}", {"suggestion_id": s.id})
+            self.store.inbox.enqueue(s.source, APPLY_OUTCOME, f"outcome:{s.id}", {"suggestion_id": s.id})
             self.records.log(s.source, s.ticket_id, "outcome", f"{outcome} via {via}")
             self.wake()
         return s, first
@@ -310,6 +313,8 @@ class Pipeline:
                 writer.close_confirmed(s.ticket_id, messages.confirmed_note(s))
         elif ticket.comment_with_marker(marker) is None:
             writer.hand_back(s.ticket_id, messages.not_solved_note(s))
+        if s.outcome == "not_solved":
+            self.records.add_event(s.id, "handed_off", channel="helpdesk", reason=s.outcome_reason)
 
     def _learn(self, s: Suggestion) -> None:
         if not s.entries or not s.query or s.mode == "abstain" or s.outcome_reason == "agent_involved":
@@ -361,117 +366,3 @@ def _agent_replied(ticket: Ticket, *, after: datetime, before: datetime | None) 
 
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
-class ConfirmBackend:
-    """The confirmation pages' view of the pipeline (plugin.confirm.OutcomeBackend).
-
-    Whether the ticket is still open decides whether a click may count: after an agent closed the
-    ticket, a late "solved" must record nothing and teach the engine nothing. Mail conversations
-    answer from our own table (open while we wait for the user). A helpdesk costs a request, and a
-    GET must stay cheap (link scanners open every link, sometimes several times): it asks through a
-    cache of ``STATE_TTL_S`` per ticket, at most one request in flight per ticket, and waits at most
-    ``GET_WAIT_S``; a state it cannot learn in time counts as open (the form is shown). The POST that
-    would record asks afresh, and records nothing while the helpdesk cannot say.
-    """
-
-    STATE_TTL_S = 60.0
-    GET_WAIT_S = 3.0
-
-    def __init__(self, pipeline: Pipeline, *, clock: Callable[[], float] = time.monotonic):
-        self.pipeline = pipeline
-        self.clock = clock
-        self._lock = threading.Lock()
-        #: (source, ticket id) -> (when read, open / closed / None: unknown)
-        self._states: dict[tuple[str, str], tuple[float, bool | None]] = {}
-        self._inflight: dict[tuple[str, str], Future[bool | None]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="confirm-state")
-
-    def view(self, suggestion_id: str, *, state: str = "cached") -> Any:
-        from plugin.confirm import SuggestionView
-
-        s = self.pipeline.records.get(suggestion_id)
-        if s is None:
-            return None
-        is_open: bool | None = True
-        if s.outcome is None and state != "skip":  # a recorded outcome is shown whatever the ticket's state
-            is_open = self._fresh(s) if state == "fresh" else self._cached(s)
-        settings = self.pipeline.settings
-        names = {"glpi": "GLPI", "redmine": "Redmine", "email": "E-mail"}
-        return SuggestionView(
-            suggestion_id=s.id,
-            ticket_ref=f"{names.get(s.source, s.source)} #{s.ticket_id}" if s.source != "email" else names["email"],
-            ticket_title=s.ticket_title,
-            answer_text=s.answer_text,
-            entries=[(e.title or e.question, e.answer) for e in s.entries[: settings.pipeline.max_entries]],
-            language="ru" if s.language == "ru" else "en",
-            outcome=s.outcome,
-            ticket_open=is_open is not False,
-            state_known=is_open is not None,
-        )
-
-    # -- the ticket's state ------------------------------------------------------------------------
-    def _cached(self, s: Suggestion) -> bool | None:
-        if s.source in self.pipeline.open_checks:
-            return self._read_open(s)  # our own table: cheap
-        key = (s.source, s.ticket_id)
-        with self._lock:
-            known = self._states.get(key)
-            if known is not None and self.clock() - known[0] < self.STATE_TTL_S:
-                return known[1]
-            future = self._inflight.get(key)
-            if future is None:
-                future = self._pool.submit(self._read_in_background, s)
-                self._inflight[key] = future
-        try:
-            return future.result(timeout=self.GET_WAIT_S)
-        except FutureTimeout:
-            log.info("confirm_ticket_state_slow: source=%s ticket=%s: shown as open", s.source, s.ticket_id)
-            return None
-
-    def _read_in_background(self, s: Suggestion) -> bool | None:
-        try:
-            return self._fresh(s)
-        finally:
-            with self._lock:
-                self._inflight.pop((s.source, s.ticket_id), None)
-
-    def _fresh(self, s: Suggestion) -> bool | None:
-        is_open = self._read_open(s)
-        with self._lock:
-            self._states[(s.source, s.ticket_id)] = (self.clock(), is_open)
-        return is_open
-
-    def _read_open(self, s: Suggestion) -> bool | None:
-        """True / False: the ticket or conversation is open / closed; None: the helpdesk cannot say."""
-        check = self.pipeline.open_checks.get(s.source)
-        try:
-            if check is not None:
-                return check(s)
-            connector = self.pipeline.connectors.get(s.source)
-            if isinstance(connector, TicketStateReader):
-                state = connector.ticket_state(s.ticket_id)
-            elif isinstance(connector, TicketReader):
-                state = connector.get_ticket(s.ticket_id).state
-            else:
-                return True  # nothing can tell (connector disabled since): as before, the worker decides
-        except NotFound:
-            log.info("confirm_ticket_gone: source=%s ticket=%s", s.source, s.ticket_id)
-            return False  # deleted, or no longer visible to us: nothing left to confirm
-        except ConnectorError as e:
-            log.warning("confirm_ticket_state_unknown: source=%s ticket=%s: %s", s.source, s.ticket_id, e)
-            return None
-        except Exception:
-            log.exception("confirm_ticket_state_failed: source=%s ticket=%s", s.source, s.ticket_id)
-            return None
-        return state != "closed"
-
-    def record(
-        self, suggestion_id: str, outcome: str, *, reason: str | None, comment: str, via: str, client: dict[str, str]
-    ) -> Any:
-        from plugin.confirm import RecordResult
-
-        s, first = self.pipeline.record_outcome(
-            suggestion_id, outcome, via=via, reason=reason, comment=comment, client=client
-        )
-        return RecordResult(outcome=s.outcome or outcome, first_time=first)  # type: ignore[arg-type]

@@ -24,8 +24,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
 from connectors.email import (
     IncomingMail,
@@ -42,52 +43,40 @@ from connectors.email import (
     parse_message,
     reply_address,
 )
-from plugin.records import Suggestion, new_suggestion_id
+from plugin.i18n import N_, Translate, words
+from plugin.jobs.worker import PermanentFailure, PollJob
+from plugin.service.tickets import Pipeline
 from plugin.settings import EmailSettings
-from plugin.state import InboxItem
-from plugin.worker import PermanentFailure, PollJob
+from plugin.store.inbox import InboxItem
+from plugin.store.suggestions import Suggestion, new_suggestion_id
 
 log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class Why:
+    """Why a message goes to the helpdesk: a catalog key and its values. The agents read it in their
+    language (the forward's); the log and the conversation row keep the English."""
+
+    key: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    def text(self, translate: Translate | None = None) -> str:
+        return (translate or _as_is)(self.key).format(**self.params)
+
+
+def _as_is(key: str) -> str:
+    return key
+
 
 MAIL_IN = "mail_in"
 MAIL_FORWARD = "mail_forward"
 SOURCE = "email"
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS mail_conversations (
-    id TEXT PRIMARY KEY,
-    message_id TEXT NOT NULL UNIQUE,
-    from_addr TEXT NOT NULL,
-    subject TEXT NOT NULL DEFAULT '',
-    language TEXT NOT NULL DEFAULT 'ru',
-    raw BLOB NOT NULL,
-    created_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    reply_message_id TEXT,
-    answered_at REAL,
-    deadline REAL,
-    forwarded_at REAL,
-    forward_reason TEXT NOT NULL DEFAULT '',
-    closed_at REAL
-);
-CREATE INDEX IF NOT EXISTS mail_conversations_sender ON mail_conversations (from_addr, answered_at);
-CREATE INDEX IF NOT EXISTS mail_conversations_deadline ON mail_conversations (state, deadline);
-"""
-# The address a reply goes to (Reply-To, else From), lower-cased: the rate limit counts it, since a
-# forged From with someone else's Reply-To must not multiply the answers that person gets. Rows from
-# before this column count by their From, as they did.
-_DDL_REPLY_ADDR = """
-ALTER TABLE mail_conversations ADD COLUMN reply_addr TEXT NOT NULL DEFAULT '';
-UPDATE mail_conversations SET reply_addr = lower(from_addr);
-CREATE INDEX IF NOT EXISTS mail_conversations_reply_addr ON mail_conversations (reply_addr, answered_at);
-"""
-
-
 class MailFlow:
     def __init__(
         self,
         settings: EmailSettings,
-        pipeline: Any,
+        pipeline: Pipeline,
         *,
         mailbox: Mailbox | None = None,
         sender: SmtpSender | None = None,
@@ -96,6 +85,7 @@ class MailFlow:
         self.cfg = settings
         self.pipeline = pipeline
         self.store = pipeline.store
+        self.conversations_db = pipeline.store.mail
         self.records = pipeline.records
         self.engine = pipeline.engine
         self.clock = clock
@@ -105,8 +95,6 @@ class MailFlow:
         self._due = threading.Event()
         self._last_poll = float("-inf")
         self._lock = threading.Lock()
-        self.store.ensure_schema("mail", 1, _DDL)
-        self.store.ensure_schema("mail", 2, _DDL_REPLY_ADDR)
 
     # -- registration ----------------------------------------------------------------------------------
     def handlers(self) -> dict[str, Callable[[InboxItem], None]]:
@@ -142,7 +130,7 @@ class MailFlow:
         uid, raw = arrival
         mail = parse_message(raw)
         key = f"email:{mail.message_id}"
-        self.store.enqueue(SOURCE, MAIL_IN, key, {"raw": base64.b64encode(raw).decode("ascii"), "uid": uid})
+        self.store.inbox.enqueue(SOURCE, MAIL_IN, key, {"raw": base64.b64encode(raw).decode("ascii"), "uid": uid})
         with self._lock:
             self.mailbox.mark_processed(uid)
         self.pipeline.wake()
@@ -199,19 +187,18 @@ class MailFlow:
         self._insert(conv_id, mail, raw, language, recipient)
         text = "\n".join(p for p in (mail.subject.strip(), mail.text.strip()) if p)
         if not text:
-            self._forward(conv_id, "the message has no readable text" + _problems(mail))
+            self._forward(conv_id, Why(N_("the message has no readable text{problems}"), {"problems": _problems(mail)}))
             return
         outside = self._outside_allowed_domains(mail, recipient)
         if outside:
             # No address in the reason: it is logged.
-            self._forward(conv_id, f"{outside} is outside email.allowed_domains: not answered automatically")
+            self._forward(conv_id, Why(outside))
             return
         if self._replies_today(recipient) >= self.cfg.max_replies_per_sender_per_day:
-            self._forward(
-                conv_id,
-                f"more than {self.cfg.max_replies_per_sender_per_day} automatic answers to this "
-                "address today: not answered, forwarded",
-            )
+            self._forward(conv_id, Why(
+                N_("more than {limit} automatic answers to this address today: not answered, forwarded"),
+                {"limit": str(self.cfg.max_replies_per_sender_per_day)},
+            ))
             return
         s = self.pipeline.suggest(
             text, source=SOURCE, ticket_id=conv_id, title=mail.subject, requester_id=mail.from_addr,
@@ -219,21 +206,20 @@ class MailFlow:
         )
         s = self.records.create(s)
         if s.mode == "abstain":
-            self._forward(conv_id, f"no confident answer ({s.reason})", suggestion=s)
+            self._forward(conv_id, Why(N_("no confident answer ({reason})"), {"reason": s.reason}), suggestion=s)
             return
         if s.mode == "shadow":
-            self._forward(conv_id, "shadow mode: the user got no automatic answer", suggestion=s)
+            self._forward(conv_id, Why(N_("shadow mode: the user got no automatic answer")), suggestion=s)
             return
         self._send_reply(conv_id, mail, s)
 
     def _send_reply(self, conv_id: str, mail: IncomingMail, s: Suggestion) -> None:
-        with self.store.transaction() as db:
-            state = db.execute("SELECT state FROM mail_conversations WHERE id = ?", (conv_id,)).fetchone()["state"]
-            if state == "new":
-                db.execute("UPDATE mail_conversations SET state = 'sending' WHERE id = ?", (conv_id,))
+        state = self.conversations_db.start_sending(conv_id)
         if state == "sending":
             # An earlier attempt may or may not have reached the user: never risk a second answer.
-            self._forward(conv_id, "our answer may not have been delivered (interrupted while sending)", suggestion=s)
+            self._forward(
+                conv_id, Why(N_("our answer may not have been delivered (interrupted while sending)")), suggestion=s
+            )
             return
         if state != "new":
             return
@@ -251,15 +237,13 @@ class MailFlow:
             ],
             solved_url=links.url(s.id, "solved"),
             not_solved_url=links.url(s.id, "not_solved"),
+            words=words(s.language),
         )
         self.sender.send(msg, to=[reply_address(mail)])
         now = self.clock()
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE mail_conversations SET state = 'answered', reply_message_id = ?, answered_at = ?, deadline = ? "
-                "WHERE id = ?",
-                (str(msg["Message-ID"]), now, now + self.cfg.reply_timeout_h * 3600, conv_id),
-            )
+        self.conversations_db.mark_answered(
+            conv_id, reply_message_id=str(msg["Message-ID"]), at=now, deadline=now + self.cfg.reply_timeout_h * 3600
+        )
         self.records.log(SOURCE, conv_id, "answered", f"p={s.confidence:.2f}")
         log.info("mail_answered: conversation=%s", conv_id)
 
@@ -267,13 +251,13 @@ class MailFlow:
         conv_id = conv["id"]
         if conv["state"] != "answered":
             # The conversation is already with the agents (or closed): pass the new message on.
-            self._send_forward(conv_id, "the user wrote again in a conversation already handled", raw, mail)
+            self._send_forward(conv_id, Why(N_("the user wrote again in a conversation already handled")), raw, mail)
             return
         verdict = classify_reply(mail.text)
         if verdict is None:
             self._forward(
                 conv_id,
-                "the user answered, neither clearly solved nor not solved: please read their reply",
+                Why(N_("the user answered, neither clearly solved nor not solved: please read their reply")),
                 extra=(raw, mail),
             )
             return
@@ -294,16 +278,13 @@ class MailFlow:
                     message_id_domain=self.domain,
                     conversation_id=conv["id"],
                     language="ru" if conv["language"] == "ru" else "en",
+                    words=words(conv["language"]),
                 )
-                with self.store.transaction() as db:
-                    db.execute(
-                        "UPDATE mail_conversations SET state = 'closed', closed_at = ? WHERE id = ?",
-                        (self.clock(), conv["id"]),
-                    )
+                self.conversations_db.mark_closed(conv["id"], at=self.clock())
                 self.sender.send(msg, to=[reply_address(original)])
                 self.records.log(SOURCE, conv["id"], "deflected", "the user confirmed: no ticket created")
             return
-        reason = "the user says the suggestion did not help"
+        reason = Why(N_("the user says the suggestion did not help"))
         self._forward(conv["id"], reason, suggestion=s, user_reason=s.outcome_comment or (s.outcome_reason or ""))
 
     def conversation_open(self, s: Suggestion) -> bool:
@@ -314,30 +295,32 @@ class MailFlow:
 
     # -- forwarding ----------------------------------------------------------------------------------------
     def expired(self, watermark: str | None) -> tuple[list[str], str | None]:
-        db = self.store.read()
-        rows = db.execute(
-            "SELECT id FROM mail_conversations WHERE state = 'answered' AND deadline < ?", (self.clock(),)
-        ).fetchall()
-        return [r["id"] for r in rows], None
+        return self.conversations_db.expired(self.clock()), None
 
     def enqueue_forward(self, conv_id: str) -> None:
-        self.store.enqueue(
+        self.store.inbox.enqueue(
             SOURCE,
             MAIL_FORWARD,
             f"email:timeout:{conv_id}",
-            {"conversation": conv_id, "reason": f"no answer from the user within {self.cfg.reply_timeout_h:g} h"},
+            {"conversation": conv_id, "reason_key": N_("no answer from the user within {hours} h"),
+             "params": {"hours": f"{self.cfg.reply_timeout_h:g}"}},
         )
 
     def handle_forward(self, item: InboxItem) -> None:
         conv = self._conversation(str(item.payload["conversation"]))
         if conv is None or conv["state"] != "answered":
             return  # the user answered meanwhile
-        self._forward(conv["id"], str(item.payload.get("reason", "")), suggestion=self.records.get(conv["id"]))
+        if self.records.get(conv["id"]) is not None:
+            self.records.add_event(conv["id"], "timed_out", channel="worker", at=self.clock())
+        # Items queued before the reason was a catalog key carry the English text itself.
+        why = Why(str(item.payload.get("reason_key") or item.payload.get("reason", "")),
+                  dict(item.payload.get("params") or {}))
+        self._forward(conv["id"], why, suggestion=self.records.get(conv["id"]))
 
     def _forward(
         self,
         conv_id: str,
-        why: str,
+        why: Why,
         *,
         suggestion: Suggestion | None = None,
         user_reason: str = "",
@@ -357,18 +340,18 @@ class MailFlow:
         if extra is not None:
             user_reason = (user_reason + "\n" if user_reason else "") + extra[1].text
         self._send_forward(conv_id, why, raw, original, suggestion_text=suggestion_text, user_reason=user_reason)
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE mail_conversations SET state = 'forwarded', forwarded_at = ?, forward_reason = ? WHERE id = ?",
-                (self.clock(), why[:500], conv_id),
-            )
-        self.records.log(SOURCE, conv_id, "forwarded", why)
-        log.info("mail_forwarded: conversation=%s reason=%s", conv_id, why)
+        reason = why.text()
+        self.conversations_db.mark_forwarded(conv_id, reason, at=self.clock())
+        if self.records.get(conv_id) is not None:
+            # The suggestion (if one was made) went on to the agents: part of its history.
+            self.records.add_event(conv_id, "handed_off", channel="mail", reason=reason[:500], at=self.clock())
+        self.records.log(SOURCE, conv_id, "forwarded", reason)
+        log.info("mail_forwarded: conversation=%s reason=%s", conv_id, reason)
 
     def _send_forward(
         self,
         conv_id: str,
-        why: str,
+        why: Why,
         raw: bytes,
         original: IncomingMail,
         *,
@@ -377,54 +360,41 @@ class MailFlow:
     ) -> None:
         if self.cfg.forward_via != "smtp":
             raise PermanentFailure(f"forward_via {self.cfg.forward_via!r} is not supported yet; use smtp")
+        language: Literal["ru", "en"] = "ru" if (original.language or "ru") == "ru" else "en"
         msg: EmailMessage = build_forward(
             raw,
             original,
             to_addr=self.cfg.forward_to,
             from_addr=self.cfg.address,
-            note_text=why,
+            note_text=why.text(words(language)),
             suggestion_text=suggestion_text,
             user_reason=user_reason,
             from_name=self.cfg.display_name,
-            language="ru" if (original.language or "ru") == "ru" else "en",
+            language=language,
             # Redmine's mail handler ignores mail marked Auto-Submitted: the helpdesk must take it.
             auto_submitted=False,
             conversation_id=conv_id,
             message_id_domain=self.domain,
+            words=words(language),
         )
         self.sender.send(msg, to=[self.cfg.forward_to])
 
     # -- storage -------------------------------------------------------------------------------------------
     def _insert(self, conv_id: str, mail: IncomingMail, raw: bytes, language: str, recipient: str) -> None:
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO mail_conversations"
-                " (id, message_id, from_addr, reply_addr, subject, language, raw, created_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'new')",
-                (conv_id, mail.message_id, mail.from_addr, recipient, mail.subject[:500], language, raw, self.clock()),
-            )
+        self.conversations_db.insert(
+            conv_id, message_id=mail.message_id, from_addr=mail.from_addr, reply_addr=recipient, subject=mail.subject,
+            language=language, raw=raw, at=self.clock(),
+        )
 
     def _conversation(self, conv_id: str) -> dict[str, Any] | None:
-        row = self.store.read().execute("SELECT * FROM mail_conversations WHERE id = ?", (conv_id,)).fetchone()
-        return dict(row) if row else None
+        return self.conversations_db.get(conv_id)
 
     def _conversation_by_message(self, message_id: str) -> dict[str, Any] | None:
-        row = (
-            self.store.read().execute("SELECT * FROM mail_conversations WHERE message_id = ?", (message_id,)).fetchone()
-        )
-        return dict(row) if row else None
+        return self.conversations_db.by_message(message_id)
 
     def _replies_today(self, recipient: str) -> int:
         """Answers written to ``recipient`` (lower-cased) in the last 24 hours."""
-        row = (
-            self.store.read()
-            .execute(
-                "SELECT COUNT(*) AS n FROM mail_conversations WHERE reply_addr = ? AND answered_at > ?",
-                (recipient, self.clock() - 86_400),
-            )
-            .fetchone()
-        )
-        return int(row["n"])
+        return self.conversations_db.replies_since(recipient, self.clock() - 86_400)
 
     def _outside_allowed_domains(self, mail: IncomingMail, recipient: str) -> str:
         """Which address is outside ``email.allowed_domains`` ("" when both are inside or no list is set):
@@ -434,16 +404,13 @@ class MailFlow:
         if not allowed:
             return ""
         if not in_domains(mail.from_addr, allowed):
-            return "the sender's domain"
+            return N_("the sender's domain is outside email.allowed_domains: not answered automatically")
         if not in_domains(recipient, allowed):
-            return "the Reply-To address's domain"
+            return N_("the Reply-To address's domain is outside email.allowed_domains: not answered automatically")
         return ""
 
     def conversations(self) -> dict[str, int]:
-        rows = (
-            self.store.read().execute("SELECT state, COUNT(*) AS n FROM mail_conversations GROUP BY state").fetchall()
-        )
-        return {r["state"]: r["n"] for r in rows}
+        return self.conversations_db.counts()
 
 
 def _sender(cfg: EmailSettings) -> SmtpSender:

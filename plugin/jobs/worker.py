@@ -2,7 +2,7 @@
 
 One loop (a thread inside ``serve``, or ``helpdesk-assist worker`` processes, any number of them):
 
-1. take the oldest available item (:meth:`StateStore.claim`) and call the handler for its kind,
+1. take the oldest available item (:meth:`plugin.store.inbox.Inbox.claim`) and call the handler for its kind,
    extending the item's lease every third of ``lease_s`` while the handler runs (a heartbeat
    thread), so that a long item (a slow helpdesk, a write being read back) is never taken by a
    second worker while the first still works on it;
@@ -11,7 +11,7 @@ One loop (a thread inside ``serve``, or ``helpdesk-assist worker`` processes, an
    dead (``gave_up``: a poll that sees the ticket again revives it); a permanent failure -> dead at
    once with the reason;
 3. between items and when the inbox is empty: run the pollers that are due and, once an hour, purge
-   done items (their delivery keys are kept longer, see :meth:`StateStore.purge_done`); when the
+   done items (their delivery keys are kept longer, see :meth:`plugin.store.inbox.Inbox.purge_done`); when the
    inbox is empty wait ``idle_poll_s`` or until :meth:`Worker.wake` (the webhook endpoint calls it).
 
 A worker that dies while handling leaves its item leased; once the lease runs out another worker
@@ -46,7 +46,8 @@ from typing import Any
 
 from connectors.base import ConnectorError
 from helpdesk_errors import HelpdeskError
-from plugin.state import InboxItem, StateStore
+from plugin.store import Store
+from plugin.store.inbox import InboxItem
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class PollJob:
     name: str
     poll: Callable[[str | None], tuple[list[Any], str | None]]
     interval_s: float
-    enqueue: Callable[[Any], None]
+    enqueue: Callable[[Any], object]
 
     @property
     def watermark_name(self) -> str:
@@ -112,10 +113,21 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class Waker:
+    """What an enqueuer calls to cut a worker's idle wait short: made before the worker, so that the
+    flows that enqueue and the worker that handles can be built in either order."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+
 class Worker:
     def __init__(
         self,
-        store: StateStore,
+        store: Store,
         handlers: Mapping[str, Handler],
         *,
         owner: str | None = None,
@@ -131,12 +143,14 @@ class Worker:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
+        waker: Waker | None = None,
     ) -> None:
         """``max_attempts`` bounds lost leases (workers that died on the item), ``retry_for_s`` the
         time a failing item is retried; ``purge_done_after_s`` None: never purge.
         ``clock`` schedules the pollers and the purge (the store has its own clock for leases and
         delays); ``sleep`` replaces the idle wait (tests; by default the wait ends early on
-        :meth:`wake`); ``rng`` draws the backoff jitter."""
+        :meth:`wake`); ``rng`` draws the backoff jitter; ``waker`` is shared with the enqueuers
+        (default: one of its own)."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if retry_for_s <= 0:
@@ -156,16 +170,19 @@ class Worker:
         self.clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()
-        self._wake = threading.Event()
+        self.waker = waker or Waker()
+        self._wake = self.waker.event
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._next_poll: dict[str, float] = {}
         self._next_purge = float("-inf")
+        #: True while :meth:`run` loops (in a thread of this process or in the foreground).
+        self.running = False
 
     # -- one item ------------------------------------------------------------------------------------
     def run_once(self) -> bool:
         """Take one available item and handle it; False when there was none."""
-        item = self.store.claim(self.owner, self.lease_s)
+        item = self.store.inbox.claim(self.owner, self.lease_s)
         if item is None:
             return False
         if item.lost_leases >= self.max_attempts:
@@ -196,7 +213,7 @@ class Worker:
 
     def _done(self, item: InboxItem) -> None:
         self._note_success(item.source)
-        if self.store.complete(item.id, self.owner):
+        if self.store.inbox.complete(item.id, self.owner):
             log.info("inbox_item_done id=%s kind=%s attempts=%s", item.id, item.kind, item.attempts,
                      extra={"event": "inbox_item_done", "item_id": item.id})
         else:
@@ -221,7 +238,7 @@ class Worker:
             return
         delay = exc.delay_s if isinstance(exc, RetryLater) and exc.delay_s is not None else None
         delay_s = self.backoff_s(item.attempts) if delay is None else delay
-        if self.store.retry_later(item.id, self.owner, reason, delay_s):
+        if self.store.inbox.retry_later(item.id, self.owner, reason, delay_s):
             log.warning("inbox_item_retry id=%s kind=%s attempts=%s delay_s=%.1f: %s",
                         item.id, item.kind, item.attempts, delay_s, reason,
                         extra={"event": "inbox_item_retry", "item_id": item.id})
@@ -229,7 +246,7 @@ class Worker:
             self._lease_lost(item)
 
     def _dead(self, item: InboxItem, reason: str, *, gave_up: bool = False) -> None:
-        if self.store.bury(item.id, self.owner, reason, gave_up=gave_up):
+        if self.store.inbox.bury(item.id, self.owner, reason, gave_up=gave_up):
             log.error("inbox_item_dead id=%s kind=%s attempts=%s: %s", item.id, item.kind, item.attempts, reason,
                       extra={"event": "inbox_item_dead", "item_id": item.id})
         else:
@@ -242,13 +259,13 @@ class Worker:
     # -- connection health ---------------------------------------------------------------------------
     def _note_failure(self, source: str, reason: str) -> None:
         try:
-            self.store.note_failure(source, reason)
+            self.store.health.note_failure(source, reason)
         except Exception:  # health bookkeeping never fails an item
             log.exception("health_update_failed source=%s", source, extra={"event": "health_update_failed"})
 
     def _note_success(self, source: str) -> None:
         try:
-            self.store.note_success(source)
+            self.store.health.note_success(source)
         except Exception:  # health bookkeeping never fails an item
             log.exception("health_update_failed source=%s", source, extra={"event": "health_update_failed"})
 
@@ -267,12 +284,12 @@ class Worker:
     def run_poller(self, job: PollJob) -> int:
         """Poll once, enqueue the events, then store the new watermark. Never raises an Exception."""
         try:
-            since = self.store.get_watermark(job.watermark_name)
+            since = self.store.inbox.get_watermark(job.watermark_name)
             events, watermark = job.poll(since)
             for event in events:
                 job.enqueue(event)
             if watermark is not None and watermark != since:
-                self.store.set_watermark(job.watermark_name, watermark)
+                self.store.inbox.set_watermark(job.watermark_name, watermark)
         except Exception as e:
             if is_transient(e):
                 log.warning("poll_failed poller=%s: %s; retried in %.0f s", job.name, describe(e), job.interval_s,
@@ -300,8 +317,8 @@ class Worker:
             return 0
         self._next_purge = now + PURGE_INTERVAL_S
         try:
-            items = self.store.purge_done(self.purge_done_after_s)
-            keys = self.store.purge_delivery_keys(self.keep_delivery_keys_s)
+            items = self.store.inbox.purge_done(self.purge_done_after_s)
+            keys = self.store.inbox.purge_delivery_keys(self.keep_delivery_keys_s)
         except Exception:  # tried again at the next interval
             log.exception("inbox_purge_failed", extra={"event": "inbox_purge_failed"})
             return 0
@@ -317,6 +334,14 @@ class Worker:
     def run(self, stop: threading.Event) -> None:
         """Handle items until ``stop`` is set. A failing item or poller never ends the loop."""
         log.info("worker_started owner=%s", self.owner, extra={"event": "worker_started"})
+        self.running = True
+        try:
+            self._loop(stop)
+        finally:
+            self.running = False
+        log.info("worker_stopped owner=%s", self.owner, extra={"event": "worker_stopped"})
+
+    def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 processed = self.run_once()
@@ -331,7 +356,6 @@ class Worker:
             self.run_due_purge()
             if not processed:
                 self._idle_wait()
-        log.info("worker_stopped owner=%s", self.owner, extra={"event": "worker_stopped"})
 
     def _idle_wait(self) -> None:
         if self._sleep is not None:
@@ -365,7 +389,7 @@ class _Heartbeat:
     at most :data:`MAX_HOLD_S`. A worker that dies stops its heartbeat with it, so the lease still
     runs out after a crash."""
 
-    def __init__(self, store: StateStore, item_id: int, owner: str, lease_s: float) -> None:
+    def __init__(self, store: Store, item_id: int, owner: str, lease_s: float) -> None:
         self.store = store
         self.item_id = item_id
         self.owner = owner
@@ -393,7 +417,7 @@ class _Heartbeat:
                           extra={"event": "inbox_item_hung", "item_id": self.item_id})
                 return
             try:
-                held = self.store.extend_lease(self.item_id, self.owner, self.lease_s)
+                held = self.store.inbox.extend_lease(self.item_id, self.owner, self.lease_s)
             except Exception:  # the next beat tries again; the lease has slack
                 log.exception("lease_extend_failed id=%s", self.item_id, extra={"event": "lease_extend_failed"})
                 continue

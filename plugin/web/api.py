@@ -1,36 +1,29 @@
-"""The Flask application factory: ``create_app(settings=None)``; gunicorn: ``plugin:create_app()``.
+"""The JSON API: ``GET /healthz`` and ``POST /api/ask``.
 
-``/api/*`` needs an API key (plugin.apikeys); ``/healthz`` says only ok/degraded without one. The
-engine work one /api/ask request may cause is bounded: retrieval reads the first
+``/api/*`` needs an API key (:mod:`plugin.service.apikeys`); ``/healthz`` says only ok/degraded without
+one. The engine work one /api/ask request may cause is bounded: retrieval reads the first
 ``api.max_query_chars`` characters, and at most ``api.max_concurrent_asks`` asks run at once (one more
-is a 503 with Retry-After), so that webhook intake in the same process stays fast (issue 8 item 9).
+is a 503 with Retry-After), so that webhook intake in the same process stays fast.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
-from flask import Blueprint, Flask, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, current_app, jsonify, request
 
 from connectors import safejson
-from helpdesk_errors import HelpdeskError
-from plugin import logredact
-from plugin.apikeys import KeyChecker, accepted_keys, presented_key
-from plugin.confirm import confirm_bp
-from plugin.registry import webhook_sources
-from plugin.settings import Settings, load_settings
-from rag.errors import EmptyIndexError
-from webhooks import create_blueprint
+from plugin.service.apikeys import KeyChecker, presented_key
+from plugin.web.context import current_services
+from plugin.wiring import Services
 
 log = logging.getLogger(__name__)
 
-EXTENSION = "helpdesk_assist"
-#: The API key checker and the /api/ask slots live beside the services (app.extensions).
-KEYS_EXTENSION = "helpdesk_assist.api_keys"
-SLOTS_EXTENSION = "helpdesk_assist.ask_slots"
+#: The API key checker and the /api/ask slots of one app.
+API_EXTENSION = "helpdesk_assist.api"
 MAX_TEXT_CHARS = 20_000
 #: Seconds a client should wait after a 503 "busy" before asking again.
 RETRY_AFTER_S = 1
@@ -38,53 +31,14 @@ RETRY_AFTER_S = 1
 api = Blueprint("api", __name__)
 
 
-def create_app(settings: Settings | None = None, *, services: Any = None) -> Flask:
-    """Build the app. Without ``services`` the engine is built from the settings and the knowledge
-    base is imported (the bundled sample when nothing is configured) if it is empty."""
-    settings = settings or load_settings()
-    if services is None:
-        from plugin.services import build_services, ensure_knowledge_base
-
-        services = build_services(settings)
-        ensure_knowledge_base(services)
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_bytes
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    # Under a gunicorn started by hand (not `serve`), its handlers exist by now: filter them too.
-    logredact.install()
-    app.extensions[EXTENSION] = services
-    app.extensions[KEYS_EXTENSION] = KeyChecker(accepted_keys(settings))
-    app.extensions[SLOTS_EXTENSION] = threading.BoundedSemaphore(settings.api.max_concurrent_asks)
-    app.register_blueprint(api)
-    app.register_blueprint(confirm_bp)
-    app.register_blueprint(
-        create_blueprint(
-            lambda: webhook_sources(_services().connectors),
-            lambda: _services().pipeline.accept_events,
-            max_body_bytes=settings.server.max_webhook_bytes,
-        )
-    )
-
-    @app.errorhandler(HTTPException)
-    def _http_error(e: HTTPException) -> Any:
-        return jsonify(error=e.name, detail=e.description), e.code or 500
-
-    @app.errorhandler(HelpdeskError)
-    def _known_error(e: HelpdeskError) -> Any:
-        code = 503 if isinstance(e, EmptyIndexError) else 500
-        log.warning("request_failed: %s: %s", type(e).__name__, e)
-        return jsonify(error=type(e).__name__, detail=str(e)), code
-
-    @app.errorhandler(Exception)
-    def _unexpected(e: Exception) -> Any:
-        log.exception("unexpected_error")
-        return jsonify(error="Internal Server Error", detail="unexpected error; see the service log"), 500
-
-    return app
+@dataclass(frozen=True)
+class ApiState:
+    keys: KeyChecker
+    slots: threading.BoundedSemaphore
 
 
-def _services() -> Any:
-    return current_app.extensions[EXTENSION]
+def _state() -> ApiState:
+    return cast(ApiState, current_app.extensions[API_EXTENSION])
 
 
 def _key_status() -> bool | None:
@@ -92,7 +46,7 @@ def _key_status() -> bool | None:
     key = presented_key(request.headers)
     if key is None:
         return None
-    return bool(current_app.extensions[KEYS_EXTENSION].matches(key))
+    return _state().keys.matches(key)
 
 
 def _unauthorized() -> Any:
@@ -116,14 +70,14 @@ def healthz() -> Any:
     status = _key_status()
     if status is False:
         return _unauthorized()
-    health = _services().health()
+    health = current_services().health()
     return jsonify(health if status else {"status": health["status"]})
 
 
 @api.post("/api/ask")
 def ask() -> Any:
-    services = _services()
-    slots: threading.BoundedSemaphore = current_app.extensions[SLOTS_EXTENSION]
+    services = current_services()
+    slots = _state().slots
     # The slot first, before the body is parsed: while the engine is busy, a flood of asks costs one
     # cheap 503 each, not a JSON parse and validation of 20,000 characters each.
     if not slots.acquire(blocking=False):
@@ -140,7 +94,7 @@ def ask() -> Any:
         slots.release()
 
 
-def _ask(services: Any) -> Any:
+def _ask(services: Services) -> Any:
     if not request.is_json:
         return jsonify(error="Bad Request", detail='expected a JSON object like {"text": "..."}'), 400
     try:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from connectors.base import Connector, TicketCreator, TicketPoller, WebhookSource
+from plugin.i18n import words
 from plugin.settings import Settings
 
 
@@ -98,5 +99,5 @@ def ticket_creator(settings: Settings, connectors: dict[str, Connector]) -> Tick
                             e.smtp_password.get_secret_value(), e.timeout_s)
         return IntakeTicketCreator(sender, intake_address=e.forward_to, from_addr=e.address,
                                    from_name=e.display_name, message_id_domain=e.message_id_domain,
-                                   language=settings.default_language)
+                                   language=settings.default_language, words=words(settings.default_language))
     return None

@@ -1,0 +1,219 @@
+"""Every schema change of the state file, in the order it is applied.
+
+A migration is a named block at a version (``ensure_schema``): a file made by an earlier release has the
+blocks it knew recorded in ``schema_versions`` and gets only the later ones, in this order, each in one
+transaction with its record. Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    name: str
+    version: int
+    ddl: str
+
+
+INBOX_V1 = """
+CREATE TABLE IF NOT EXISTS inbox (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    delivery_key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'leased', 'done', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL,
+    last_error TEXT,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    done_at REAL
+);
+CREATE INDEX IF NOT EXISTS inbox_status_available ON inbox (status, available_at);
+CREATE INDEX IF NOT EXISTS inbox_status_lease ON inbox (status, lease_until);
+CREATE TABLE IF NOT EXISTS watermarks (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+# Retries bounded by time, crashes counted apart, purging with the keys kept, connection health.
+INBOX_V2 = """
+ALTER TABLE inbox ADD COLUMN failing_since REAL;
+ALTER TABLE inbox ADD COLUMN lost_leases INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE inbox ADD COLUMN gave_up INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS inbox_status_done ON inbox (status, done_at);
+CREATE TABLE IF NOT EXISTS delivery_keys (
+    delivery_key TEXT PRIMARY KEY,
+    received_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivery_keys_received ON delivery_keys (received_at);
+CREATE TABLE IF NOT EXISTS connection_health (
+    source TEXT PRIMARY KEY,
+    failing_since REAL,
+    last_failure_at REAL,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    last_success_at REAL
+);
+"""
+
+SUGGESTIONS_V1 = """
+CREATE TABLE IF NOT EXISTS suggestions (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    mode TEXT NOT NULL,
+    language TEXT NOT NULL,
+    ticket_title TEXT NOT NULL DEFAULT '',
+    query TEXT NOT NULL DEFAULT '',
+    category TEXT NOT NULL DEFAULT '',
+    category_confidence REAL NOT NULL DEFAULT 0,
+    confidence REAL NOT NULL DEFAULT 0,
+    threshold REAL NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    answer_text TEXT NOT NULL DEFAULT '',
+    answer_mode TEXT NOT NULL DEFAULT '',
+    entries TEXT NOT NULL DEFAULT '[]',
+    requester_id TEXT NOT NULL DEFAULT '',
+    public_comment_id TEXT,
+    private_comment_id TEXT,
+    outcome TEXT,
+    outcome_reason TEXT,
+    outcome_comment TEXT NOT NULL DEFAULT '',
+    outcome_via TEXT,
+    outcome_at REAL,
+    outcome_client TEXT NOT NULL DEFAULT '{}',
+    outcome_applied_at REAL,
+    UNIQUE (source, ticket_id)
+);
+CREATE INDEX IF NOT EXISTS suggestions_outcome ON suggestions (outcome, outcome_at);
+CREATE TABLE IF NOT EXISTS ticket_log (
+    source TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    at REAL NOT NULL,
+    what TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS ticket_log_ticket ON ticket_log (source, ticket_id, at);
+"""
+
+MAIL_V1 = """
+CREATE TABLE IF NOT EXISTS mail_conversations (
+    id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    from_addr TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    language TEXT NOT NULL DEFAULT 'ru',
+    raw BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    reply_message_id TEXT,
+    answered_at REAL,
+    deadline REAL,
+    forwarded_at REAL,
+    forward_reason TEXT NOT NULL DEFAULT '',
+    closed_at REAL
+);
+CREATE INDEX IF NOT EXISTS mail_conversations_sender ON mail_conversations (from_addr, answered_at);
+CREATE INDEX IF NOT EXISTS mail_conversations_deadline ON mail_conversations (state, deadline);
+"""
+
+# The address a reply goes to (Reply-To, else From), lower-cased: the rate limit counts it, since a
+# forged From with someone else's Reply-To must not multiply the answers that person gets. Rows from
+# before this column count by their From, as they did.
+MAIL_V2 = """
+ALTER TABLE mail_conversations ADD COLUMN reply_addr TEXT NOT NULL DEFAULT '';
+UPDATE mail_conversations SET reply_addr = lower(from_addr);
+CREATE INDEX IF NOT EXISTS mail_conversations_reply_addr ON mail_conversations (reply_addr, answered_at);
+"""
+
+# Outcomes become a history (append-only events); the outcome columns of a suggestion are moved into it
+# and derived from it from now on (the first confirmed / rejected event). "suggested" events are made
+# for the suggestions that exist, at their creation time.
+SUGGESTIONS_V2 = """
+CREATE TABLE IF NOT EXISTS outcome_events (
+    id INTEGER PRIMARY KEY,
+    suggestion_id TEXT NOT NULL REFERENCES suggestions (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('suggested', 'confirmed', 'rejected', 'reopened', 'closed_by_agent',
+                                       'agent_replied', 'timed_out', 'handed_off')),
+    at REAL NOT NULL,
+    channel TEXT NOT NULL DEFAULT '',
+    reason TEXT,
+    comment TEXT NOT NULL DEFAULT '',
+    client TEXT NOT NULL DEFAULT '{}',
+    ref TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outcome_events_suggestion ON outcome_events (suggestion_id, id);
+CREATE INDEX IF NOT EXISTS outcome_events_kind_at ON outcome_events (kind, at);
+CREATE UNIQUE INDEX IF NOT EXISTS outcome_events_once ON outcome_events (suggestion_id, kind, ref)
+    WHERE kind NOT IN ('confirmed', 'rejected');
+CREATE UNIQUE INDEX IF NOT EXISTS outcome_events_one_answer ON outcome_events (suggestion_id)
+    WHERE kind IN ('confirmed', 'rejected');
+INSERT INTO outcome_events (suggestion_id, kind, at, channel)
+    SELECT id, 'suggested', created_at, source FROM suggestions ORDER BY created_at, id;
+INSERT INTO outcome_events (suggestion_id, kind, at, channel, reason, comment, client)
+    SELECT id, CASE outcome WHEN 'solved' THEN 'confirmed' ELSE 'rejected' END, outcome_at, COALESCE(outcome_via, ''),
+           outcome_reason, outcome_comment, outcome_client
+    FROM suggestions WHERE outcome IS NOT NULL ORDER BY outcome_at, id;
+CREATE VIEW IF NOT EXISTS decisive_outcomes AS
+    SELECT * FROM outcome_events WHERE kind IN ('confirmed', 'rejected');
+DROP INDEX IF EXISTS suggestions_outcome;
+ALTER TABLE suggestions DROP COLUMN outcome;
+ALTER TABLE suggestions DROP COLUMN outcome_reason;
+ALTER TABLE suggestions DROP COLUMN outcome_comment;
+ALTER TABLE suggestions DROP COLUMN outcome_via;
+ALTER TABLE suggestions DROP COLUMN outcome_at;
+ALTER TABLE suggestions DROP COLUMN outcome_client;
+"""
+
+# An admin may discard an item (with a reason): a status of its own, kept (never purged), so nothing
+# leaves the queue without a trace. SQLite cannot change a CHECK constraint in place: the table is
+# rebuilt with the same columns, rows and ids.
+INBOX_V3 = """
+CREATE TABLE inbox_v3 (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    delivery_key TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'leased', 'done', 'dead', 'discarded')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    available_at REAL NOT NULL,
+    lease_owner TEXT,
+    lease_until REAL,
+    last_error TEXT,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    done_at REAL,
+    failing_since REAL,
+    lost_leases INTEGER NOT NULL DEFAULT 0,
+    gave_up INTEGER NOT NULL DEFAULT 0,
+    discard_reason TEXT
+);
+INSERT INTO inbox_v3 (id, source, kind, delivery_key, payload, status, attempts, available_at, lease_owner,
+                      lease_until, last_error, received_at, updated_at, done_at, failing_since, lost_leases, gave_up)
+    SELECT id, source, kind, delivery_key, payload, status, attempts, available_at, lease_owner, lease_until,
+           last_error, received_at, updated_at, done_at, failing_since, lost_leases, gave_up FROM inbox;
+DROP TABLE inbox;
+ALTER TABLE inbox_v3 RENAME TO inbox;
+CREATE INDEX inbox_status_available ON inbox (status, available_at);
+CREATE INDEX inbox_status_lease ON inbox (status, lease_until);
+CREATE INDEX inbox_status_done ON inbox (status, done_at);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("state.inbox", 1, INBOX_V1),
+    Migration("state.inbox", 2, INBOX_V2),
+    Migration("records", 1, SUGGESTIONS_V1),
+    Migration("mail", 1, MAIL_V1),
+    Migration("mail", 2, MAIL_V2),
+    Migration("records", 2, SUGGESTIONS_V2),
+    Migration("state.inbox", 3, INBOX_V3),
+)
