@@ -16,6 +16,7 @@ from plugin.service.apikeys import KeyChecker, accepted_keys
 from plugin.service.intake import StoreUnavailable, accept_events
 from plugin.service.registry import webhook_sources
 from plugin.settings import Settings, load_settings
+from plugin.web import i18n as web_i18n
 from plugin.web.api import API_EXTENSION, ApiState, api
 from plugin.web.confirm import confirm_bp
 from plugin.web.context import EXTENSION, current_services
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.extensions[API_EXTENSION] = ApiState(
         keys=KeyChecker(accepted_keys(settings)), slots=threading.BoundedSemaphore(settings.api.max_concurrent_asks)
     )
+    web_i18n.install(app)
     app.register_blueprint(api)
     app.register_blueprint(confirm_bp)
     app.register_blueprint(

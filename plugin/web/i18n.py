@@ -10,10 +10,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
+from flask import Request, Response, g
 from flask.sansio.app import App
 
 from plugin import i18n
+
+#: The cookie that keeps a reader's choice of language (set by ``?lang=``).
+LANG_COOKIE = "hda_lang"
+
+
+def negotiate_language(request: Request, default: str = "ru") -> i18n.Language:
+    """The reader's language: ``?lang=`` (a choice on the page), else the ``hda_lang`` cookie (an earlier
+    choice), else the browser's Accept-Language, else ``default``."""
+    for candidate in (request.args.get("lang"), request.cookies.get(LANG_COOKIE)):
+        if candidate in i18n.LANGUAGES:
+            return candidate
+    best = request.accept_languages.best_match(i18n.LANGUAGES)
+    return i18n.normalize(best or default)
+
+
+def remember_language(response: Response, request: Request, language: str) -> Response:
+    """Keep a choice made with ``?lang=`` for the next pages (a year; not a secret, not HttpOnly-critical)."""
+    if request.args.get("lang") in i18n.LANGUAGES:
+        response.set_cookie(LANG_COOKIE, language, max_age=365 * 86_400, samesite="Lax", httponly=True,
+                            secure=request.is_secure)
+    return response
 
 
 def use_language(language: str | None) -> i18n.Language:
