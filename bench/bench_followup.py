@@ -114,7 +114,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_start": load_start,
                     "load_end": os.getloadavg()},
         "engine": {"knowledge_base": "dataset/sample_kb.xlsx", "embedder": engine.embedder.name,
-                   "threshold": engine.config.threshold, "build_s": round(build_s, 1)},
+                   "threshold": engine.config.policy.threshold, "build_s": round(build_s, 1)},
         "sets": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -523,15 +523,6 @@ class Settings(BaseSettings):
             raise ValueError("; ".join(problems))
         return self
 
-    def shadow_mode_for(self, connector: str) -> bool:
-        own = getattr(self, connector).shadow_mode if connector in ("glpi", "redmine") else None
-        return self.pipeline.shadow_mode if own is None else bool(own)
-
-    def threshold_for(self, category: str | None) -> float:
-        if category and category in self.decision.category_thresholds:
-            return self.decision.category_thresholds[category]
-        return self.decision.threshold
-
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:

@@ -42,6 +42,7 @@ from rag.models import (
     answer_key,
     stable_id,
 )
+from rag.policy import DecisionPolicy
 from rag.store import VectorStore, VectorStoreConfig
 from rag.text import clean_query, detect_language
 
@@ -74,9 +75,8 @@ class EngineConfig:
     candidates: int = 50
     top_k: int = 5
     weights: FusionWeights = field(default_factory=FusionWeights)
-    threshold: float = 0.5
-    category_thresholds: Mapping[str, float] = field(default_factory=dict)
-    disabled_categories: Sequence[str] = ()
+    #: The decision when a request brings no policy of its own (the application always passes one).
+    policy: DecisionPolicy = field(default_factory=DecisionPolicy)
     default_language: str = "ru"
     #: Similarity of a learned request from which it starts to count, and the span to full weight.
     learned_floor: float = 0.5
@@ -84,11 +84,6 @@ class EngineConfig:
 
     def store_config(self) -> VectorStoreConfig:
         return self.vector_store or VectorStoreConfig(path=self.data_dir / "chroma")
-
-    def threshold_for(self, category: str | None) -> float:
-        if category and category in self.category_thresholds:
-            return float(self.category_thresholds[category])
-        return self.threshold
 
 
 @dataclass
@@ -404,15 +399,19 @@ class Engine:
             candidates = [(c, w) for c, w in candidates if len(c) > depth and c[depth] == best]
         return CategoryPrediction(levels=tuple(levels), confidence=round(confidence, 4), alternatives=alternatives)
 
-    def ask(self, query: str, *, category: str | None = None, compose: bool = True) -> EngineResult:
-        """Retrieve, classify, decide and (when answering) compose a grounded answer."""
+    def ask(
+        self, query: str, *, category: str | None = None, compose: bool = True, policy: DecisionPolicy | None = None
+    ) -> EngineResult:
+        """Retrieve, classify, decide by ``policy`` (default: ``config.policy``) and, when answering,
+        compose a grounded answer."""
+        policy = policy or self.config.policy
         language = detect_language(query, default=self.config.default_language)
         hits, prediction = self.search(query, category=category)
         level1 = category or (prediction.levels[0] if prediction.levels else None)
-        threshold = self.config.threshold_for(level1)
+        threshold = policy.threshold_for(level1)
         best = hits[0].confidence if hits else 0.0
         decision: Decision
-        if level1 and level1 in self.config.disabled_categories:
+        if policy.is_disabled(level1):
             decision, reason = "abstain", f"category {level1!r} is switched off: agents answer it"
         elif not hits:
             decision, reason = "abstain", "nothing relevant found in the knowledge base"

@@ -221,7 +221,7 @@ def resolve_followup(
     started = time.monotonic()
     default_language = getattr(getattr(engine, "config", None), "default_language", "ru")
     language = detect_language(message, default=default_language)
-    bar = threshold if threshold is not None else float(getattr(engine.config, "threshold", 0.5))
+    bar = threshold if threshold is not None else engine.config.policy.threshold
     deep = top_k + 5 + sum(len(t.answer_ids) for t in history)
     rejected = {t.answer_ids[0] for t in history if t.rejected and t.answer_ids}
     last = history[-1] if history else None

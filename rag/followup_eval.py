@@ -116,7 +116,7 @@ def replay(engine: Any, conversation: EvalConversation, *, memory: bool = True, 
     """Replay one conversation; one result per turn."""
     history: list[PastTurn] = []
     results: list[TurnResult] = []
-    bar = float(engine.config.threshold)
+    bar = engine.config.policy.threshold
     for n, turn in enumerate(conversation.turns, start=1):
         past = history if memory else []
         result = resolver(engine, turn.say, past, llm=llm if memory else None, **(llm_options or {}))

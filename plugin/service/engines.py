@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from plugin import i18n
+from plugin.service import policy
 from plugin.settings import Settings
 from rag.embeddings import Embedder, LoadedEmbedder, load_embedder
 from rag.engine import Engine, EngineConfig
@@ -29,9 +30,7 @@ def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineCon
         ),
         candidates=settings.retrieval.candidates,
         top_k=settings.retrieval.top_k,
-        threshold=settings.decision.threshold,
-        category_thresholds=dict(settings.decision.category_thresholds),
-        disabled_categories=list(settings.decision.disabled_categories),
+        policy=policy.from_settings(settings).decision,
         default_language=settings.default_language,
     )
 

@@ -63,6 +63,7 @@ from rag.engine import Engine, EngineConfig
 from rag.errors import LLMError, ModelLoadError
 from rag.llm.base import LLM
 from rag.models import KBEntry, stable_id
+from rag.policy import DecisionPolicy
 from rag.privacy import mask_pii
 from rag.text import clean_query, clean_text, normalize_for_match
 
@@ -519,9 +520,8 @@ def analyze(
         engine = Engine(
             EngineConfig(
                 data_dir=root,
-                threshold=threshold,
-                category_thresholds=dict(category_thresholds or {}),
-                disabled_categories=list(disabled_categories),
+                policy=DecisionPolicy(threshold=threshold, category_thresholds=dict(category_thresholds or {}),
+                                      disabled_categories=frozenset(disabled_categories)),
             ),
             primed,
         )

@@ -28,6 +28,7 @@ from connectors.base import (
 from plugin.jobs.worker import PermanentFailure
 from plugin.service import messages
 from plugin.service.links import LinkSigner
+from plugin.service.policy import Policies
 from plugin.settings import Settings
 from plugin.store import Store
 from plugin.store.inbox import InboxItem
@@ -53,6 +54,7 @@ class Pipeline:
         *,
         wake: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
+        policies: Policies | None = None,
     ):
         self.settings = settings
         self.engine = engine
@@ -62,6 +64,8 @@ class Pipeline:
         self.links = links
         self.wake = wake or (lambda: None)
         self.clock = clock
+        #: The decisions in effect (thresholds, switches, shadow mode), asked for at each request.
+        self.policies = policies or Policies(settings)
         #: How an outcome is applied for sources that are not helpdesk connectors (the mailbox).
         self.appliers: dict[str, Callable[[Suggestion], None]] = {}
         #: Whether a suggestion's conversation still takes an outcome, for the same sources.
@@ -156,11 +160,12 @@ class Pipeline:
     ) -> Suggestion:
         """Ask the engine and turn its result into a suggestion row (not stored yet): one shape
         for helpdesk tickets and for mail conversations."""
+        policy = self.policies.current()
         try:
-            result = self.engine.ask(query, compose=True)
+            result = self.engine.ask(query, compose=True, policy=policy.decision)
         except EmptyIndexError as e:
             raise PermanentFailure(f"knowledge base is empty: {e}") from e
-        shadow = self.settings.shadow_mode_for(source)
+        shadow = policy.shadow_mode_for(source)
         mode = "abstain" if result.decision == "abstain" else ("shadow" if shadow else "public")
         best = result.hits[0] if result.hits else None
         composed = result.composed

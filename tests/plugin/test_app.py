@@ -8,6 +8,7 @@ from plugin.web.api import API_EXTENSION
 from plugin.web.app import create_app
 from plugin.wiring import build_services, ensure_knowledge_base
 from rag.embeddings import HashingEmbedder
+from rag.policy import DecisionPolicy
 
 KEYS = ["first-api-key-0123456789abcdef", "second-api-key-0123456789abcdef"]
 
@@ -60,11 +61,11 @@ def test_ask_returns_category_answers_decision(client):
 
 
 def test_ask_answer_is_composed_when_confident(client, services):
-    services.engine.config.threshold = 0.0
+    services.engine.config.policy = DecisionPolicy(threshold=0.0)
     try:
         body = client.post("/api/ask", json={"text": "Забыл пароль от учетной записи, как сбросить?"}).get_json()
     finally:
-        services.engine.config.threshold = 0.5
+        services.engine.config.policy = DecisionPolicy(threshold=0.5)
     assert body["decision"] == "answer"
     assert body["composed"]["mode"] == "extractive"
     assert body["hits"][0]["answer"][:40] in body["composed"]["text"]

@@ -143,14 +143,10 @@ def test_shadow_mode_posts_only_the_private_note(engine, helpdesk, tmp_path):
 
 
 def test_abstention_posts_only_a_private_note_saying_why(engine, helpdesk, tmp_path):
-    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path)
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path, decision={"threshold": 0.99})
     t = helpdesk.add_ticket("Квартальный отчёт по продажам", "Пришлите, пожалуйста, отчёт по продажам за третий квартал")
-    pipeline.engine.config.threshold = 0.99
-    try:
-        pipeline.enqueue_event(_event(t.id))
-        _drain(worker)
-    finally:
-        pipeline.engine.config.threshold = 0.3
+    pipeline.enqueue_event(_event(t.id))
+    _drain(worker)
     assert [p.private for p in helpdesk.posted] == [True]
     s = records.for_ticket("fake", t.id)
     assert s.mode == "abstain"

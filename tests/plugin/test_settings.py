@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 
 from helpdesk_errors import ConfigError
+from plugin.service import policy
 from plugin.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -87,9 +88,10 @@ def test_missing_file():
 
 def test_threshold_for_category():
     s = load_settings(env={}, decision={"threshold": 0.5, "category_thresholds": {"VPN": 0.8}})
-    assert s.threshold_for("VPN") == 0.8
-    assert s.threshold_for("Почта") == 0.5
-    assert s.threshold_for(None) == 0.5
+    decision = policy.from_settings(s).decision
+    assert decision.threshold_for("VPN") == 0.8
+    assert decision.threshold_for("Почта") == 0.5
+    assert decision.threshold_for(None) == 0.5
 
 
 def test_connector_settings_are_checked_across_keys_without_echoing_secrets():
@@ -109,7 +111,8 @@ def test_worker_lease_must_outlast_the_llm_timeout():
 
 def test_shadow_mode_per_connector_overrides_the_global_one():
     s = load_settings(env={}, pipeline={"shadow_mode": True}, redmine={"shadow_mode": False})
-    assert s.shadow_mode_for("redmine") is False and s.shadow_mode_for("glpi") is True
+    p = policy.from_settings(s)
+    assert p.shadow_mode_for("redmine") is False and p.shadow_mode_for("glpi") is True
 
 
 def test_api_keys_from_the_environment_comma_separated():

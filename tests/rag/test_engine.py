@@ -15,6 +15,7 @@ from rag.embeddings import HashingEmbedder
 from rag.engine import Engine, EngineConfig
 from rag.errors import EmptyIndexError, IndexMismatchError, RagError
 from rag.models import KBEntry
+from rag.policy import DecisionPolicy
 
 VPN = "VPN и удалённый доступ"
 ACCOUNTS = "Учётные записи"
@@ -220,8 +221,7 @@ def test_category_filter_returns_only_that_category(engine: Engine) -> None:
 
 
 def test_a_category_without_entries_finds_nothing_and_abstains(engine: Engine) -> None:
-    engine.config.threshold = 0.0
-    result = engine.ask("принтер не печатает", category="Нет такой категории")
+    result = engine.ask("принтер не печатает", category="Нет такой категории", policy=DecisionPolicy(threshold=0.0))
     assert result.hits == []
     assert result.decision == "abstain"
     assert result.reason == "nothing relevant found in the knowledge base"
@@ -363,7 +363,7 @@ def test_ask_on_an_empty_knowledge_base_raises(tmp_path: Path) -> None:
 
 def test_ask_abstains_below_the_threshold_without_calling_the_llm(tmp_path: Path) -> None:
     llm = ScriptedLLM(["Перезапустите диспетчер печати [1]."])
-    engine = Engine(EngineConfig(data_dir=tmp_path, threshold=0.99), HashingEmbedder(), llm=llm)
+    engine = Engine(EngineConfig(data_dir=tmp_path, policy=DecisionPolicy(threshold=0.99)), HashingEmbedder(), llm=llm)
     engine.import_entries(ENTRIES)
 
     result = engine.ask("принтер не печатает, документы висят в очереди", compose=True)
@@ -376,8 +376,7 @@ def test_ask_abstains_below_the_threshold_without_calling_the_llm(tmp_path: Path
 
 
 def test_ask_answers_above_the_threshold_with_the_extractive_answer_without_llm(engine: Engine) -> None:
-    engine.config.threshold = 0.0
-    result = engine.ask("Добрый день! Принтер не печатает, документы висят в очереди")
+    result = engine.ask("Добрый день! Принтер не печатает, документы висят в очереди", policy=DecisionPolicy(0.0))
     assert result.decision == "answer"
     assert result.reason == ""
     assert result.language == "ru"
@@ -395,7 +394,7 @@ def test_ask_answers_above_the_threshold_with_the_extractive_answer_without_llm(
 def test_ask_composes_with_the_llm_when_it_answers(tmp_path: Path) -> None:
     reply = "Очистите очередь печати и перезапустите службу Spooler [1]."
     llm = ScriptedLLM([reply])
-    engine = Engine(EngineConfig(data_dir=tmp_path, threshold=0.0), HashingEmbedder(), llm=llm)
+    engine = Engine(EngineConfig(data_dir=tmp_path, policy=DecisionPolicy(threshold=0.0)), HashingEmbedder(), llm=llm)
     engine.import_entries(ENTRIES)
 
     result = engine.ask("Принтер не печатает, документы висят в очереди")
@@ -411,7 +410,8 @@ def test_ask_composes_with_the_llm_when_it_answers(tmp_path: Path) -> None:
 def test_category_thresholds_and_disabled_categories(tmp_path: Path) -> None:
     llm = ScriptedLLM(["Перезапустите FortiClient [1]."])
     engine = Engine(
-        EngineConfig(data_dir=tmp_path, threshold=0.0, category_thresholds={PRINT: 0.99}, disabled_categories=[MAIL]),
+        EngineConfig(data_dir=tmp_path, policy=DecisionPolicy(
+            threshold=0.0, category_thresholds={PRINT: 0.99}, disabled_categories=frozenset([MAIL]))),
         HashingEmbedder(),
         llm=llm,
     )

@@ -22,6 +22,7 @@ from rag.followup import (
     rewrite_messages,
 )
 from rag.models import AnswerHit
+from rag.policy import DecisionPolicy
 from tests.rag import sample_engine as _sample
 from tests.rag.llm.fakes import ScriptedLLM
 
@@ -75,7 +76,7 @@ def hit(answer_id: str, confidence: float, entry_id: str = "", title: str = "", 
 
 @dataclass
 class _Config:
-    threshold: float = 0.5
+    policy: DecisionPolicy = field(default_factory=DecisionPolicy)
     default_language: str = "ru"
 
 
