@@ -308,7 +308,7 @@ class Text(_Model):
     params: dict[str, str | Text] = Field(default_factory=dict)
 
     @classmethod
-    def of(cls, key: str, **params: object) -> Text:
+    def of(cls, key: str, /, **params: object) -> Text:
         return cls(key=key, params={k: v if isinstance(v, Text) else str(v) for k, v in params.items()})
 
     @classmethod
@@ -338,7 +338,7 @@ class CheckResult(_Model):
     detail_text: Text | None = None
 
     @classmethod
-    def of(cls, name: str, ok: bool, detail: str | Text = "", **params: object) -> CheckResult:
+    def of(cls, name: str, ok: bool, detail: str | Text = "", /, **params: object) -> CheckResult:
         """A result whose ``name`` and ``detail`` are catalog keys (marked with :func:`N_`) formatted with
         ``params``; a ready :class:`Text` may stand for the detail."""
         name_text = Text.of(name, **params)

@@ -14,6 +14,7 @@ import click
 
 from helpdesk_errors import HelpdeskError
 from plugin import logredact
+from plugin.i18n import Translate, words
 from plugin.service import admin, knowledge
 from plugin.service.apikeys import ensure_local_key, local_key_path
 from plugin.settings import Settings, load_settings
@@ -35,6 +36,11 @@ class _Ctx:
             self._settings = load_settings(self.config)
             _setup_logging("DEBUG" if self.verbose else self._settings.log_level)
         return self._settings
+
+    @property
+    def words(self) -> Translate:
+        """The admin's words (``admin_language``)."""
+        return words(self.settings.admin_language)
 
     def services(self, progress: bool = True) -> Services:
         services = build_services(self.settings)
@@ -223,11 +229,13 @@ def worker(obj: _Ctx, once: bool) -> None:
 def check(obj: _Ctx) -> None:
     """Test every enabled connector and the mailbox: reachability, credentials, rights, folders, webhook
     secrets. Exit 1 on a problem."""
+    _ = obj.words
     lines = admin.check(obj.settings)
     for line in lines:
+        # [ok] / [FAIL] stay as they are in every language: scripts look for them.
         click.echo(f"[{'ok' if line.ok else 'FAIL'}] {line.label}: {line.detail}")
     failed = sum(1 for line in lines if not line.ok)
-    click.echo(f"{len(lines) - failed} ok, {failed} to fix")
+    click.echo(_("{ok} ok, {failed} to fix").format(ok=len(lines) - failed, failed=failed))
     if failed:
         sys.exit(1)
 
