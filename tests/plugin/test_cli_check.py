@@ -97,3 +97,29 @@ def test_check_in_russian_names_each_line_of_a_good_setup(glpi):
 def test_a_bad_admin_language_names_the_setting():
     r = CliRunner().invoke(main, ["check"], env={"HELPDESK_ASSIST_ADMIN_LANGUAGE": "de"})
     assert r.exit_code != 0 and "admin_language" in r.output
+
+
+def test_the_queue_commands_speak_the_admin_language(tmp_path):
+    """Every message of the command line comes from the catalog: the queue's, in Russian and English."""
+    from plugin.store import Store
+
+    store = Store.open(tmp_path / "var" / "state.sqlite3")
+    item_id = store.inbox.enqueue("redmine", "ticket_event", "redmine:7:1", {"ticket_id": "7"})
+    store.close()
+    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var")}
+
+    def run(language: str, *args: str):
+        return CliRunner().invoke(main, ["queue", *args], env={**env, "HELPDESK_ASSIST_ADMIN_LANGUAGE": language})
+
+    ru, en = run("ru", "list"), run("en", "list")
+    assert "по статусам: в очереди 1, в работе 0, выполнено 0" in ru.output
+    assert f"#{item_id} pending redmine/ticket_event попыток=0" in ru.output  # the status as --status names it
+    assert "counts: pending 1, being worked 0, done 0" in en.output
+    missing = run("ru", "retry", "999")
+    assert missing.exit_code == 2 and "ошибка: элемент 999 не остановлен с ошибкой (или его нет)" in missing.output
+    assert "error: item 999 is not dead" in run("en", "retry", "999").output
+    blank = run("ru", "discard", str(item_id), "--reason", "  ")
+    assert blank.exit_code == 2 and "чтобы снять элемент с очереди, нужна причина" in blank.output
+    done = run("ru", "discard", str(item_id), "--reason", "дубликат")
+    assert done.exit_code == 0 and f"элемент {item_id} снят с очереди" in done.output
+    assert "снято с очереди: дубликат" in run("ru", "list").output
