@@ -467,6 +467,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     #: Language used when a text has no letters to tell.
     default_language: Literal["ru", "en"] = "ru"
+    #: The language of the command line's words for admins (``helpdesk-assist check``, ``status``...).
+    admin_language: Literal["ru", "en"] = "ru"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Models load from local paths or the local model cache only. Set false to let
     #: sentence-transformers/transformers download hub ids (from a hub or a mirror: HF_ENDPOINT).

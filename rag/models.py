@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +11,30 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag.text import normalize_for_match
 
 Decision = Literal["answer", "abstain"]
+
+
+def N_(key: str) -> str:
+    """Marks an English text as a key of the application's ru/en catalogs (extracted by ``make
+    messages``); returned as is: this package does not translate."""
+    return key
+
+
+#: Why the engine abstains: a stable code (kept with the suggestion, in the API) and its words, a
+#: catalog key formatted with :attr:`EngineResult.reason_params`. The application shows them in the
+#: reader's language; :attr:`EngineResult.reason` keeps the English for logs.
+ABSTAIN_REASONS: dict[str, str] = {
+    "category_off": N_("category '{category}' is switched off: agents answer it"),
+    "nothing_found": N_("nothing relevant found in the knowledge base"),
+    "below_threshold": N_("confidence {confidence} is below the threshold {threshold}"),
+}
+
+
+def reason_words(code: str, params: dict[str, str], translate: Callable[[str], str] | None = None) -> str:
+    """The words of abstention reason ``code`` (English, or through ``translate``); "" for no code."""
+    key = ABSTAIN_REASONS.get(code)
+    if key is None:
+        return ""
+    return (translate or N_)(key).format(**params)
 
 
 def stable_id(*parts: str) -> str:
@@ -90,6 +115,9 @@ class EngineResult(BaseModel):
     hits: list[AnswerHit]
     decision: Decision
     threshold: float
-    #: Why the engine abstained (empty when it answers).
+    #: Why the engine abstained (empty when it answers), in English (logs, the API).
     reason: str = ""
+    #: The same as a code of :data:`ABSTAIN_REASONS` and its values, for words in another language.
+    reason_code: str = ""
+    reason_params: dict[str, str] = Field(default_factory=dict)
     composed: ComposedAnswer | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from connectors.base import Link, OutgoingMessage, SuggestedEntry
 from plugin.i18n import N_, words
 from plugin.store.suggestions import Suggestion
+from rag.models import reason_words
 
 #: Why a requester says a suggestion did not help: the same choices and words on every channel
 #: (the confirmation page, the notes, the chat).
@@ -28,6 +29,12 @@ OUTCOMES = {"solved": N_("solved"), "not_solved": N_("not solved")}
 def reason_label(reason: str, language: str) -> str:
     _ = words(language)
     return _(REASON_LABELS[reason]) if reason in REASON_LABELS else reason
+
+
+def abstain_reason(s: Suggestion, language: str | None = None) -> str:
+    """Why the engine abstained, in ``language`` (default: the suggestion's); a suggestion made before
+    reasons had codes keeps its English words."""
+    return reason_words(s.reason_code, s.reason_params, words(language or s.language)) or s.reason
 
 
 def public_suggestion(s: Suggestion, *, solved_url: str, not_solved_url: str, max_entries: int) -> OutgoingMessage:
@@ -53,8 +60,9 @@ def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str
             confidence=f"{s.confidence:.2f}", threshold=f"{s.threshold:.2f}")),
         (_("decision"), _(_DECISIONS[s.mode])),
     ]
-    if s.reason:
-        facts.append((_("why"), s.reason))
+    reason = abstain_reason(s)
+    if reason:
+        facts.append((_("why"), reason))
     if s.answer_mode:
         facts.append((_("answer"), s.answer_mode + (f" ({fallback_reason})" if fallback_reason else "")))
     for i, e in enumerate(s.entries, 1):
@@ -66,7 +74,7 @@ def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str
         facts.append((label, f"{past.source} #{past.ticket_id}: {past.ticket_title[:80]}"))
     if s.mode == "abstain":
         heading = _("helpdesk-assist: no confident answer, visible to agents only")
-        paragraphs = [s.reason] + ([s.answer_text] if s.answer_text else [])
+        paragraphs = [reason] + ([s.answer_text] if s.answer_text else [])
     else:
         heading = _("helpdesk-assist: AI draft reply, visible to agents only")
         paragraphs = [

@@ -190,6 +190,8 @@ class Pipeline:
             confidence=best.confidence if best else 0.0,
             threshold=result.threshold,
             reason=result.reason,
+            reason_code=result.reason_code,
+            reason_params=result.reason_params,
             answer_text=composed.text if composed else "",
             answer_mode=(composed.mode + (f": {composed.fallback_reason}" if composed.fallback_reason else ""))
             if composed
