@@ -10,7 +10,7 @@ from __future__ import annotations
 from connectors.base import Link, OutgoingMessage, SuggestedEntry
 from plugin.i18n import N_, words
 from plugin.store.suggestions import Suggestion
-from rag.models import reason_words
+from rag.models import answer_mode_words, reason_words
 
 #: Why a requester says a suggestion did not help: the same choices and words on every channel
 #: (the confirmation page, the notes, the chat).
@@ -52,7 +52,7 @@ def public_suggestion(s: Suggestion, *, solved_url: str, not_solved_url: str, ma
     )
 
 
-def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str = "") -> OutgoingMessage:
+def agent_note(s: Suggestion, *, similar: list[Suggestion]) -> OutgoingMessage:
     _ = words(s.language)
     facts: list[tuple[str, str]] = [
         (_("category"), f"{s.category or '-'} ({s.category_confidence:.2f})"),
@@ -64,11 +64,12 @@ def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str
     if reason:
         facts.append((_("why"), reason))
     if s.answer_mode:
-        facts.append((_("answer"), s.answer_mode + (f" ({fallback_reason})" if fallback_reason else "")))
+        facts.append((_("answer"), answer_mode_words(s.answer_mode, _)))
     for i, e in enumerate(s.entries, 1):
         origin = f", {e.origin}" if e.origin else ""
         label = e.title or e.question[:80]
-        facts.append((_("entry {n}").format(n=i), f"{label} - score {e.score:.2f}, p {e.confidence:.2f}{origin}"))
+        facts.append((_("entry {n}").format(n=i), _("{title} - score {score}, confidence {confidence}").format(
+            title=label, score=f"{e.score:.2f}", confidence=f"{e.confidence:.2f}") + origin))
     for past in similar:
         label = _("Similar tickets this answer solved")
         facts.append((label, f"{past.source} #{past.ticket_id}: {past.ticket_title[:80]}"))
