@@ -18,7 +18,8 @@ REASON_LABELS: dict[str, str] = {
     "not_enough": N_("Related, but not enough"),
     "other": N_("Other"),
 }
-_DECISIONS = {"public": N_("answered"), "shadow": N_("answered (shadow mode)"), "abstain": N_("abstained")}
+_DECISIONS = {"public": N_("answered"), "shadow": N_("answered (shadow mode)"), "abstain": N_("abstained"),
+              "holdout": N_("answered (holdout: not shown to the requester)")}
 #: How an outcome reached us.
 CHANNELS = {"link": N_("link in the message"), "mail": N_("reply by mail"), "helpdesk": N_("in the helpdesk"),
             "chat": N_("self-service chat")}
@@ -72,6 +73,8 @@ def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str
         paragraphs = [
             s.answer_text,
             _("Shadow mode: nothing was sent to the requester.") if s.mode == "shadow"
+            else _("Holdout: this ticket was drawn at random to measure the assistant's effect; nothing was "
+                   "sent to the requester. Please answer it as usual.") if s.mode == "holdout"
             else _("The requester got a suggestion with 'solved / not solved' links."),
         ]
     return OutgoingMessage(marker=s.marker("private"), heading=heading, paragraphs=paragraphs, facts=facts)

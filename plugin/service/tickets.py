@@ -12,6 +12,7 @@ addresses and phone numbers before the LLM); comments, private notes above all, 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -66,6 +67,8 @@ class Pipeline:
         self.clock = clock
         #: The decisions in effect (thresholds, switches, shadow mode), asked for at each request.
         self.policies = policies or Policies(settings)
+        #: Draws the holdout (``analytics.holdout_share``): a number in [0, 1) per eligible ticket.
+        self.holdout_draw: Callable[[], float] = random.random
         #: How an outcome is applied for sources that are not helpdesk connectors (the mailbox).
         self.appliers: dict[str, Callable[[Suggestion], None]] = {}
         #: Whether a suggestion's conversation still takes an outcome, for the same sources.
@@ -167,6 +170,10 @@ class Pipeline:
             raise PermanentFailure(f"knowledge base is empty: {e}") from e
         shadow = policy.shadow_mode_for(source)
         mode = "abstain" if result.decision == "abstain" else ("shadow" if shadow else "public")
+        if mode == "public" and self.holdout_draw() < self.settings.analytics.holdout_share:
+            # The holdout (issue 13): eligible, drawn at random, only the private note. Recorded with
+            # the suggestion (mode, and the reason of its "suggested" event); the report compares it.
+            mode = "holdout"
         best = result.hits[0] if result.hits else None
         composed = result.composed
         entries = [
@@ -233,7 +240,7 @@ class Pipeline:
             self._post(connector, ticket, s)
             s = self.records.get(s.id) or s
         created = _suggested_at(ticket, s)
-        if s.outcome is None and s.mode != "abstain":
+        if s.outcome is None and s.mode not in ("abstain", "holdout"):
             s = self._outcome_in_helpdesk(ticket, s, created)
         self._observe(ticket, s, created)
 
@@ -266,8 +273,17 @@ class Pipeline:
             if _aware(c.created_at) >= created:
                 self.records.add_event(s.id, "agent_replied", channel="helpdesk", ref=c.id,
                                        at=_aware(c.created_at).timestamp())
+        closed_before = False
         if ticket.state == "closed" and s.outcome != "solved":
             self.records.add_event(s.id, "closed_by_agent", channel="helpdesk")
+        elif s.mode != "abstain" and s.outcome != "solved" and ticket.state not in ("solved", "closed"):
+            closed_before = any(e.kind == "closed_by_agent" for e in self.records.events(s.id))
+        if closed_before:
+            # A ticket an agent closed, open again (the reopen rate of the holdout comparison counts
+            # these in both groups; a confirmed one's reopen is noted below).
+            stamp = ticket.updated_at.isoformat() if ticket.updated_at else ticket.status_name
+            self.records.add_event(s.id, "reopened", channel="helpdesk", ref=stamp,
+                                   comment=f"status {ticket.status_name}")
         if s.outcome == "solved" and s.outcome_applied_at is not None and ticket.state not in ("solved", "closed"):
             stamp = ticket.updated_at.isoformat() if ticket.updated_at else ticket.status_name
             if self.records.add_event(s.id, "reopened", channel="helpdesk", ref=stamp,
@@ -322,7 +338,7 @@ class Pipeline:
             self.records.add_event(s.id, "handed_off", channel="helpdesk", reason=s.outcome_reason)
 
     def _learn(self, s: Suggestion) -> None:
-        if not s.entries or not s.query or s.mode == "abstain" or s.outcome_reason == "agent_involved":
+        if not s.entries or not s.query or s.mode in ("abstain", "holdout") or s.outcome_reason == "agent_involved":
             return
         try:
             self.engine.learn(

@@ -26,7 +26,9 @@ from pydantic import BaseModel, Field
 from plugin.store.db import Database
 
 Outcome = Literal["solved", "not_solved"]
-Mode = Literal["public", "shadow", "abstain"]
+#: ``holdout``: the engine would have answered publicly, but the ticket was drawn into the holdout
+#: (``analytics.holdout_share``): only the private note; its ``suggested`` event has reason "holdout".
+Mode = Literal["public", "shadow", "abstain", "holdout"]
 EventKind = Literal[
     "suggested", "confirmed", "rejected", "reopened", "closed_by_agent", "agent_replied", "timed_out", "handed_off"
 ]
@@ -143,8 +145,9 @@ class Suggestions:
             )
             if cur.rowcount == 1:
                 db.execute(
-                    "INSERT INTO outcome_events (suggestion_id, kind, at, channel) VALUES (?, 'suggested', ?, ?)",
-                    (s.id, s.created_at, s.source),
+                    "INSERT INTO outcome_events (suggestion_id, kind, at, channel, reason)"
+                    " VALUES (?, 'suggested', ?, ?, ?)",
+                    (s.id, s.created_at, s.source, "holdout" if s.mode == "holdout" else None),
                 )
         existing = self.for_ticket(s.source, s.ticket_id)
         assert existing is not None
