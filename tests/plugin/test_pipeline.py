@@ -297,3 +297,36 @@ def test_history_of_a_rejection_handed_back(engine, helpdesk, tmp_path):
     events = records.events(s.id)
     assert [(e.kind, e.channel, e.reason) for e in events] == [
         ("suggested", "fake", None), ("rejected", "link", "not_related"), ("handed_off", "helpdesk", "not_related")]
+
+
+def test_holdout_posts_only_the_private_note_and_records_its_history(engine, helpdesk, tmp_path):
+    """Issue 13: a ticket drawn into the holdout gets the private note only; the draw is recorded on its
+    ``suggested`` event, an agent's close and a later reopen are noted for the holdout comparison."""
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path, analytics={"holdout_share": 0.5})
+    draws = iter([0.4, 0.6])  # the first ticket falls in the holdout (0.4 < 0.5), the second does not
+    pipeline.holdout_draw = lambda: next(draws)
+    held, shown = helpdesk.add_ticket(*PASSWORD_TICKET), helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(held.id))
+    _drain(worker)
+    pipeline.enqueue_event(_event(shown.id))
+    _drain(worker)
+    assert [(p.ticket_id, p.private) for p in helpdesk.posted] == [(held.id, True), (shown.id, False), (shown.id, True)]
+    s = records.for_ticket("fake", held.id)
+    assert s.mode == "holdout" and records.for_ticket("fake", shown.id).mode == "public"
+    assert [(e.kind, e.reason) for e in records.events(s.id)] == [("suggested", "holdout")]
+    helpdesk.tickets[held.id].state = "closed"
+    _update(pipeline, held.id, "fake:closed")
+    _drain(worker)
+    helpdesk.tickets[held.id].state = "open"
+    _update(pipeline, held.id, "fake:reopened")
+    _drain(worker)
+    assert [e.kind for e in records.events(s.id)] == ["suggested", "closed_by_agent", "reopened"]
+
+
+def test_no_holdout_by_default(engine, helpdesk, tmp_path):
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path)
+    pipeline.holdout_draw = lambda: 0.0  # even the lowest draw: a share of 0 holds nothing out
+    t = helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(t.id))
+    _drain(worker)
+    assert records.for_ticket("fake", t.id).mode == "public"

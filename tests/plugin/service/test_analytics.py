@@ -52,10 +52,10 @@ def _outcome(store: Store, clock: Clock, sid: str, outcome: str, at: float, reas
     store.suggestions.record_outcome(sid, outcome, via="link", reason=reason)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def store(tmp_path):
+def fill_january(path) -> Store:
+    """The eleven suggestions of the module docstring (and one from December), in the state file at ``path``."""
     clock = Clock()
-    store = Store.open(tmp_path / "state.sqlite3", clock=clock)
+    store = Store.open(path, clock=clock)
     ev = store.suggestions.add_event
     mail, vpn = "Почта > Outlook", "VPN"
     # s1: confirmed an hour later, never reopened: deflected.
@@ -101,6 +101,12 @@ def store(tmp_path):
     clock.now = ts(1)
     store.suggestions.create(Suggestion(id="old", source="glpi", ticket_id="old", created_at=ts(1) - 5 * 86400,
                                         mode="public", language="ru"))
+    return store
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = fill_january(tmp_path / "state.sqlite3")
     yield store
     store.close()
 
