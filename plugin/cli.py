@@ -547,5 +547,63 @@ def analyze(obj: _Ctx, export: Path, kb_file: Path | None, as_of: str | None, ma
                f"deflection {100 * result.deflection:.1f}%; {len(result.unreadable)} unreadable rows; report: {output}")
 
 
+# -- incidents ------------------------------------------------------------------------------------
+@main.group()
+def incident() -> None:
+    """Outage incidents: near-identical requests in a burst (outages.enabled)."""
+
+
+@incident.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Closed incidents too.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def incident_list(obj: _Ctx, show_all: bool, as_json: bool) -> None:
+    """Open incidents (newest first) with their requests."""
+    from datetime import UTC, datetime
+
+    from plugin.service.outages import user_message
+
+    store = _store(obj)
+    rows = store.incidents.find(status=None if show_all else "open")
+    if as_json:
+        _echo_json([{**r.model_dump(), "members": [m.model_dump() for m in store.incidents.members(r.id)]}
+                    for r in rows])
+        return
+    if not rows:
+        click.echo("no open incident" if not show_all else "no incident")
+    for r in rows:
+        opened = datetime.fromtimestamp(r.opened_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        click.echo(f"{r.id}  {r.status}  opened {opened}  {r.size} requests")
+        click.echo(f"  users are told: {user_message(r, obj.settings.default_language)}")
+        for m in store.incidents.members(r.id):
+            click.echo(f"  {m.source} #{m.ticket_id} ({m.channel}): {m.text[:80]}")
+
+
+@incident.command("close")
+@click.argument("incident_id")
+@click.option("--by", default="cli", show_default=True, help="Who closes it (kept with the incident).")
+@click.pass_obj
+def incident_close(obj: _Ctx, incident_id: str, by: str) -> None:
+    """Close an incident: its banner goes, later similar requests get ordinary answers again."""
+    from plugin.service.outages import close
+
+    if not close(_store(obj), incident_id, by=by):
+        _fail(RuntimeError(f"incident {incident_id} is not open (or does not exist)"))
+    click.echo(f"incident {incident_id} closed")
+
+
+@incident.command("message")
+@click.argument("incident_id")
+@click.argument("text")
+@click.pass_obj
+def incident_message(obj: _Ctx, incident_id: str, text: str) -> None:
+    """Set what users are told about an incident (instead of the default wording)."""
+    if not text.strip():
+        raise click.BadParameter("the message must not be empty", param_hint="TEXT")
+    if not _store(obj).incidents.set_message(incident_id, text.strip()):
+        _fail(RuntimeError(f"incident {incident_id} does not exist"))
+    click.echo(f"incident {incident_id}: message set")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -437,6 +437,20 @@ class AdminSettings(_Section):
     throttle: SignInThrottleSettings = Field(default_factory=SignInThrottleSettings)
 
 
+class OutageSettings(_Section):
+    """Outage detection (issue 13): near-identical requests in a burst, across channels, open an incident."""
+
+    enabled: bool = False
+    #: Near-identical requests it takes to open an incident ...
+    min_requests: int = Field(default=5, ge=2, le=1000)
+    #: ... within this many seconds of each other.
+    window_s: float = Field(default=600.0, gt=0, le=86_400)
+    #: Average similarity within the group that opens one, and to an open incident to join it (tuned for
+    #: the bundled USE encoder with character n-grams: bench/bench_outages.py).
+    similarity: float = Field(default=0.3, gt=0.0, le=1.0)
+    join_similarity: float = Field(default=0.6, gt=0.0, le=1.0)
+
+
 class AnalyticsSettings(_Section):
     """The analytics page, ``report``, the holdout and the economic report (issue 13)."""
 
@@ -494,6 +508,7 @@ class Settings(BaseSettings):
     email: EmailSettings = Field(default_factory=EmailSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    outages: OutageSettings = Field(default_factory=OutageSettings)
 
     @classmethod
     def settings_customise_sources(

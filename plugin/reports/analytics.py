@@ -38,6 +38,7 @@ FUNNEL_SERIES: tuple[tuple[str, str, Callable[[Funnel], float]], ...] = (
     (N_("rejected"), "#c62828", lambda f: f.rejected),
     (N_("answered, no answer from the requester"), "#7fa7d9", lambda f: f.answered - f.confirmed - f.rejected),
     (N_("abstained"), "#e8a33d", lambda f: f.abstained),
+    (N_("known problem (outage)"), "#8a8f99", lambda f: f.incident),
 )
 
 #: (field, label) of every economic parameter, in the order shown.

@@ -55,6 +55,8 @@ class Funnel(BaseModel):
     shadow: int = 0
     held_out: int = 0
     abstained: int = 0
+    #: Requests of an open outage incident: told about it instead of an answer.
+    incident: int = 0
     confirmed: int = 0
     #: Confirmed after an agent had replied: the agent's work, not counted as deflected.
     agent_involved: int = 0
@@ -179,6 +181,8 @@ def _add(funnel: Funnel, f: SuggestionFacts, confirmed_as: str | None) -> None:
     funnel.seen += 1
     if f.mode == "abstain":
         funnel.abstained += 1
+    elif f.mode == "incident":
+        funnel.incident += 1
     else:
         funnel.answered += 1
         if f.mode == "public":

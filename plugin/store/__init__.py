@@ -6,7 +6,8 @@
 - :mod:`.health`      which sources the worker cannot reach, since when;
 - :mod:`.suggestions` suggestions and their outcome history;
 - :mod:`.mail`        mail conversations;
-- :mod:`.analytics`   the report's facts, folded from the outcome history.
+- :mod:`.analytics`   the report's facts, folded from the outcome history;
+- :mod:`.incidents`   outage incidents and their requests.
 
 Nothing here imports Flask or the service layer.
 """
@@ -22,6 +23,7 @@ from plugin.store.analytics import Analytics
 from plugin.store.db import Database
 from plugin.store.health import Health
 from plugin.store.inbox import Inbox
+from plugin.store.incidents import Incidents
 from plugin.store.mail import MailConversations
 from plugin.store.migrations import MIGRATIONS
 from plugin.store.suggestions import Suggestions
@@ -42,6 +44,7 @@ class Store:
     suggestions: Suggestions
     mail: MailConversations
     analytics: Analytics
+    incidents: Incidents
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -49,7 +52,7 @@ class Store:
         db = Database(path, clock=clock)
         migrate(db)
         return cls(db=db, inbox=Inbox(db), health=Health(db), suggestions=Suggestions(db),
-                   mail=MailConversations(db), analytics=Analytics(db))
+                   mail=MailConversations(db), analytics=Analytics(db), incidents=Incidents(db))
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -28,7 +28,9 @@ from plugin.store.db import Database
 Outcome = Literal["solved", "not_solved"]
 #: ``holdout``: the engine would have answered publicly, but the ticket was drawn into the holdout
 #: (``analytics.holdout_share``): only the private note; its ``suggested`` event has reason "holdout".
-Mode = Literal["public", "shadow", "abstain", "holdout"]
+#: ``incident``: the request joined an open outage incident and got its message instead of an answer
+#: (``reason`` holds the incident's id).
+Mode = Literal["public", "shadow", "abstain", "holdout", "incident"]
 EventKind = Literal[
     "suggested", "confirmed", "rejected", "reopened", "closed_by_agent", "agent_replied", "timed_out", "handed_off"
 ]
@@ -84,7 +86,7 @@ class Suggestion(BaseModel):
     #: When the worker applied the outcome in the helpdesk (closed, handed back, mail sent).
     outcome_applied_at: float | None = None
 
-    def marker(self, purpose: Literal["public", "private", "outcome"]) -> str:
+    def marker(self, purpose: Literal["public", "private", "outcome", "incident"]) -> str:
         """The marker carried by the comment posted for ``purpose`` (``ha-`` + 12 hex digits)."""
         if purpose == "public":
             return f"ha-{self.id}"

@@ -30,6 +30,7 @@ from plugin.reports.analytics import (
 from plugin.service.analytics import Report, build_report, economic_parameters, period
 from plugin.service.apikeys import presented_key
 from plugin.service.economics import EconomicParameters
+from plugin.service.outages import banners
 from plugin.web import i18n as web_i18n
 from plugin.web.api import API_EXTENSION, ApiState
 from plugin.web.context import current_services
@@ -114,7 +115,8 @@ def analytics_page() -> Any:
         return Response(report_json(report), mimetype="application/json", headers={"Cache-Control": "no-store"})
     lang = web_i18n.use_language(web_i18n.negotiate_language(request))
     html = render_template("analytics.html", lang=lang, body=render_body(report, language=lang), error=None,
-                           values={k: request.args.get(k, "") for k in ("from", "to")}, nav="analytics")
+                           values={k: request.args.get(k, "") for k in ("from", "to")}, nav="analytics",
+                           banners=banners(current_services().store, lang))
     return web_i18n.remember_language(Response(html, headers=page_headers(), mimetype="text/html"), request, lang)
 
 
@@ -181,6 +183,7 @@ def economics_page() -> Any:
     lang = web_i18n.use_language(web_i18n.negotiate_language(request))
     values = {k: v for k, v in request.args.items() if k != "lang"}
     body = render_economics_body(view, language=lang, errors=errors, values=values)
-    html = render_template("analytics.html", lang=lang, body=body, error=None, values=values, nav="economics")
+    html = render_template("analytics.html", lang=lang, body=body, error=None, values=values, nav="economics",
+                           banners=banners(current_services().store, lang))
     response = Response(html, 400 if errors else 200, headers=page_headers(), mimetype="text/html")
     return web_i18n.remember_language(response, request, lang)
