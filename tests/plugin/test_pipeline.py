@@ -330,3 +330,43 @@ def test_no_holdout_by_default(engine, helpdesk, tmp_path):
     pipeline.enqueue_event(_event(t.id))
     _drain(worker)
     assert records.for_ticket("fake", t.id).mode == "public"
+
+
+def test_outage_incident_through_the_pipeline(engine, helpdesk, tmp_path):
+    """Issue 13: five near-identical tickets open an incident; the agents get one note linking them; a sixth
+    gets the known-problem message instead of an answer; once an admin closes it, answers come back."""
+    from plugin.service.outages import OutageWatch
+    from plugin.settings import OutageSettings
+    from rag.embeddings import HashingEmbedder
+
+    pipeline, worker, store, records = _make(engine, helpdesk, tmp_path)
+    pipeline.outages = OutageWatch(store, OutageSettings(enabled=True, similarity=0.5, join_similarity=0.5),
+                                   lambda: HashingEmbedder().embed, clock=store.clock)
+    texts = ["Почта не работает", "Не работает почта, письма не приходят", "Почта не работает с утра",
+             "У всех не работает почта", "Не работает почта в Outlook", "Опять не работает почта"]
+    tickets = [helpdesk.add_ticket(text, "") for text in texts]
+    for t in tickets[:5]:
+        pipeline.enqueue_event(_event(t.id))
+        _drain(worker)
+    [incident] = store.incidents.find(status="open")
+    assert incident.size == 5
+    notes = [p for p in helpdesk.posted if p.private and p.message.marker == records.for_ticket("fake", tickets[4].id)
+             .marker("incident")]
+    assert len(notes) == 1 and notes[0].ticket_id == tickets[4].id
+    assert all(f"fake #{t.id}" in notes[0].text() for t in tickets[:5]) and incident.id in notes[0].text()
+    pipeline.enqueue_event(_event(tickets[5].id))
+    _drain(worker)
+    s = records.for_ticket("fake", tickets[5].id)
+    assert s.mode == "incident" and s.reason == incident.id
+    public = [p for p in helpdesk.posted if p.ticket_id == tickets[5].id and not p.private]
+    assert len(public) == 1 and not public[0].message.links and "Известная проблема" in public[0].text()
+    # An update of the same ticket posts nothing more; no second agents' note either.
+    before = len(helpdesk.posted)
+    _update(pipeline, tickets[5].id, "fake:again")
+    _drain(worker)
+    assert len(helpdesk.posted) == before
+    assert pipeline.outages.close(incident.id, by="admin")
+    late = helpdesk.add_ticket("Почта не работает совсем", "")
+    pipeline.enqueue_event(_event(late.id))
+    _drain(worker)
+    assert records.for_ticket("fake", late.id).mode in ("public", "abstain")
