@@ -16,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from plugin.i18n import N_, Language, normalize, words
 from plugin.reports.svg import columns, hbars
@@ -95,10 +95,22 @@ def _rows(funnels: Iterable[Funnel]) -> list[tuple[str, list[float]]]:
     return [(f.name, [float(get(f)) for _, _, get in FUNNEL_SERIES]) for f in funnels]
 
 
-def funnel_chart(funnels: list[Funnel], title: str, language: Language, *, vertical: bool = False) -> Markup:
+def funnel_chart(funnels: list[Funnel], title: str, language: Language, *, vertical: bool = False,
+                 label: Callable[[str], str] = str) -> Markup:
+    """A stacked chart of the funnel series; the legend is the page's (:func:`legend`), so it wraps on a phone."""
+    rows = [(label(name), values) for name, values in _rows(funnels)]
     if vertical:
-        return columns(_rows(funnels), _series(language), title=title)
-    return hbars(_rows(funnels), _series(language), title=title)
+        return columns(rows, _series(language), title=title, legend=False)
+    return hbars(rows, _series(language), title=title, legend=False)
+
+
+def legend(language: Language) -> Markup:
+    """The funnel series' colours as an HTML list (wraps, read by screen readers)."""
+    items = "".join(
+        f'<li><svg width="12" height="12" aria-hidden="true" focusable="false"><rect width="12" height="12" '
+        f'fill="{escape(colour)}"/></svg> {escape(name)}</li>' for name, colour in _series(language)
+    )
+    return Markup(f'<ul class="legend">{items}</ul>')  # noqa: S704 - every text is escaped
 
 
 def _money_fn(currency: str) -> Callable[[float | None], str]:
@@ -128,8 +140,11 @@ def render_body(report: Report, *, language: str = "ru") -> Markup:
     html = env.get_template("analytics_body.html").render(
         r=report,
         money=_money_fn(report.parameters.currency),
-        day_chart=funnel_chart(days, _("Requests by day"), lang, vertical=True) if len(days) <= 120 else None,
-        week_chart=funnel_chart(report.by_week, _("Requests by week"), lang, vertical=True),
+        day_chart=funnel_chart(days, _("Requests by day"), lang, vertical=True, label=lambda d: d[5:])
+        if len(days) <= 120 else None,
+        week_chart=funnel_chart(report.by_week, _("Requests by week"), lang, vertical=True,
+                                label=lambda w: w.split("-", 1)[-1]),
+        legend=legend(lang),
         channel_chart=funnel_chart(report.by_channel, _("Requests by channel"), lang),
         category_chart=funnel_chart(report.by_category[:25], _("Requests by category"), lang),
         parameters=_parameter_rows(report.parameters, lang),
