@@ -41,6 +41,8 @@ from rag.clusters import Item, cluster
 Embed = Callable[[Sequence[str]], np.ndarray]
 DAY_S = 86_400.0
 NO_CATEGORY = "(none)"
+#: The biggest knowledge gaps shown (and exported).
+MAX_GAPS = 50
 #: Channels by the source a suggestion came from.
 CHANNELS = {"glpi": "GLPI", "redmine": "Redmine", "email": "mail", "chat": "chat"}
 
@@ -265,7 +267,7 @@ def gaps(
     out = [
         Gap(size=c.size, example=c.representative[:500], categories=[(k, v) for k, v in c.categories],
             agent_hours=round(c.size * agent_minutes / 60, 2), member_ids=list(c.members))
-        for c in clusters
+        for c in clusters[:MAX_GAPS]
     ]
     note = None if out else f"no {settings.gap_min_size} similar unanswered requests"
     return out, note

@@ -117,3 +117,24 @@ def test_report_command(tmp_path):
     assert r.exit_code == 0 and "total,all,seen,11" in r.output
     r = runner.invoke(main, ["-c", str(config), "report", "--from", "2026-01-32", "--no-gaps"])
     assert r.exit_code == 2 and "from" in r.output
+
+
+@pytest.mark.slow
+def test_analyze_command(tmp_path):
+    """``analyze EXPORT --kb KB``: the summary, the HTML report, and a row it cannot read listed, not dropped."""
+    from tests.dataset.xlsx_util import TICKET_HEADER, write_csv, write_xlsx
+
+    kb = write_xlsx(tmp_path / "kb.xlsx", [TICKET_HEADER, ("K1", "", None, "", "Почта", "Не приходят письма",
+                                                          "Перезапустите Outlook.", "Почта", "", "")])
+    export = write_csv(tmp_path / "t.csv", [("Описание", "Решение"), ("Не приходят письма", "Перезапустите Outlook."),
+                                             ("Сломался стул", ""), ("", "ответ без вопроса")])
+    config = tmp_path / "config.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'var'}\n", encoding="utf-8")
+    out = tmp_path / "replay.html"
+    r = CliRunner().invoke(main, ["-c", str(config), "analyze", str(export), "--kb", str(kb), "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["tickets"] == 2 and summary["replayed"] == 2 and summary["unreadable"] == 1
+    assert "unreadable: " in r.stderr and "row 4" in r.stderr
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert not (tmp_path / "var").exists()  # the configured data dir is never touched
