@@ -104,7 +104,7 @@ def test_requests_further_apart_than_the_window_open_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_precision_on_bursts_mixed_into_ordinary_traffic(tmp_path, use_embedder):
-    """Three outages (31 requests) in the sample knowledge base's 188 questions at 20 an hour, through the
+    """Three outages (32 requests) in the sample knowledge base's 188 questions at 20 an hour, through the
     service (store, shipped thresholds, CharMix over the knowledge base): every outage found, at least 90%
     of the flagged requests from an outage, at least half of the outage requests flagged."""
     from dataset import SAMPLE_KB
