@@ -321,7 +321,9 @@ class Pipeline:
         if ticket.state == "closed" and s.outcome != "solved":
             self.records.add_event(s.id, "closed_by_agent", channel="helpdesk")
         elif s.mode != "abstain" and s.outcome != "solved" and ticket.state not in ("solved", "closed"):
-            closed_before = any(e.kind == "closed_by_agent" for e in self.records.events(s.id))
+            kinds = [e.kind for e in self.records.events(s.id)]
+            # Once: the first time the ticket is seen open again after an agent closed it.
+            closed_before = "closed_by_agent" in kinds and "reopened" not in kinds[kinds.index("closed_by_agent"):]
         if closed_before:
             # A ticket an agent closed, open again (the reopen rate of the holdout comparison counts
             # these in both groups; a confirmed one's reopen is noted below).

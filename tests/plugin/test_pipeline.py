@@ -320,7 +320,10 @@ def test_holdout_posts_only_the_private_note_and_records_its_history(engine, hel
     helpdesk.tickets[held.id].state = "open"
     _update(pipeline, held.id, "fake:reopened")
     _drain(worker)
-    assert [e.kind for e in records.events(s.id)] == ["suggested", "closed_by_agent", "reopened"]
+    helpdesk.agent_replies(held.id, "Проверьте ещё раз")  # a later update of the open ticket: no second reopen
+    _update(pipeline, held.id, "fake:reply")
+    _drain(worker)
+    assert [e.kind for e in records.events(s.id)] == ["suggested", "closed_by_agent", "reopened", "agent_replied"]
 
 
 def test_no_holdout_by_default(engine, helpdesk, tmp_path):
