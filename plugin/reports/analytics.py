@@ -131,8 +131,9 @@ def _parameter_rows(p: EconomicParameters, language: Language) -> list[dict[str,
     return out
 
 
-def render_body(report: Report, *, language: str = "ru") -> Markup:
-    """The report as an HTML fragment (for a page of the web console)."""
+def render_body(report: Report, *, language: str = "ru", gaps_link: str | None = None) -> Markup:
+    """The report as an HTML fragment (for a page of the web console). ``gaps_link``: where the knowledge
+    gaps are computed when this report has none computed (clustering takes the encoder a while)."""
     lang = normalize(language)
     _ = words(lang)
     days = report.by_day
@@ -148,6 +149,7 @@ def render_body(report: Report, *, language: str = "ru") -> Markup:
         channel_chart=funnel_chart(report.by_channel, _("Requests by channel"), lang),
         category_chart=funnel_chart(report.by_category[:25], _("Requests by category"), lang),
         parameters=_parameter_rows(report.parameters, lang),
+        gaps_link=gaps_link,
     )
     return Markup(html)  # noqa: S704 - rendered by an autoescaping template
 

@@ -135,6 +135,8 @@ class Report(BaseModel):
     gaps: list[Gap]
     #: Why no gaps were computed (no embedder, nothing to cluster), else None.
     gaps_note: str | None
+    #: False when no embedding model was given (the page computes gaps on request only).
+    gaps_computed: bool = True
     holdout: HoldoutComparison | None
     parameters: EconomicParameters
     savings: Savings
@@ -365,8 +367,8 @@ def build_report(
         since=since, until=until, generated_at=now, deflection_days=days, target_precision=target, total=total,
         by_channel=_funnels(channels), by_category=_funnels(categories), by_day=_funnels(by_day, day_keys),
         by_week=_funnels(by_week, week_keys), entries_working=working[:50], entries_rejected=rejected[:50],
-        precision=precision, gaps=found, gaps_note=note, holdout=holdout, parameters=p, savings=money,
-        months=months,
+        precision=precision, gaps=found, gaps_note=note, gaps_computed=embed is not None, holdout=holdout,
+        parameters=p, savings=money, months=months,
     )
 
 

@@ -11,6 +11,7 @@ The numbers come from :mod:`plugin.service.analytics`, the rendering from :mod:`
 from __future__ import annotations
 
 import math
+from urllib.parse import urlencode
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,7 +83,7 @@ def _arg(name: str) -> str | None:
     return value if value and value.strip() else None
 
 
-def _report(fmt: str) -> Report | Any:
+def _report(fmt: str, *, gaps: bool = True) -> Report | Any:
     settings = current_services().settings.analytics
     try:
         since, until = period(_arg("from"), _arg("to"))
@@ -97,7 +98,7 @@ def _report(fmt: str) -> Report | Any:
     services = current_services()
     return build_report(
         services.store.analytics, settings, since=since, until=until, now=datetime.now(UTC),
-        embed=services.engine.embedder.embed, target_precision=target,
+        embed=services.engine.embedder.embed if gaps else None, target_precision=target,
     )
 
 
@@ -106,7 +107,9 @@ def analytics_page() -> Any:
     fmt = request.args.get("format", "html")
     if fmt not in _FORMATS:
         return _bad(f"format: expected one of {', '.join(_FORMATS)}", "json")
-    report = _report(fmt)
+    # Knowledge gaps cluster up to analytics.gap_max_requests texts with the encoder: on request only
+    # (?gaps=1, the CSV and JSON exports, /analytics/gaps.csv), not at every look at the page.
+    report = _report(fmt, gaps=fmt != "html" or request.args.get("gaps") == "1")
     if not isinstance(report, Report):
         return report
     if fmt == "csv":
@@ -114,7 +117,9 @@ def analytics_page() -> Any:
     if fmt == "json":
         return Response(report_json(report), mimetype="application/json", headers={"Cache-Control": "no-store"})
     lang = web_i18n.use_language(web_i18n.negotiate_language(request))
-    html = render_template("analytics.html", lang=lang, body=render_body(report, language=lang), error=None,
+    link = "?" + urlencode({**{k: v for k, v in request.args.items() if k != "gaps"}, "gaps": "1"}) + "#gaps"
+    html = render_template("analytics.html", lang=lang, body=render_body(report, language=lang, gaps_link=link),
+                           error=None,
                            values={k: request.args.get(k, "") for k in ("from", "to")}, nav="analytics",
                            banners=banners(current_services().store, lang))
     return web_i18n.remember_language(Response(html, headers=page_headers(), mimetype="text/html"), request, lang)
@@ -169,7 +174,7 @@ def economics_page() -> Any:
             field = str(err["loc"][0]) if err["loc"] else "parameters"
             errors[field] = f"{field}: {err['msg']}"
         p = base
-    report = _report(fmt)
+    report = _report(fmt, gaps=False)
     if not isinstance(report, Report):
         return report
     measured = extra["deflection"] is None

@@ -41,6 +41,10 @@ def test_page_with_data(client):
     assert "style=" not in html  # CSP: no inline styles
     ru = client.get(f"/analytics?{JANUARY}&lang=ru", headers=auth()).get_data(as_text=True)
     assert "Воронка по каналам" in ru
+    # Knowledge gaps on request only (the encoder clusters up to 2,000 requests).
+    assert "Find the knowledge gaps" in html and "gaps=1" in html
+    computed = client.get(f"/analytics?{JANUARY}&lang=en&gaps=1", headers=auth()).get_data(as_text=True)
+    assert "Find the knowledge gaps" not in computed and "No knowledge gap found" in computed
 
 
 def test_json_and_csv(client):
