@@ -11,9 +11,9 @@ The numbers come from :mod:`plugin.service.analytics`, the rendering from :mod:`
 from __future__ import annotations
 
 import math
-from urllib.parse import urlencode
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, render_template, request
 from pydantic import ValidationError
