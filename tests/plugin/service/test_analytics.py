@@ -243,3 +243,14 @@ def test_exports(store):
 def test_bad_period_names_the_field(start, end, field):
     with pytest.raises(ValueError, match=field):
         period(start, end)
+
+
+def test_economic_parameters_from_settings_name_a_bad_key():
+    from helpdesk_errors import ConfigError
+    from plugin.service.analytics import economic_parameters
+
+    assert economic_parameters(AnalyticsSettings(economics={"users": 100})).users == 100
+    with pytest.raises(ConfigError, match=r"analytics\.economics\.userz"):
+        economic_parameters(AnalyticsSettings(economics={"userz": 5}))
+    with pytest.raises(ConfigError, match=r"analytics\.economics\.support_staff"):
+        economic_parameters(AnalyticsSettings(economics={"support_staff": -1}))
