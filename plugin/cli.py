@@ -512,5 +512,155 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
                        first=f"{a['precision@1'] or 0:.1%}", top3=f"{a['precision@3'] or 0:.1%}"))
 
 
+# -- report / analyze --------------------------------------------------------------------------------
+@main.command()
+@click.option("--from", "start", metavar="YYYY-MM-DD", help="First day (default: 30 days before --to).")
+@click.option("--to", "end", metavar="YYYY-MM-DD", help="Last day, included (default: today, UTC).")
+@click.option("--format", "fmt", type=click.Choice(["html", "csv", "json"]), default="html", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: stdout).")
+@click.option("--lang", type=click.Choice(["ru", "en"]), help="Language of the HTML report.")
+@click.option("--gaps-csv", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the knowledge gaps as a list of entries to write (CSV).")
+@click.option("--no-gaps", is_flag=True, help="Skip the knowledge gaps (no embedding model is loaded).")
+@click.pass_obj
+def report(obj: _Ctx, start: str | None, end: str | None, fmt: str, output: Path | None, lang: str | None,
+           gaps_csv: Path | None, no_gaps: bool) -> None:
+    """The analytics report from the outcome history: funnel per channel and category, by day and week,
+    entries that work or keep being rejected, knowledge gaps, precision per category, the holdout, savings."""
+    from plugin.reports.analytics import gaps_csv as render_gaps
+    from plugin.reports.analytics import render_document, report_csv, report_json
+    from plugin.service.analytics import build_report, period
+
+    settings = obj.settings
+    try:
+        since, until = period(start, end)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
+    embed = None
+    if not no_gaps:
+        from plugin.service.engines import load_configured_embedder
+
+        embed = load_configured_embedder(settings).embedder.embed
+    result = build_report(_store(obj).analytics, settings.analytics, since=since, until=until, embed=embed)
+    if fmt == "html":
+        text = render_document(result, language=lang or settings.default_language)
+    elif fmt == "csv":
+        text = report_csv(result)
+    else:
+        text = report_json(result)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+        t = result.total
+        click.echo(f"{output}: {t.seen} requests, {t.answered} answered, {t.confirmed} confirmed, "
+                   f"{t.deflected} deflected ({100 * (t.deflection_rate or 0):.1f}%)", err=True)
+    if gaps_csv is not None:
+        gaps_csv.parent.mkdir(parents=True, exist_ok=True)
+        gaps_csv.write_text(render_gaps(result), encoding="utf-8")
+        click.echo(f"{gaps_csv}: {len(result.gaps)} knowledge gaps", err=True)
+
+
+@main.command()
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kb", "kb_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Replay against this knowledge base (default: the export's own tickets before the cut-off).")
+@click.option("--as-of", metavar="YYYY-MM-DD", help="Cut-off: replay the tickets registered on or after it.")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=COLUMN",
+              help="Column map for a CSV export, e.g. --map description=Text --map resolution=Answer.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=Path("analysis.html"),
+              show_default=True, help="The HTML report.")
+@click.option("--tickets-per-month", type=float, help="Projection of the savings at this monthly volume.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_obj
+def analyze(obj: _Ctx, export: Path, kb_file: Path | None, as_of: str | None, maps: tuple[str, ...], output: Path,
+            tickets_per_month: float | None, as_json: bool) -> None:
+    """Replay a ticket export before go-live: would the assistant have answered, and matched the agent's
+    resolution? Writes an HTML report with charts; rows it cannot read are listed."""
+    from plugin.reports.analysis import run_analysis
+    from plugin.service.analytics import economic_parameters
+    from plugin.service.economics import EconomicParameters
+
+    params: EconomicParameters = economic_parameters(obj.settings.analytics)
+    try:
+        result = run_analysis(obj.settings, export, kb_file, as_of, output, progress=True,
+                              column_map=_parse_map(maps), economics=params,
+                              projection_tickets_per_month=tickets_per_month)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
+    for problem in result.unreadable[:50]:
+        click.echo(f"unreadable: {problem}", err=True)
+    summary = {
+        "tickets": result.tickets, "replayed": result.replayed, "answered_share": result.answered_share,
+        "match_rate": result.match_rate, "deflection": result.deflection, "unreadable": len(result.unreadable),
+        "tickets_per_second": result.tickets_per_second, "report": str(output),
+    }
+    if as_json:
+        _echo_json(summary)
+        return
+    click.echo(f"{result.tickets} tickets, {result.replayed} replayed: answered {100 * result.answered_share:.1f}%, "
+               f"matched {'-' if result.match_rate is None else f'{100 * result.match_rate:.1f}%'}, projected "
+               f"deflection {100 * result.deflection:.1f}%; {len(result.unreadable)} unreadable rows; report: {output}")
+
+
+# -- incidents ------------------------------------------------------------------------------------
+@main.group()
+def incident() -> None:
+    """Outage incidents: near-identical requests in a burst (outages.enabled)."""
+
+
+@incident.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Closed incidents too.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def incident_list(obj: _Ctx, show_all: bool, as_json: bool) -> None:
+    """Open incidents (newest first) with their requests."""
+    from datetime import UTC, datetime
+
+    from plugin.service.outages import user_message
+
+    store = _store(obj)
+    rows = store.incidents.find(status=None if show_all else "open")
+    if as_json:
+        _echo_json([{**r.model_dump(), "members": [m.model_dump() for m in store.incidents.members(r.id)]}
+                    for r in rows])
+        return
+    if not rows:
+        click.echo("no open incident" if not show_all else "no incident")
+    for r in rows:
+        opened = datetime.fromtimestamp(r.opened_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        click.echo(f"{r.id}  {r.status}  opened {opened}  {r.size} requests")
+        click.echo(f"  users are told: {user_message(r, obj.settings.default_language)}")
+        for m in store.incidents.members(r.id):
+            click.echo(f"  {m.source} #{m.ticket_id} ({m.channel}): {m.text[:80]}")
+
+
+@incident.command("close")
+@click.argument("incident_id")
+@click.option("--by", default="cli", show_default=True, help="Who closes it (kept with the incident).")
+@click.pass_obj
+def incident_close(obj: _Ctx, incident_id: str, by: str) -> None:
+    """Close an incident: its banner goes, later similar requests get ordinary answers again."""
+    from plugin.service.outages import close
+
+    if not close(_store(obj), incident_id, by=by):
+        _fail(RuntimeError(f"incident {incident_id} is not open (or does not exist)"))
+    click.echo(f"incident {incident_id} closed")
+
+
+@incident.command("message")
+@click.argument("incident_id")
+@click.argument("text")
+@click.pass_obj
+def incident_message(obj: _Ctx, incident_id: str, text: str) -> None:
+    """Set what users are told about an incident (instead of the default wording)."""
+    if not text.strip():
+        raise click.BadParameter("the message must not be empty", param_hint="TEXT")
+    if not _store(obj).incidents.set_message(incident_id, text.strip()):
+        _fail(RuntimeError(f"incident {incident_id} does not exist"))
+    click.echo(f"incident {incident_id}: message set")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -455,6 +455,41 @@ class AdminSettings(_Section):
     throttle: SignInThrottleSettings = Field(default_factory=SignInThrottleSettings)
 
 
+class OutageSettings(_Section):
+    """Outage detection (issue 13): near-identical requests in a burst, across channels, open an incident."""
+
+    enabled: bool = False
+    #: Near-identical requests it takes to open an incident ...
+    min_requests: int = Field(default=5, ge=2, le=1000)
+    #: ... within this many seconds of each other.
+    window_s: float = Field(default=600.0, gt=0, le=86_400)
+    #: Average similarity within the group that opens one, and to an open incident to join it (tuned for
+    #: the bundled USE encoder with character n-grams: bench/bench_outages.py).
+    similarity: float = Field(default=0.3, gt=0.0, le=1.0)
+    join_similarity: float = Field(default=0.6, gt=0.0, le=1.0)
+
+
+class AnalyticsSettings(_Section):
+    """The analytics page, ``report``, the holdout and the economic report (issue 13)."""
+
+    #: A confirmed suggestion counts as deflected once this many days passed without a reopen.
+    deflection_days: int = Field(default=7, ge=1, le=365)
+    #: Share of eligible tickets (those the assistant would answer publicly) that get only the private
+    #: note, chosen at random: the holdout the report compares with (0: no holdout).
+    holdout_share: float = Field(default=0.0, ge=0.0, le=0.5)
+    #: The precision the admin wants; the report names the threshold that would have kept it.
+    target_precision: float = Field(default=0.9, gt=0.0, le=1.0)
+    #: Knowledge gaps: how close (cosine) unanswered or rejected requests must be to form one, the
+    #: smallest gap shown, and how many of the latest such requests are clustered at most.
+    gap_similarity: float = Field(default=0.6, gt=0.0, le=1.0)
+    gap_min_size: int = Field(default=3, ge=2, le=1000)
+    gap_max_requests: int = Field(default=2000, ge=10, le=50_000)
+    #: The economic model's parameters (plugin.service.economics.EconomicParameters; unset: the seed's).
+    economics: dict[str, float | str] = Field(default_factory=dict)
+    #: Serve /analytics without an API key (only on a trusted network, until the admin console's sign-in).
+    open_without_key: bool = False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -492,6 +527,8 @@ class Settings(BaseSettings):
     redmine: RedmineSettings = Field(default_factory=RedmineSettings)
     email: EmailSettings = Field(default_factory=EmailSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
+    outages: OutageSettings = Field(default_factory=OutageSettings)
 
     @classmethod
     def settings_customise_sources(

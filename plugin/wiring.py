@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from plugin.service import admin, knowledge
 from plugin.service.engines import build_engine
 from plugin.service.links import LinkSigner
 from plugin.service.mail import MailFlow
+from plugin.service.outages import Featurize, OutageWatch
 from plugin.service.outcomes import OutcomeService
 from plugin.service.registry import build_connectors, pollers, ticket_creator
 from plugin.service.tickets import Pipeline
@@ -47,6 +48,8 @@ class Services:
     waker: Waker
     #: This process's worker (started by ``serve`` with ``worker.embedded``, or run by ``worker``).
     worker: Worker
+    #: Outage detection, when ``outages.enabled`` (the pipeline's; banners for the console and the chat).
+    outages: OutageWatch | None = None
 
     def new_worker(self, *, owner: str | None = None) -> Worker:
         """Another worker over this process's inbox (tests run several; ``serve`` uses :attr:`worker`)."""
@@ -79,7 +82,9 @@ def build_services(
     links = LinkSigner(secret, settings.links.lifetime_days * 86_400, settings.links.public_url.rstrip("/"))
     conns = build_connectors(settings) if connectors is None else connectors
     waker = Waker()
-    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake)
+    outages = OutageWatch(store, settings.outages, lambda: outage_features(engine), clock=clock) if (
+        settings.outages.enabled) else None
+    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, outages=outages)
     mail = MailFlow(settings.email, pipeline) if settings.email.enabled else None
     if mail is not None:
         pipeline.appliers["email"] = mail.apply_outcome
@@ -88,8 +93,23 @@ def build_services(
     return Services(
         settings=settings, engine=engine, llm_fallback_reason=llm_reason, store=store, connectors=conns,
         links=links, pipeline=pipeline, outcomes=outcomes, mail=mail, creator=ticket_creator(settings, conns),
-        waker=waker, worker=_worker(settings, store, pipeline, mail, waker, None),
+        waker=waker, worker=_worker(settings, store, pipeline, mail, waker, None), outages=outages,
     )
+
+
+def outage_features(engine: Engine) -> Featurize:
+    """The vectors the burst detector compares: the engine's sentence encoder plus character n-grams
+    weighed over the knowledge base's questions (rag.clusters.CharMix), as bench/bench_outages.py measured."""
+    import numpy as np
+
+    from rag.clusters import CharMix
+    from rag.text import clean_query
+
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return engine.embedder.embed([clean_query(t) or t for t in texts])
+
+    corpus = [e.question for e in engine.store.entries()]
+    return CharMix(embed, corpus) if corpus else embed
 
 
 def _worker(

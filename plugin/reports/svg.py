@@ -42,9 +42,10 @@ def hbars(
     value_format: Callable[[float], str] = _number,
     total: Callable[[Sequence[float]], float] = sum,
     scale_max: float | None = None,
+    legend: bool = True,
 ) -> Markup:
     """Horizontal bars, one per row, each stacked from the row's values; the total is printed after it."""
-    top, gap = 40, 6
+    top, gap = (40 if legend else 8), 6
     height = top + len(rows) * (bar_height + gap) + 10
     plot = width - label_width - 70
     biggest = scale_max if scale_max is not None else max((total(v) for _, v in rows), default=0.0)
@@ -53,7 +54,7 @@ def hbars(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
-        *_legend(series, 10, 16),
+        *(_legend(series, 10, 16) if legend else []),
     ]
     for i, (label, values) in enumerate(rows):
         y = top + i * (bar_height + gap)
@@ -85,6 +86,7 @@ def columns(
     width: int = 720,
     height: int = 260,
     value_format: Callable[[float], str] = _number,
+    legend: bool = True,
 ) -> Markup:
     """Vertical columns, one per row (e.g. a month), stacked from the row's values."""
     left, top, bottom = 50, 30, 40
@@ -98,7 +100,7 @@ def columns(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
-        *_legend(series, left, 16),
+        *(_legend(series, left, 16) if legend else []),
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#888"/>',
         f'<text x="{left - 6}" y="{top + 10}" text-anchor="end" {_FONT}>{escape(value_format(biggest))}</text>',
         f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end" {_FONT}>0</text>',

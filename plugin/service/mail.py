@@ -216,6 +216,10 @@ class MailFlow:
         if s.mode == "shadow":
             self._forward(conv_id, Why(N_("shadow mode: the user got no automatic answer")), suggestion=s)
             return
+        if s.mode == "holdout":
+            self._forward(conv_id, Why(N_("holdout: drawn at random to measure the effect; the user got no "
+                                          "automatic answer")), suggestion=s)
+            return
         self._send_reply(conv_id, mail, s)
 
     def _send_reply(self, conv_id: str, mail: IncomingMail, s: Suggestion) -> None:

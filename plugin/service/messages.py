@@ -19,7 +19,9 @@ REASON_LABELS: dict[str, str] = {
     "not_enough": N_("Related, but not enough"),
     "other": N_("Other"),
 }
-_DECISIONS = {"public": N_("answered"), "shadow": N_("answered (shadow mode)"), "abstain": N_("abstained")}
+_DECISIONS = {"public": N_("answered"), "shadow": N_("answered (shadow mode)"), "abstain": N_("abstained"),
+              "holdout": N_("answered (holdout: not shown to the requester)"),
+              "incident": N_("known problem: the requester got the incident's message")}
 #: How an outcome reached us.
 CHANNELS = {"link": N_("link in the message"), "mail": N_("reply by mail"), "helpdesk": N_("in the helpdesk"),
             "chat": N_("self-service chat")}
@@ -52,6 +54,23 @@ def public_suggestion(s: Suggestion, *, solved_url: str, not_solved_url: str, ma
     )
 
 
+def incident_reply(s: Suggestion) -> OutgoingMessage:
+    """What a request that joined an open outage incident gets instead of a knowledge-base answer."""
+    _ = words(s.language)
+    return OutgoingMessage(
+        marker=s.marker("public"),
+        heading=_("This looks like a known problem"),
+        paragraphs=[s.answer_text],
+        footer=_("This answer was prepared automatically. If your problem is a different one, reply here and an "
+                 "agent will answer you as usual."),
+    )
+
+
+def incident_note(s: Suggestion, heading: str, lines: list[str]) -> OutgoingMessage:
+    """The one note the agents get when an incident opens (every ticket of it listed)."""
+    return OutgoingMessage(marker=s.marker("incident"), heading=heading, paragraphs=["\n".join(lines)])
+
+
 def agent_note(s: Suggestion, *, similar: list[Suggestion]) -> OutgoingMessage:
     _ = words(s.language)
     facts: list[tuple[str, str]] = [
@@ -80,7 +99,11 @@ def agent_note(s: Suggestion, *, similar: list[Suggestion]) -> OutgoingMessage:
         heading = _("helpdesk-assist: AI draft reply, visible to agents only")
         paragraphs = [
             s.answer_text,
-            _("Shadow mode: nothing was sent to the requester.") if s.mode == "shadow"
+            _("Known problem: the requester was told about the open incident {id} instead of an answer.").format(
+                id=s.reason) if s.mode == "incident"
+            else _("Shadow mode: nothing was sent to the requester.") if s.mode == "shadow"
+            else _("Holdout: this ticket was drawn at random to measure the assistant's effect; nothing was "
+                   "sent to the requester. Please answer it as usual.") if s.mode == "holdout"
             else _("The requester got a suggestion with 'solved / not solved' links."),
         ]
     return OutgoingMessage(marker=s.marker("private"), heading=heading, paragraphs=paragraphs, facts=facts)

@@ -101,7 +101,8 @@ def bootstrap_median(
     x, y = _values("group a", a, 1), _values("group b", b, 1)
     rng = np.random.default_rng(seed)
     diffs = np.empty(resamples)
-    step = 1000  # resample in blocks: bounded memory for big groups
+    # Resample in blocks of at most ~4 M values: bounded memory for big groups (a year of tickets).
+    step = max(1, min(1000, 4_000_000 // max(len(x), len(y))))
     for start in range(0, resamples, step):
         k = min(step, resamples - start)
         mx = np.median(x[rng.integers(0, len(x), size=(k, len(x)))], axis=1)
@@ -171,7 +172,8 @@ class HoldoutComparison(BaseModel):
 
 
 def compare_groups(
-    treated: GroupOutcomes, holdout: GroupOutcomes, *, confidence: float = 0.95, seed: int = 0
+    treated: GroupOutcomes, holdout: GroupOutcomes, *, confidence: float = 0.95, seed: int = 0,
+    resamples: int = 10_000,
 ) -> HoldoutComparison:
     """All four holdout metrics; a metric a group has too few values for is None, with a note."""
     notes: list[str] = []
@@ -185,8 +187,8 @@ def compare_groups(
     th, hh = treated.resolution_hours, holdout.resolution_hours
     mean = welch(th, hh, confidence=confidence, metric="resolution time, mean (h)") if need(
         "resolution time", th, hh, 2) else None
-    median = bootstrap_median(th, hh, confidence=confidence, seed=seed, metric="resolution time, median (h)") if (
-        mean is not None) else None
+    median = bootstrap_median(th, hh, confidence=confidence, seed=seed, resamples=resamples,
+                              metric="resolution time, median (h)") if mean is not None else None
     replies = None
     if need("agent replies", treated.agent_replies, holdout.agent_replies, 2):
         replies = welch(treated.agent_replies, holdout.agent_replies, confidence=confidence,

@@ -12,6 +12,7 @@ addresses and phone numbers before the LLM); comments, private notes above all, 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from connectors.base import (
 from plugin.jobs.worker import PermanentFailure
 from plugin.service import messages
 from plugin.service.links import LinkSigner
+from plugin.service.outages import OutageWatch, agents_note, request_id
 from plugin.service.policy import Policies
 from plugin.settings import Settings
 from plugin.store import Store
@@ -36,6 +38,7 @@ from plugin.store.suggestions import EntryRef, Suggestion, new_suggestion_id
 from rag.engine import Engine
 from rag.errors import EmptyIndexError
 from rag.privacy import mask_pii
+from rag.text import detect_language
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class Pipeline:
         wake: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         policies: Policies | None = None,
+        outages: OutageWatch | None = None,
     ):
         self.settings = settings
         self.engine = engine
@@ -66,6 +70,10 @@ class Pipeline:
         self.clock = clock
         #: The decisions in effect (thresholds, switches, shadow mode), asked for at each request.
         self.policies = policies or Policies(settings)
+        #: Outage detection (``outages.enabled``): a request of an open incident gets its message.
+        self.outages = outages
+        #: Draws the holdout (``analytics.holdout_share``): a number in [0, 1) per eligible ticket.
+        self.holdout_draw: Callable[[], float] = random.random
         #: How an outcome is applied for sources that are not helpdesk connectors (the mailbox).
         self.appliers: dict[str, Callable[[Suggestion], None]] = {}
         #: Whether a suggestion's conversation still takes an outcome, for the same sources.
@@ -122,6 +130,8 @@ class Pipeline:
         suggestion = self.records.create(suggestion)
         self.records.log(ticket.source, ticket.id, "decided", f"{suggestion.mode} p={suggestion.confidence:.2f}")
         self._post(connector, ticket, suggestion)
+        if self.outages is not None:
+            self._incident_note(connector, ticket, suggestion)
 
     def skip_reason(self, ticket: Ticket) -> str | None:
         """Why this ticket gets nothing from us (None: go on)."""
@@ -160,6 +170,16 @@ class Pipeline:
     ) -> Suggestion:
         """Ask the engine and turn its result into a suggestion row (not stored yet): one shape
         for helpdesk tickets and for mail conversations."""
+        if self.outages is not None:
+            seen = self.outages.observe(source=source, ticket_id=ticket_id, text=query)
+            if seen.known_problem and seen.incident_id is not None:
+                language = detect_language(query, self.settings.default_language)
+                return Suggestion(
+                    id=suggestion_id or new_suggestion_id(), source=source, ticket_id=ticket_id,
+                    created_at=self.clock(), mode="incident", language=language, ticket_title=title[:300],
+                    query=mask_pii(query)[:4000], reason=seen.incident_id,
+                    answer_text=self.outages.message(seen.incident_id, language), requester_id=requester_id,
+                )
         policy = self.policies.current()
         try:
             result = self.engine.ask(query, compose=True, policy=policy.decision)
@@ -167,6 +187,10 @@ class Pipeline:
             raise PermanentFailure(f"knowledge base is empty: {e}") from e
         shadow = policy.shadow_mode_for(source)
         mode = "abstain" if result.decision == "abstain" else ("shadow" if shadow else "public")
+        if mode == "public" and self.holdout_draw() < self.settings.analytics.holdout_share:
+            # The holdout (issue 13): eligible, drawn at random, only the private note. Recorded with
+            # the suggestion (mode, and the reason of its "suggested" event); the report compares it.
+            mode = "holdout"
         best = result.hits[0] if result.hits else None
         composed = result.composed
         entries = [
@@ -206,6 +230,12 @@ class Pipeline:
         # level down, in the connector (it reads back until the write shows: connectors/readback.py),
         # where each step of a multi-step write and its privacy can be checked.
         writer = _as(connector, TicketWriter)
+        if s.mode == "incident" and s.public_comment_id is None:
+            found = ticket.comment_with_marker(s.marker("public"))
+            if found is None:
+                found = writer.post_comment(ticket.id, messages.incident_reply(s), private=False)
+                log.info("incident_message_posted: source=%s ticket=%s incident=%s", s.source, ticket.id, s.reason)
+            self.records.set_comment(s.id, "public", found.id)
         if s.mode == "public" and s.public_comment_id is None:
             found = ticket.comment_with_marker(s.marker("public"))
             if found is None:
@@ -227,15 +257,36 @@ class Pipeline:
             self.records.set_comment(s.id, "private", found.id)
         self.records.log(s.source, ticket.id, "posted", s.mode)
 
+    def _incident_note(self, connector: Connector, ticket: Ticket, s: Suggestion) -> None:
+        """The one note linking an incident's tickets, posted by the first ticket of it handled here after
+        it opened (the one that opened it, as a rule)."""
+        incidents = self.store.incidents
+        incident_id = incidents.incident_of(request_id(s.source, ticket.id))
+        if incident_id is None or not incidents.claim_note(incident_id):
+            return
+        try:
+            row = incidents.get(incident_id)
+            assert row is not None
+            heading, lines = agents_note(row, incidents.members(incident_id), s.language)
+            if ticket.comment_with_marker(s.marker("incident")) is None:
+                _as(connector, TicketWriter).post_comment(ticket.id, messages.incident_note(s, heading, lines),
+                                                          private=True)
+            log.info("incident_note_posted: source=%s ticket=%s incident=%s", s.source, ticket.id, incident_id)
+        except BaseException:
+            incidents.release_note(incident_id)
+            raise
+
     def _resume(self, connector: Connector, ticket: Ticket, s: Suggestion) -> None:
         """A ticket we already know: finish posting if an earlier attempt stopped half-way, look for
         an outcome the requester gave inside the helpdesk, and note in the suggestion's history what
         the timeline shows since."""
-        if (s.mode == "public" and s.public_comment_id is None) or s.private_comment_id is None:
+        if (s.mode in ("public", "incident") and s.public_comment_id is None) or s.private_comment_id is None:
             self._post(connector, ticket, s)
             s = self.records.get(s.id) or s
+        if self.outages is not None:
+            self._incident_note(connector, ticket, s)
         created = _suggested_at(ticket, s)
-        if s.outcome is None and s.mode != "abstain":
+        if s.outcome is None and s.mode not in ("abstain", "holdout", "incident"):
             s = self._outcome_in_helpdesk(ticket, s, created)
         self._observe(ticket, s, created)
 
@@ -268,8 +319,19 @@ class Pipeline:
             if _aware(c.created_at) >= created:
                 self.records.add_event(s.id, "agent_replied", channel="helpdesk", ref=c.id,
                                        at=_aware(c.created_at).timestamp())
+        closed_before = False
         if ticket.state == "closed" and s.outcome != "solved":
             self.records.add_event(s.id, "closed_by_agent", channel="helpdesk")
+        elif s.mode != "abstain" and s.outcome != "solved" and ticket.state not in ("solved", "closed"):
+            kinds = [e.kind for e in self.records.events(s.id)]
+            # Once: the first time the ticket is seen open again after an agent closed it.
+            closed_before = "closed_by_agent" in kinds and "reopened" not in kinds[kinds.index("closed_by_agent"):]
+        if closed_before:
+            # A ticket an agent closed, open again (the reopen rate of the holdout comparison counts
+            # these in both groups; a confirmed one's reopen is noted below).
+            stamp = ticket.updated_at.isoformat() if ticket.updated_at else ticket.status_name
+            self.records.add_event(s.id, "reopened", channel="helpdesk", ref=stamp,
+                                   comment=f"status {ticket.status_name}")
         if s.outcome == "solved" and s.outcome_applied_at is not None and ticket.state not in ("solved", "closed"):
             stamp = ticket.updated_at.isoformat() if ticket.updated_at else ticket.status_name
             if self.records.add_event(s.id, "reopened", channel="helpdesk", ref=stamp,
@@ -324,7 +386,8 @@ class Pipeline:
             self.records.add_event(s.id, "handed_off", channel="helpdesk", reason=s.outcome_reason)
 
     def _learn(self, s: Suggestion) -> None:
-        if not s.entries or not s.query or s.mode == "abstain" or s.outcome_reason == "agent_involved":
+        skipped = s.mode in ("abstain", "holdout", "incident") or s.outcome_reason == "agent_involved"
+        if not s.entries or not s.query or skipped:
             return
         try:
             self.engine.learn(

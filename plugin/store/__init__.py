@@ -5,7 +5,9 @@
 - :mod:`.inbox`       the durable inbox and the pollers' watermarks;
 - :mod:`.health`      which sources the worker cannot reach, since when;
 - :mod:`.suggestions` suggestions and their outcome history;
-- :mod:`.mail`        mail conversations.
+- :mod:`.mail`        mail conversations;
+- :mod:`.analytics`   the report's facts, folded from the outcome history;
+- :mod:`.incidents`   outage incidents and their requests.
 
 Nothing here imports Flask or the service layer.
 """
@@ -17,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugin.store.analytics import Analytics
 from plugin.store.db import Database
 from plugin.store.health import Health
 from plugin.store.inbox import Inbox
+from plugin.store.incidents import Incidents
 from plugin.store.mail import MailConversations
 from plugin.store.migrations import MIGRATIONS
 from plugin.store.suggestions import Suggestions
@@ -39,6 +43,8 @@ class Store:
     health: Health
     suggestions: Suggestions
     mail: MailConversations
+    analytics: Analytics
+    incidents: Incidents
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -46,7 +52,7 @@ class Store:
         db = Database(path, clock=clock)
         migrate(db)
         return cls(db=db, inbox=Inbox(db), health=Health(db), suggestions=Suggestions(db),
-                   mail=MailConversations(db))
+                   mail=MailConversations(db), analytics=Analytics(db), incidents=Incidents(db))
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -215,6 +215,34 @@ ALTER TABLE suggestions ADD COLUMN reason_code TEXT NOT NULL DEFAULT '';
 ALTER TABLE suggestions ADD COLUMN reason_params TEXT NOT NULL DEFAULT '{}';
 """
 
+# Outages (issue 13): an incident opened by a burst of near-identical requests, its member requests, and
+# whether the agents' note linking them was posted. Open until an admin closes it.
+INCIDENTS_V1 = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id TEXT PRIMARY KEY,
+    opened_at REAL NOT NULL,
+    last_at REAL NOT NULL,
+    representative TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'closed')),
+    closed_at REAL,
+    closed_by TEXT NOT NULL DEFAULT '',
+    note_posted_at REAL
+);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, opened_at);
+CREATE TABLE IF NOT EXISTS incident_members (
+    incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+    request_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    channel TEXT NOT NULL DEFAULT '',
+    text TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (incident_id, request_id)
+);
+CREATE INDEX IF NOT EXISTS incident_members_request ON incident_members (request_id);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("state.inbox", 1, INBOX_V1),
     Migration("state.inbox", 2, INBOX_V2),
@@ -224,4 +252,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("records", 2, SUGGESTIONS_V2),
     Migration("state.inbox", 3, INBOX_V3),
     Migration("reasons", 1, REASONS_V1),
+    Migration("incidents", 1, INCIDENTS_V1),
 )

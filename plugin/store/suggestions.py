@@ -26,7 +26,11 @@ from pydantic import BaseModel, Field
 from plugin.store.db import Database
 
 Outcome = Literal["solved", "not_solved"]
-Mode = Literal["public", "shadow", "abstain"]
+#: ``holdout``: the engine would have answered publicly, but the ticket was drawn into the holdout
+#: (``analytics.holdout_share``): only the private note; its ``suggested`` event has reason "holdout".
+#: ``incident``: the request joined an open outage incident and got its message instead of an answer
+#: (``reason`` holds the incident's id).
+Mode = Literal["public", "shadow", "abstain", "holdout", "incident"]
 EventKind = Literal[
     "suggested", "confirmed", "rejected", "reopened", "closed_by_agent", "agent_replied", "timed_out", "handed_off"
 ]
@@ -86,7 +90,7 @@ class Suggestion(BaseModel):
     #: When the worker applied the outcome in the helpdesk (closed, handed back, mail sent).
     outcome_applied_at: float | None = None
 
-    def marker(self, purpose: Literal["public", "private", "outcome"]) -> str:
+    def marker(self, purpose: Literal["public", "private", "outcome", "incident"]) -> str:
         """The marker carried by the comment posted for ``purpose`` (``ha-`` + 12 hex digits)."""
         if purpose == "public":
             return f"ha-{self.id}"
@@ -148,8 +152,9 @@ class Suggestions:
             )
             if cur.rowcount == 1:
                 db.execute(
-                    "INSERT INTO outcome_events (suggestion_id, kind, at, channel) VALUES (?, 'suggested', ?, ?)",
-                    (s.id, s.created_at, s.source),
+                    "INSERT INTO outcome_events (suggestion_id, kind, at, channel, reason)"
+                    " VALUES (?, 'suggested', ?, ?, ?)",
+                    (s.id, s.created_at, s.source, "holdout" if s.mode == "holdout" else None),
                 )
         existing = self.for_ticket(s.source, s.ticket_id)
         assert existing is not None

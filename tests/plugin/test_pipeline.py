@@ -303,3 +303,79 @@ def test_history_of_a_rejection_handed_back(engine, helpdesk, tmp_path):
     events = records.events(s.id)
     assert [(e.kind, e.channel, e.reason) for e in events] == [
         ("suggested", "fake", None), ("rejected", "link", "not_related"), ("handed_off", "helpdesk", "not_related")]
+
+
+def test_holdout_posts_only_the_private_note_and_records_its_history(engine, helpdesk, tmp_path):
+    """Issue 13: a ticket drawn into the holdout gets the private note only; the draw is recorded on its
+    ``suggested`` event, an agent's close and a later reopen are noted for the holdout comparison."""
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path, analytics={"holdout_share": 0.5})
+    draws = iter([0.4, 0.6])  # the first ticket falls in the holdout (0.4 < 0.5), the second does not
+    pipeline.holdout_draw = lambda: next(draws)
+    held, shown = helpdesk.add_ticket(*PASSWORD_TICKET), helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(held.id))
+    _drain(worker)
+    pipeline.enqueue_event(_event(shown.id))
+    _drain(worker)
+    assert [(p.ticket_id, p.private) for p in helpdesk.posted] == [(held.id, True), (shown.id, False), (shown.id, True)]
+    s = records.for_ticket("fake", held.id)
+    assert s.mode == "holdout" and records.for_ticket("fake", shown.id).mode == "public"
+    assert [(e.kind, e.reason) for e in records.events(s.id)] == [("suggested", "holdout")]
+    helpdesk.tickets[held.id].state = "closed"
+    _update(pipeline, held.id, "fake:closed")
+    _drain(worker)
+    helpdesk.tickets[held.id].state = "open"
+    _update(pipeline, held.id, "fake:reopened")
+    _drain(worker)
+    helpdesk.agent_replies(held.id, "Проверьте ещё раз")  # a later update of the open ticket: no second reopen
+    _update(pipeline, held.id, "fake:reply")
+    _drain(worker)
+    assert [e.kind for e in records.events(s.id)] == ["suggested", "closed_by_agent", "reopened", "agent_replied"]
+
+
+def test_no_holdout_by_default(engine, helpdesk, tmp_path):
+    pipeline, worker, _, records = _make(engine, helpdesk, tmp_path)
+    pipeline.holdout_draw = lambda: 0.0  # even the lowest draw: a share of 0 holds nothing out
+    t = helpdesk.add_ticket(*PASSWORD_TICKET)
+    pipeline.enqueue_event(_event(t.id))
+    _drain(worker)
+    assert records.for_ticket("fake", t.id).mode == "public"
+
+
+def test_outage_incident_through_the_pipeline(engine, helpdesk, tmp_path):
+    """Issue 13: five near-identical tickets open an incident; the agents get one note linking them; a sixth
+    gets the known-problem message instead of an answer; once an admin closes it, answers come back."""
+    from plugin.service.outages import OutageWatch
+    from plugin.settings import OutageSettings
+    from rag.embeddings import HashingEmbedder
+
+    pipeline, worker, store, records = _make(engine, helpdesk, tmp_path)
+    pipeline.outages = OutageWatch(store, OutageSettings(enabled=True, similarity=0.5, join_similarity=0.5),
+                                   lambda: HashingEmbedder().embed, clock=store.clock)
+    texts = ["Почта не работает", "Не работает почта, письма не приходят", "Почта не работает с утра",
+             "У всех не работает почта", "Не работает почта в Outlook", "Опять не работает почта"]
+    tickets = [helpdesk.add_ticket(text, "") for text in texts]
+    for t in tickets[:5]:
+        pipeline.enqueue_event(_event(t.id))
+        _drain(worker)
+    [incident] = store.incidents.find(status="open")
+    assert incident.size == 5
+    notes = [p for p in helpdesk.posted if p.private and p.message.marker == records.for_ticket("fake", tickets[4].id)
+             .marker("incident")]
+    assert len(notes) == 1 and notes[0].ticket_id == tickets[4].id
+    assert all(f"fake #{t.id}" in notes[0].text() for t in tickets[:5]) and incident.id in notes[0].text()
+    pipeline.enqueue_event(_event(tickets[5].id))
+    _drain(worker)
+    s = records.for_ticket("fake", tickets[5].id)
+    assert s.mode == "incident" and s.reason == incident.id
+    public = [p for p in helpdesk.posted if p.ticket_id == tickets[5].id and not p.private]
+    assert len(public) == 1 and not public[0].message.links and "Известная проблема" in public[0].text()
+    # An update of the same ticket posts nothing more; no second agents' note either.
+    before = len(helpdesk.posted)
+    _update(pipeline, tickets[5].id, "fake:again")
+    _drain(worker)
+    assert len(helpdesk.posted) == before
+    assert pipeline.outages.close(incident.id, by="admin")
+    late = helpdesk.add_ticket("Почта не работает совсем", "")
+    pipeline.enqueue_event(_event(late.id))
+    _drain(worker)
+    assert records.for_ticket("fake", late.id).mode in ("public", "abstain")
