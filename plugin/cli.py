@@ -14,7 +14,7 @@ import click
 
 from helpdesk_errors import HelpdeskError
 from plugin import logredact
-from plugin.service import admin, knowledge
+from plugin.service import admin, console, knowledge
 from plugin.service.apikeys import ensure_local_key, local_key_path
 from plugin.settings import Settings, load_settings
 from plugin.store import Store
@@ -278,6 +278,31 @@ def queue_discard(obj: _Ctx, item_id: int, reason: str) -> None:
     if not admin.discard_item(_store(obj), item_id, reason=reason):
         _fail(RuntimeError(f"item {item_id} is not pending or dead (or does not exist)"))
     click.echo(f"item {item_id} discarded")
+
+
+@main.group("admin")
+def admin_group() -> None:
+    """The admin console's accounts."""
+
+
+@admin_group.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "analyst"]), default="analyst", show_default=True,
+              help="admin: sees and changes; analyst: sees only.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (one line).")
+@click.pass_obj
+def admin_create_user(obj: _Ctx, name: str, role: str, password_stdin: bool) -> None:
+    """Create a local account for the console (or set a new password and role). The password is asked
+    for (twice), or read from standard input with --password-stdin; never an argument."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        created = console.create_user(_store(obj), name, password, role=role, by="cli")
+    except ValueError as e:
+        _fail(e)
+    click.echo(f"{'created' if created else 'updated'} {console.normalize_login(name)} ({role})")
 
 
 def _store(obj: _Ctx) -> Store:

@@ -435,6 +435,10 @@ class AdminSettings(_Section):
 
     ldap: LDAPSettings = Field(default_factory=LDAPSettings)
     throttle: SignInThrottleSettings = Field(default_factory=SignInThrottleSettings)
+    #: A console session ends after this long without a request (minutes).
+    idle_timeout_min: float = Field(default=30.0, ge=1.0, le=24 * 60)
+    #: ... and at the latest this long after signing in (hours).
+    session_max_h: float = Field(default=12.0, ge=0.1, le=24 * 30)
 
 
 class Settings(BaseSettings):

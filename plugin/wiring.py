@@ -15,11 +15,12 @@ from typing import Any
 
 from connectors.base import Connector, TicketCreator
 from plugin.jobs.worker import Handler, PollJob, Waker, Worker
-from plugin.service import admin, knowledge
+from plugin.service import admin, console, knowledge
 from plugin.service.engines import build_engine
 from plugin.service.links import LinkSigner
 from plugin.service.mail import MailFlow
 from plugin.service.outcomes import OutcomeService
+from plugin.service.policy import Policies
 from plugin.service.registry import build_connectors, pollers, ticket_creator
 from plugin.service.tickets import Pipeline
 from plugin.settings import Settings
@@ -47,6 +48,10 @@ class Services:
     waker: Waker
     #: This process's worker (started by ``serve`` with ``worker.embedded``, or run by ``worker``).
     worker: Worker
+    #: The decision policy in effect: the settings with the admin's stored overrides (asked per request).
+    policies: Policies
+    #: The admin console's sign-in (local accounts, the directory, the throttle).
+    accounts: console.Accounts
 
     def new_worker(self, *, owner: str | None = None) -> Worker:
         """Another worker over this process's inbox (tests run several; ``serve`` uses :attr:`worker`)."""
@@ -76,10 +81,11 @@ def build_services(
     store = Store.open(root / "state.sqlite3", clock=clock)
     # Without a connector no link is ever sent, so a missing key only needs a per-process one.
     secret = settings.secret_key.get_secret_value() or secrets.token_hex(32)
-    links = LinkSigner(secret, settings.links.lifetime_days * 86_400, settings.links.public_url.rstrip("/"))
+    links = LinkSigner(secret, console.link_lifetime_s(settings, store), settings.links.public_url.rstrip("/"))
     conns = build_connectors(settings) if connectors is None else connectors
     waker = Waker()
-    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake)
+    policies = console.policies(settings, store)
+    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, policies=policies)
     mail = MailFlow(settings.email, pipeline) if settings.email.enabled else None
     if mail is not None:
         pipeline.appliers["email"] = mail.apply_outcome
@@ -89,6 +95,7 @@ def build_services(
         settings=settings, engine=engine, llm_fallback_reason=llm_reason, store=store, connectors=conns,
         links=links, pipeline=pipeline, outcomes=outcomes, mail=mail, creator=ticket_creator(settings, conns),
         waker=waker, worker=_worker(settings, store, pipeline, mail, waker, None),
+        policies=policies, accounts=console.Accounts(settings, store, clock=clock),
     )
 
 

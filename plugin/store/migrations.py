@@ -208,6 +208,43 @@ CREATE INDEX inbox_status_lease ON inbox (status, lease_until);
 CREATE INDEX inbox_status_done ON inbox (status, done_at);
 """
 
+# The admin console (issue 12): local accounts, run-time overrides of the policy, the audit log, and the
+# sign-in throttle's counters (shared by every process).
+ADMIN_V1 = """
+CREATE TABLE IF NOT EXISTS admin_users (
+    login TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'analyst')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS admin_overrides (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    changed_by TEXT NOT NULL,
+    changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    before TEXT,
+    after TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, at);
+CREATE TABLE IF NOT EXISTS signin_throttle (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("state.inbox", 1, INBOX_V1),
     Migration("state.inbox", 2, INBOX_V2),
@@ -216,4 +253,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("mail", 2, MAIL_V2),
     Migration("records", 2, SUGGESTIONS_V2),
     Migration("state.inbox", 3, INBOX_V3),
+    Migration("admin", 1, ADMIN_V1),
 )

@@ -260,6 +260,30 @@ class Suggestions:
         return out
 
 
+    def window_counts(self, since: float) -> dict[str, int]:
+        """What happened since ``since``: tickets seen (suggestions made), answered publicly, kept to
+        the agents (abstain or shadow), confirmed, rejected, handed off."""
+        db = self.db.read()
+        modes = dict(
+            (r["mode"], r["n"]) for r in db.execute(
+                "SELECT mode, COUNT(*) AS n FROM suggestions WHERE created_at >= ? GROUP BY mode", (since,)
+            )
+        )
+        kinds = dict(
+            (r["kind"], r["n"]) for r in db.execute(
+                "SELECT kind, COUNT(*) AS n FROM outcome_events WHERE at >= ? GROUP BY kind", (since,)
+            )
+        )
+        return {
+            "seen": sum(modes.values()),
+            "answered": modes.get("public", 0),
+            "agents_only": modes.get("abstain", 0) + modes.get("shadow", 0),
+            "confirmed": kinds.get("confirmed", 0),
+            "rejected": kinds.get("rejected", 0),
+            "handed_off": kinds.get("handed_off", 0),
+        }
+
+
 def _suggestion(row: Any) -> Suggestion:
     data = dict(row)
     data["entries"] = [EntryRef(**e) for e in json.loads(data.get("entries") or "[]")]

@@ -1,0 +1,361 @@
+"""The admin console's logic, with no Flask: accounts and sign-in (local and directory, throttled, audited),
+run-time steering (overrides laid over the settings, audited with before and after), the settings in
+effect with every secret hidden, the last 24 hours in numbers. The pages and the CLI both call these."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from plugin.service import admin
+from plugin.service.directory import Directory, DirectoryError
+from plugin.service.passwords import DEFAULT_HASHER, PasswordHasher, hash_password, verify_password
+from plugin.service.policy import SHADOW_SOURCES, Policies
+from plugin.service.throttle import Change, SignInThrottle, ThrottleState
+from plugin.settings import Settings
+from plugin.store import Store
+from plugin.store.admin import ROLES, AuditRow, OverrideRow, ThrottleCounters
+
+log = logging.getLogger(__name__)
+
+Role = Literal["admin", "analyst"]
+MAX_LOGIN_CHARS = 256
+MAX_PASSWORD_CHARS = 1024
+MIN_PASSWORD_CHARS = 10
+
+
+# -- accounts -----------------------------------------------------------------------------------------
+def normalize_login(login: str) -> str:
+    return login.strip().casefold()
+
+
+def create_user(store: Store, login: str, password: str, *, role: str = "analyst", by: str = "cli",
+                hasher: PasswordHasher = DEFAULT_HASHER) -> bool:
+    """Create a local account (or set a new password and role on an existing one); True when created.
+    ValueError names what is wrong with the login, the role or the password."""
+    name = normalize_login(login)
+    if not name or len(name) > MAX_LOGIN_CHARS or any(not c.isprintable() for c in name):
+        raise ValueError("login: 1 to 256 printable characters")
+    if role not in ROLES:
+        raise ValueError(f"role: one of {', '.join(ROLES)}")
+    if len(password) < MIN_PASSWORD_CHARS or len(password) > MAX_PASSWORD_CHARS:
+        raise ValueError(f"password: at least {MIN_PASSWORD_CHARS} characters")
+    created = store.admin.put_user(name, hash_password(password, hasher=hasher), role)
+    store.admin.audit(actor=by, action="user_created" if created else "user_updated", target=name,
+                      after={"role": role})
+    return created
+
+
+class DatabaseThrottleStore:
+    """:class:`plugin.service.throttle.ThrottleStore` over the state file: every process counts together."""
+
+    def __init__(self, counters: ThrottleCounters) -> None:
+        self.counters = counters
+
+    def get(self, key: str) -> ThrottleState | None:
+        text = self.counters.get(key)
+        return ThrottleState.model_validate_json(text) if text else None
+
+    def update(self, key: str, change: Change) -> ThrottleState | None:
+        result: list[ThrottleState | None] = [None]
+
+        def apply(text: str | None) -> tuple[str, float] | None:
+            new = change(ThrottleState.model_validate_json(text) if text else None)
+            result[0] = new
+            return None if new is None else (new.model_dump_json(), new.expires_at)
+
+        self.counters.update(key, apply)
+        return result[0]
+
+    def purge(self, now: float) -> int:
+        return self.counters.purge(now)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    ok: bool
+    login: str = ""
+    role: Role | None = None
+    #: "local" or "ldap" when ok.
+    via: str = ""
+    #: Why not: "invalid" (wrong login or password, or no role), "locked", "directory_unavailable", "bad_input".
+    error: str = ""
+    retry_after_s: float = 0.0
+
+
+class Accounts:
+    """Signing in: the throttle first, then a local account, else the directory (when configured)."""
+
+    def __init__(self, settings: Settings, store: Store, *, clock: Callable[[], float] = time.time,
+                 hasher: PasswordHasher = DEFAULT_HASHER, directory: Directory | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.hasher = hasher
+        self.throttle = SignInThrottle(DatabaseThrottleStore(store.throttle), settings.admin.throttle, clock=clock)
+        if directory is None and settings.admin.ldap.enabled:
+            directory = Directory(settings.admin.ldap)
+        self.directory = directory
+
+    def sign_in(self, login: str, password: str, *, ip: str) -> SignIn:
+        name = normalize_login(login)
+        shown = name[:64]
+        if not name or len(name) > MAX_LOGIN_CHARS or not password or len(password) > MAX_PASSWORD_CHARS:
+            return SignIn(ok=False, error="bad_input")
+        decision = self.throttle.check(name, ip)
+        if not decision.allowed:
+            self.store.admin.audit(actor=shown, action="sign_in_locked", detail=f"locked ({decision.locked})", ip=ip)
+            return SignIn(ok=False, error="locked", retry_after_s=decision.retry_after_s)
+        result = self._check(name, password)
+        if result.ok:
+            self.throttle.succeeded(name, ip)
+            self.store.admin.audit(actor=name, action="sign_in", detail=f"via {result.via}, role {result.role}", ip=ip)
+            return result
+        if result.error == "directory_unavailable":
+            self.store.admin.audit(actor=shown, action="sign_in_failed", detail="directory unavailable", ip=ip)
+            return result
+        after = self.throttle.failed(name, ip)
+        self.store.admin.audit(actor=shown, action="sign_in_failed", detail=result.error, ip=ip)
+        if not after.allowed:
+            return SignIn(ok=False, error="locked", retry_after_s=after.retry_after_s)
+        return result
+
+    def _check(self, name: str, password: str) -> SignIn:
+        user = self.store.admin.user(name)
+        if user is not None and not user.disabled:
+            verdict = verify_password(user.password_hash, password, hasher=self.hasher)
+            if not verdict.ok:
+                return SignIn(ok=False, error="invalid")
+            if verdict.needs_rehash:
+                self.store.admin.set_password_hash(name, hash_password(password, hasher=self.hasher))
+            role: Role = "admin" if user.role == "admin" else "analyst"
+            return SignIn(ok=True, login=name, role=role, via="local")
+        if self.directory is not None:
+            try:
+                answer = self.directory.authenticate(name, password)
+            except DirectoryError as e:
+                log.warning("admin_sign_in_directory_unavailable: %s", e)
+                return SignIn(ok=False, error="directory_unavailable")
+            if answer.ok and answer.role is not None:
+                return SignIn(ok=True, login=name, role=answer.role, via="ldap")
+            log.info("admin_sign_in_refused: %s", answer.reason)
+            return SignIn(ok=False, error="invalid")
+        verify_password(None, password, hasher=self.hasher)  # the time of a real check
+        return SignIn(ok=False, error="invalid")
+
+
+# -- steering -----------------------------------------------------------------------------------------
+#: The keys an admin may override at run time.
+STEERING_KEYS = ("shadow_mode", *(f"shadow.{s}" for s in SHADOW_SOURCES), "threshold", "category_thresholds",
+                 "disabled_categories", "links.lifetime_days")
+
+
+def override_values(store: Store) -> dict[str, Any]:
+    return {k: row.value for k, row in store.admin.overrides().items()}
+
+
+def policies(settings: Settings, store: Store) -> Policies:
+    """The policy in effect: the settings with the stored overrides read at each request."""
+    return Policies(settings, overrides=lambda: override_values(store))
+
+
+def link_lifetime_s(settings: Settings, store: Store) -> Callable[[], float]:
+    def lifetime() -> float:
+        row = store.admin.overrides().get("links.lifetime_days")
+        days = float(row.value) if row is not None else settings.links.lifetime_days
+        return days * 86_400
+
+    return lifetime
+
+
+def file_values(settings: Settings) -> dict[str, Any]:
+    """What the settings file (and the environment) say for each steering key."""
+    d = settings.decision
+    out: dict[str, Any] = {
+        "shadow_mode": settings.pipeline.shadow_mode,
+        "threshold": d.threshold,
+        "category_thresholds": dict(d.category_thresholds),
+        "disabled_categories": sorted(d.disabled_categories),
+        "links.lifetime_days": settings.links.lifetime_days,
+    }
+    for source in SHADOW_SOURCES:
+        out[f"shadow.{source}"] = getattr(settings, source).shadow_mode
+    return out
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    name: str
+    enabled: bool
+    #: The threshold in effect for it, and whether it is the category's own (file or override).
+    threshold: float
+    own_threshold: bool
+    file_enabled: bool
+    file_threshold: float | None
+
+
+@dataclass(frozen=True)
+class Steering:
+    file: dict[str, Any]
+    overrides: dict[str, OverrideRow]
+    effective: dict[str, Any]
+    categories: list[CategoryRow]
+
+
+def steering(settings: Settings, store: Store, categories: list[str]) -> Steering:
+    """Each steering key's file value, override (who, when) and value in effect; one row per category."""
+    file = file_values(settings)
+    rows = store.admin.overrides()
+    effective = {**file, **{k: r.value for k, r in rows.items()}}
+    if "category_thresholds" in rows:
+        effective["category_thresholds"] = {**file["category_thresholds"], **rows["category_thresholds"].value}
+    policy = policies(settings, store).current().decision
+    names = sorted({*categories, *file["category_thresholds"], *file["disabled_categories"],
+                    *effective["category_thresholds"], *effective["disabled_categories"]})
+    cats = [
+        CategoryRow(
+            name=n, enabled=not policy.is_disabled(n), threshold=policy.threshold_for(n),
+            own_threshold=n in policy.category_thresholds, file_enabled=n not in file["disabled_categories"],
+            file_threshold=file["category_thresholds"].get(n),
+        )
+        for n in names
+    ]
+    return Steering(file=file, overrides=rows, effective=effective, categories=cats)
+
+
+def _threshold(raw: Any, field: str) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: a number from 0 to 1") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{field}: a number from 0 to 1")
+    return value
+
+
+def set_override(store: Store, settings: Settings, key: str, value: Any, *, by: str, ip: str = "") -> Any:
+    """Validate and store one override (``value`` None removes it: the file's value applies again),
+    audited with before and after. ValueError names the field."""
+    if key not in STEERING_KEYS:
+        raise ValueError(f"key: one of {', '.join(STEERING_KEYS)}")
+    if value is not None:
+        if key == "shadow_mode" or key.startswith("shadow."):
+            if not isinstance(value, bool):
+                raise ValueError(f"{key}: on or off")
+        elif key == "threshold":
+            value = _threshold(value, key)
+        elif key == "links.lifetime_days":
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}: a number of days from 0.01 to 365") from None
+            if not math.isfinite(value) or not 0.01 <= value <= 365:
+                raise ValueError(f"{key}: a number of days from 0.01 to 365")
+        elif key == "category_thresholds":
+            if not isinstance(value, Mapping):
+                raise ValueError(f"{key}: category -> threshold")
+            value = {str(k): _threshold(v, f"threshold of {k}") for k, v in value.items()}
+        elif key == "disabled_categories":
+            if not isinstance(value, list | tuple | set | frozenset):
+                raise ValueError(f"{key}: a list of categories")
+            value = sorted({str(v) for v in value})
+    return store.admin.set_override(key, value, by=by, audit={"ip": ip})
+
+
+def switch_category(store: Store, settings: Settings, category: str, *, enabled: bool, by: str, ip: str = "") -> None:
+    """Switch a first-level category on or off (stored as the whole ``disabled_categories`` override)."""
+    current = set(policies(settings, store).current().decision.disabled_categories)
+    new = (current - {category}) if enabled else (current | {category})
+    if new == set(settings.decision.disabled_categories):
+        set_override(store, settings, "disabled_categories", None, by=by, ip=ip)
+    else:
+        set_override(store, settings, "disabled_categories", sorted(new), by=by, ip=ip)
+
+
+def set_category_threshold(store: Store, settings: Settings, category: str, threshold: Any | None, *,
+                           by: str, ip: str = "") -> None:
+    """A category's own threshold (None: back to the file's, or the global one)."""
+    row = store.admin.overrides().get("category_thresholds")
+    current = dict(row.value) if row is not None else {}
+    if threshold is None or threshold == "":
+        current.pop(category, None)
+    else:
+        current[category] = _threshold(threshold, f"threshold of {category}")
+    set_override(store, settings, "category_thresholds", current or None, by=by, ip=ip)
+
+
+# -- settings in effect -------------------------------------------------------------------------------
+HIDDEN = "••••••"
+
+
+def settings_in_effect(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting as ``(dotted.key, text)``; a secret shows only whether it is set."""
+    out: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, SecretStr):
+            out.append((prefix, HIDDEN if value.get_secret_value() else "(not set)"))
+        elif hasattr(value, "model_fields"):
+            for name in type(value).model_fields:
+                walk(f"{prefix}.{name}" if prefix else name, getattr(value, name))
+        elif isinstance(value, Mapping):
+            if not value:
+                out.append((prefix, "{}"))
+            for k, v in value.items():
+                walk(f"{prefix}.{k}", v)
+        elif isinstance(value, list | tuple | set | frozenset):
+            items = list(value)
+            if any(isinstance(v, SecretStr) for v in items):
+                out.append((prefix, f"{len(items)} × {HIDDEN}"))
+            else:
+                out.append((prefix, ", ".join(str(v) for v in items) or "[]"))
+        else:
+            out.append((prefix, str(value)))
+
+    walk("", settings)
+    return out
+
+
+# -- overview / audit ---------------------------------------------------------------------------------
+def last_24h(store: Store) -> dict[str, int]:
+    return store.suggestions.window_counts(store.clock() - 86_400)
+
+
+def audit_entries(store: Store, *, actor: str | None = None, action: str | None = None, text: str | None = None,
+                  limit: int = 200) -> list[AuditRow]:
+    return store.admin.audit_entries(actor=actor or None, action=action or None, text=text or None, limit=limit)
+
+
+def audit_actions(store: Store) -> list[str]:
+    return store.admin.audit_actions()
+
+
+def audit(store: Store, *, actor: str, action: str, target: str = "", detail: str = "", ip: str = "",
+          before: Any = None, after: Any = None) -> None:
+    store.admin.audit(actor=actor, action=action, target=target, detail=detail, ip=ip, before=before, after=after)
+
+
+# -- the work queue, audited --------------------------------------------------------------------------
+def retry_item(store: Store, item_id: int, *, by: str, ip: str = "") -> bool:
+    ok = admin.retry_item(store, item_id)
+    if ok:
+        store.admin.audit(actor=by, action="queue_retry", target=f"#{item_id}", ip=ip)
+    return ok
+
+
+def retry_dead(store: Store, *, kind: str | None, by: str, ip: str = "") -> int:
+    n = admin.retry_dead(store, kind=kind or None)
+    store.admin.audit(actor=by, action="queue_retry_all", target=kind or "(every kind)", detail=f"{n} items", ip=ip)
+    return n
+
+
+def discard_item(store: Store, item_id: int, *, reason: str, by: str, ip: str = "") -> bool:
+    ok = admin.discard_item(store, item_id, reason=reason)
+    if ok:
+        store.admin.audit(actor=by, action="queue_discard", target=f"#{item_id}", detail=reason.strip(), ip=ip)
+    return ok
