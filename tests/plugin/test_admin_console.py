@@ -1,0 +1,246 @@
+"""The admin console through the real app (Flask's test client): sign-in, lockout, CSRF, roles, steering
+applied through the Policies the pipeline asks, the queue actions, the audit log, and no secret anywhere."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from plugin.cli import main as cli
+from plugin.service import console
+from plugin.web import admin as admin_web
+from plugin.web.app import create_app
+from tests.plugin.web_app import API_KEYS, GLPI_SECRET, PLUGIN_TOKEN, REDMINE_SECRET, boundary_services
+
+ADMIN_PW = "correct horse battery staple"
+ANALYST_PW = "analyst password 12345"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    s = boundary_services(tmp_path_factory.mktemp("var"),
+                          admin={"throttle": {"account_max_failures": 3, "ip_max_failures": 50}})
+    console.create_user(s.store, "Root", ADMIN_PW, role="admin")
+    console.create_user(s.store, "ann", ANALYST_PW, role="analyst")
+    return s
+
+
+@pytest.fixture(scope="module")
+def app(services):
+    return create_app(services.settings, services=services)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def token(client, path: str = "/admin/login") -> str:
+    html = client.get(path).get_data(as_text=True)
+    m = CSRF_RE.search(html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+def sign_in(client, login: str, password: str, **kw):
+    return client.post("/admin/login", data={"login": login, "password": password, "csrf_token": token(client)}, **kw)
+
+
+def test_pages_need_a_session(client):
+    for path in ("/admin/", "/admin/queue", "/admin/steering", "/admin/settings", "/admin/audit"):
+        r = client.get(path)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login"), path
+
+
+def test_sign_in_sets_a_safe_cookie_and_shows_the_pages(client, services):
+    r = sign_in(client, "root", "wrong password!")
+    assert r.status_code == 401
+    assert "Wrong login or password." in r.get_data(as_text=True) or "Неверный логин или пароль." in r.get_data(
+        as_text=True)
+    r = sign_in(client, "  ROOT ", ADMIN_PW)
+    assert r.status_code == 302 and r.headers["Location"] == "/admin/"
+    [cookie] = [c for c in r.headers.getlist("Set-Cookie") if c.startswith("hda_admin=")]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/admin" in cookie
+    assert "Secure" not in cookie  # plain http here
+    for path in ("/admin/", "/admin/queue", "/admin/steering", "/admin/settings", "/admin/audit"):
+        r = client.get(path + "?lang=en")
+        assert r.status_code == 200, path
+        assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+        assert r.headers["Cache-Control"] == "no-store"
+    [entry] = console.audit_entries(services.store, action="sign_in", actor="root")[:1]
+    assert entry.detail == "via local, role admin" and entry.ip == "127.0.0.1"
+
+
+def test_the_cookie_is_secure_over_https(app):
+    c = app.test_client()
+    html = c.get("/admin/login", base_url="https://console.example").get_data(as_text=True)
+    tok = CSRF_RE.search(html).group(1)
+    r = c.post("/admin/login", data={"login": "root", "password": ADMIN_PW, "csrf_token": tok},
+               base_url="https://console.example", headers={"Referer": "https://console.example/admin/login"})
+    assert r.status_code == 302
+    [cookie] = [x for x in r.headers.getlist("Set-Cookie") if x.startswith("hda_admin=")]
+    assert "Secure" in cookie
+
+
+def test_repeated_failures_lock_the_account_even_for_the_right_password(app, services):
+    c = app.test_client()
+    services.store.throttle.purge(float("inf"))
+    console.create_user(services.store, "victim", "victim password 1", role="analyst")
+    statuses = [sign_in(c, "victim", f"guess {i} wrong").status_code for i in range(3)]
+    assert statuses == [401, 401, 429]
+    r = sign_in(c, "victim", "victim password 1")
+    assert r.status_code == 429
+    body = r.get_data(as_text=True)
+    assert "Too many failed attempts" in body or "Слишком много неудачных попыток" in body
+    assert c.get("/admin/").status_code == 302  # not signed in
+    assert console.audit_entries(services.store, action="sign_in_locked", actor="victim")
+    services.store.throttle.purge(float("inf"))
+
+
+def test_a_post_without_or_with_a_wrong_csrf_token_is_refused_and_changes_nothing(client, services):
+    assert sign_in(client, "root", ADMIN_PW).status_code == 302
+    before = console.override_values(services.store)
+    audit_before = len(console.audit_entries(services.store))
+    for data in ({"what": "threshold", "value": "0.9"},
+                 {"what": "threshold", "value": "0.9", "csrf_token": "not-the-token"},
+                 {"what": "threshold", "value": "0.9", "csrf_token": token(client, "/admin/steering") + "x"}):
+        r = client.post("/admin/steering", data=data)
+        assert r.status_code == 400
+        assert "The form was refused" in r.get_data(as_text=True) or "Форма отклонена" in r.get_data(as_text=True)
+    # The login form too.
+    assert client.post("/admin/login", data={"login": "root", "password": ADMIN_PW}).status_code == 400
+    assert console.override_values(services.store) == before
+    assert len(console.audit_entries(services.store)) == audit_before
+    assert services.policies.current().decision.threshold == services.settings.decision.threshold
+
+
+def test_steering_applies_to_the_next_request_and_is_audited(client, services):
+    sign_in(client, "root", ADMIN_PW)
+    tok = token(client, "/admin/steering")
+    r = client.post("/admin/steering", data={"what": "category", "category": "Печать", "enabled": "off",
+                                             "threshold": "0.8", "csrf_token": tok})
+    assert r.status_code == 302
+    policy = services.policies.current()
+    assert "Печать" in policy.decision.disabled_categories
+    assert policy.decision.threshold_for("Печать") == 0.8
+    r = client.post("/admin/steering", data={"what": "shadow", "source": "glpi", "value": "on", "csrf_token": tok})
+    assert services.policies.current().shadow_mode_for("glpi") is True
+    assert services.policies.current().shadow_mode_for("redmine") is False
+    r = client.post("/admin/steering", data={"what": "lifetime", "value": "2", "csrf_token": tok})
+    assert services.links.lifetime_s == 2 * 86_400
+    [entry] = console.audit_entries(services.store, action="override", text="disabled_categories")[:1]
+    assert (entry.actor, entry.before, entry.after) == ("root", None, ["Печать"])
+    page = client.get("/admin/steering?lang=en").get_data(as_text=True)
+    assert 'data-category="Печать"' in page and "root," in page
+    # Back to the file's values.
+    for key in ("disabled_categories", "category_thresholds", "shadow.glpi", "links.lifetime_days"):
+        assert client.post("/admin/steering", data={"what": "reset", "key": key, "csrf_token": tok}).status_code == 302
+    policy = services.policies.current()
+    assert not policy.decision.disabled_categories and "Печать" not in policy.decision.category_thresholds
+    assert services.links.lifetime_s == services.settings.links.lifetime_days * 86_400
+    [entry] = console.audit_entries(services.store, action="override", text="links.lifetime_days")[:1]
+    assert (entry.before, entry.after) == (2.0, None)
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"what": "threshold", "value": "1.5"}, "threshold"),
+    ({"what": "threshold", "value": "nan"}, "threshold"),
+    ({"what": "lifetime", "value": "-1"}, "links.lifetime_days"),
+    ({"what": "category", "category": "VPN", "threshold": "abc"}, "threshold of VPN"),
+])
+def test_bad_values_are_refused_naming_the_field(client, services, data, field):
+    sign_in(client, "root", ADMIN_PW)
+    before = console.override_values(services.store)
+    r = client.post("/admin/steering", data={**data, "csrf_token": token(client, "/admin/steering")})
+    assert r.status_code == 400
+    assert field in r.get_data(as_text=True)
+    assert console.override_values(services.store) == before
+
+
+def test_malformed_requests_get_a_page_not_a_500(client):
+    sign_in(client, "root", ADMIN_PW)
+    tok = token(client, "/admin/queue")
+    assert client.post("/admin/queue/1/discard", data={"csrf_token": tok}).status_code == 400  # no reason
+    assert client.post("/admin/steering", data={"what": "nonsense", "csrf_token": tok}).status_code == 400
+    assert client.post("/admin/steering", data={"what": "shadow", "source": "glpi", "value": "maybe",
+                                                "csrf_token": tok}).status_code == 400
+    assert client.post("/admin/steering", data={"what": "reset", "key": "secret_key",
+                                                "csrf_token": tok}).status_code == 400
+    assert client.post("/admin/queue/999999/retry", data={"csrf_token": tok}).status_code == 302
+    assert client.get("/admin/queue?status=<script>").status_code == 200
+    assert client.get("/admin/audit?action=x&actor=%00&q=" + "a" * 5000).status_code == 200
+
+
+def test_an_analyst_sees_but_cannot_change(app, services):
+    c = app.test_client()
+    assert sign_in(c, "ann", ANALYST_PW).status_code == 302
+    steering_page = c.get("/admin/steering?lang=en").get_data(as_text=True)
+    assert 'name="what"' not in steering_page and "Save" not in steering_page
+    queue_page = c.get("/admin/queue?lang=en").get_data(as_text=True)
+    assert "Retry" not in queue_page and "Discard" not in queue_page
+    tok = token(c, "/admin/steering")
+    before = console.override_values(services.store)
+    for path, data in (("/admin/steering", {"what": "threshold", "value": "0.1"}),
+                       ("/admin/steering", {"what": "category", "category": "VPN", "enabled": "off"}),
+                       ("/admin/queue/retry-dead", {}),
+                       ("/admin/queue/1/retry", {}),
+                       ("/admin/queue/1/discard", {"reason": "because"})):
+        r = c.post(path, data={**data, "csrf_token": tok})
+        assert r.status_code == 403, path
+    assert console.override_values(services.store) == before
+    assert console.audit_entries(services.store, action="refused", actor="ann")
+
+
+def test_an_idle_session_ends(app, monkeypatch):
+    c = app.test_client()
+    sign_in(c, "root", ADMIN_PW)
+    assert c.get("/admin/").status_code == 200
+    real = admin_web._now()
+    monkeypatch.setattr(admin_web, "_now", lambda: real + 31 * 60)
+    r = c.get("/admin/")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login")
+    monkeypatch.setattr(admin_web, "_now", lambda: real)
+    assert c.get("/admin/").status_code == 302  # the session was cleared, not only refused once
+
+
+def test_create_user_from_the_command_line(tmp_path: Path, services):
+    runner = CliRunner()
+    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path)}
+    r = runner.invoke(cli, ["admin", "create-user", "Olga", "--role", "admin", "--password-stdin"],
+                      input="a long enough password\n", env=env)
+    assert r.exit_code == 0, r.output
+    assert "created olga (admin)" in r.output
+    r = runner.invoke(cli, ["admin", "create-user", "petr", "--password-stdin"], input="short\n", env=env)
+    assert r.exit_code == 2 and "password: at least" in r.output
+    from plugin.store import Store
+
+    store = Store.open(tmp_path / "state.sqlite3")
+    user = store.admin.user("olga")
+    assert user is not None and user.role == "admin" and user.password_hash.startswith("$argon2id$")
+    assert "a long enough password" not in user.password_hash
+    assert store.admin.user("petr") is None
+
+
+def test_no_secret_in_pages_logs_or_the_audit_log(app, services, caplog):
+    caplog.set_level(logging.DEBUG)
+    secrets = [GLPI_SECRET, REDMINE_SECRET, PLUGIN_TOKEN, *API_KEYS, "k" * 32, ADMIN_PW, ANALYST_PW,
+               "wrong password!"]
+    c = app.test_client()
+    sign_in(c, "root", "wrong password!")
+    sign_in(c, "root", ADMIN_PW)
+    pages = [c.get(p + "?lang=" + lang).get_data(as_text=True)
+             for p in ("/admin/", "/admin/check", "/admin/queue", "/admin/steering", "/admin/settings", "/admin/audit")
+             for lang in ("ru", "en")]
+    settings_page = pages[8]
+    assert "glpi.webhook_secret" in settings_page and console.HIDDEN in settings_page
+    assert "api.keys" in settings_page
+    audit = [repr(e) for e in console.audit_entries(services.store, limit=10_000)]
+    logs = [r.getMessage() for r in caplog.records]
+    for secret in secrets:
+        for where, texts in (("page", pages), ("audit", audit), ("log", logs)):
+            assert not any(secret in t for t in texts), (where, secret[:6])
