@@ -214,7 +214,10 @@ def steering(settings: Settings, store: Store, categories: list[str]) -> Steerin
     effective = {**file, **{k: r.value for k, r in rows.items()}}
     if "category_thresholds" in rows:
         effective["category_thresholds"] = {**file["category_thresholds"], **rows["category_thresholds"].value}
-    policy = policies(settings, store).current().decision
+    current = policies(settings, store).current()
+    for source in SHADOW_SOURCES:  # None in the file: follows the global switch
+        effective[f"shadow.{source}"] = current.shadow_mode_for(source)
+    policy = current.decision
     names = sorted({*categories, *file["category_thresholds"], *file["disabled_categories"],
                     *effective["category_thresholds"], *effective["disabled_categories"]})
     cats = [
