@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
+from connectors.base import Connector
 from plugin.service import admin
 from plugin.service.directory import Directory, DirectoryError
 from plugin.service.passwords import DEFAULT_HASHER, PasswordHasher, hash_password, verify_password
@@ -21,6 +22,7 @@ from plugin.service.throttle import Change, SignInThrottle, ThrottleState
 from plugin.settings import Settings
 from plugin.store import Store
 from plugin.store.admin import ROLES, AuditRow, OverrideRow, ThrottleCounters
+from plugin.store.suggestions import OutcomeEvent, Suggestion
 
 log = logging.getLogger(__name__)
 
@@ -362,3 +364,41 @@ def discard_item(store: Store, item_id: int, *, reason: str, by: str, ip: str = 
     if ok:
         store.admin.audit(actor=by, action="queue_discard", target=f"#{item_id}", detail=reason.strip(), ip=ip)
     return ok
+
+
+# -- tickets, mail and chats --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TicketRecord:
+    suggestion: Suggestion
+    events: list[OutcomeEvent]
+    #: The ticket in its helpdesk (None for the mailbox and the chat).
+    link: str | None
+
+
+def ticket_link(connectors: Mapping[str, Connector], source: str, ticket_id: str) -> str | None:
+    connector = connectors.get(source)
+    if connector is None:
+        return None
+    url = getattr(connector, "ticket_url", None)
+    if callable(url):
+        return str(url(ticket_id))
+    base = getattr(connector, "url", None)
+    if source == "redmine" and isinstance(base, str):
+        return f"{base.rstrip('/')}/issues/{ticket_id}"
+    return None
+
+
+def search_tickets(store: Store, text: str = "", *, source: str | None = None, limit: int = 100) -> list[Suggestion]:
+    return store.suggestions.search(text.strip()[:256], source=source or None, limit=limit)
+
+
+def ticket_sources(store: Store) -> list[str]:
+    return store.suggestions.sources()
+
+
+def ticket_record(store: Store, connectors: Mapping[str, Connector], suggestion_id: str) -> TicketRecord | None:
+    s = store.suggestions.get(suggestion_id)
+    if s is None:
+        return None
+    return TicketRecord(suggestion=s, events=store.suggestions.events(s.id),
+                        link=ticket_link(connectors, s.source, s.ticket_id))

@@ -142,7 +142,7 @@ class AdminRecords:
             sql += " AND action = ?"
             args.append(action)
         if text:
-            sql += " AND (instr(lower(target), lower(?)) > 0 OR instr(lower(detail), lower(?)) > 0)"
+            sql += " AND (instr(casefold(target), casefold(?)) > 0 OR instr(casefold(detail), casefold(?)) > 0)"
             args += [text, text]
         sql += " ORDER BY id DESC LIMIT ?"
         args.append(limit)

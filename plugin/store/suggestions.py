@@ -260,6 +260,23 @@ class Suggestions:
         return out
 
 
+    def search(self, text: str = "", *, source: str | None = None, limit: int = 100) -> list[Suggestion]:
+        """The newest first; ``text`` found (case-insensitively) in the request, the title, the ticket id
+        or the category."""
+        sql = _SELECT + " WHERE (? IS NULL OR s.source = ?)"
+        args: list[Any] = [source, source]
+        if text:
+            sql += (" AND (instr(casefold(s.query), casefold(?)) > 0"
+                    " OR instr(casefold(s.ticket_title), casefold(?)) > 0"
+                    " OR s.ticket_id = ? OR instr(casefold(s.category), casefold(?)) > 0)")
+            args += [text, text, text, text]
+        sql += " ORDER BY s.created_at DESC LIMIT ?"
+        args.append(limit)
+        return [_suggestion(r) for r in self.db.read().execute(sql, args).fetchall()]
+
+    def sources(self) -> list[str]:
+        return [r[0] for r in self.db.read().execute("SELECT DISTINCT source FROM suggestions ORDER BY source")]
+
     def window_counts(self, since: float) -> dict[str, int]:
         """What happened since ``since``: tickets seen (suggestions made), answered publicly, kept to
         the agents (abstain or shadow), confirmed, rejected, handed off."""

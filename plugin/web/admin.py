@@ -377,6 +377,30 @@ def steering_change() -> Any:
     return redirect(url_for("admin.steering"))
 
 
+# -- tickets, mail and chats -------------------------------------------------------------------------
+@admin_bp.route("/tickets")
+def tickets() -> Any:
+    store = current_services().store
+    q = request.args.get("q", "")[:256]
+    sources = console.ticket_sources(store)
+    source = request.args.get("source") or None
+    if source not in sources:
+        source = None
+    rows = console.search_tickets(store, q, source=source, limit=200)
+    return _render("admin/tickets.html", rows=rows, q=q, source=source, sources=sources)
+
+
+@admin_bp.route("/tickets/<suggestion_id>")
+def ticket(suggestion_id: str) -> Any:
+    services = current_services()
+    if len(suggestion_id) > 64:
+        abort(404)
+    record = console.ticket_record(services.store, services.connectors, suggestion_id)
+    if record is None:
+        abort(404)
+    return _render("admin/ticket.html", r=record, s=record.suggestion)
+
+
 # -- settings and audit -------------------------------------------------------------------------------
 @admin_bp.route("/settings")
 def settings_page() -> Any:

@@ -305,3 +305,37 @@ def test_an_analyst_sees_but_cannot_change(served, page, artifacts):
         assert r.status == 403, (path, r.status)
         assert "Your role can see this console but not change it." in r.text()
     assert console.override_values(served.services.store) == before
+
+
+def test_tickets_are_searchable_with_what_was_posted_and_every_outcome(served, page, artifacts):
+    glpi, services = served.glpi, served.services
+    tid = glpi.create_ticket(name="Забыл пароль Ёлка", content="<p>Не помню пароль от учётной записи, как сбросить?</p>")
+    served.deliver(tid)
+    served.drain()
+    s = services.store.suggestions.for_ticket("glpi", str(tid))
+    assert s is not None and s.mode == "public"
+    services.outcomes.record(s.id, "not_solved", reason="not_enough", comment="не помогло", via="link", client={})
+
+    sign_in(page, served, "ann", ANALYST_PW)  # an analyst sees it all
+    page.goto(served.base + "/admin/tickets?lang=en")
+    page.get_by_label("Search").fill("ёлка")  # case-folded, Cyrillic included
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    rows = page.locator("tr.ticket-row")
+    assert rows.count() == 1 and f"glpi #{tid}" in rows.first.inner_text()
+    assert axe_violations(page) == []
+    with page.expect_navigation():
+        rows.first.get_by_role("link").click()
+    main = page.locator("main").inner_text()
+    assert "Не помню пароль от учётной записи" in main
+    assert s.category.split(" > ")[0] in main
+    assert s.entries[0].title in main
+    assert f"#{s.public_comment_id}" in main and f"#{s.private_comment_id}" in main
+    events = [e.inner_text() for e in page.locator("tr.event").all()]
+    assert any("suggested" in e for e in events)
+    assert any("rejected" in e and "link" in e and "не помогло" in e for e in events)
+    link = page.get_by_role("link", name="Open the ticket in the helpdesk").get_attribute("href")
+    assert link == f"{glpi.web_url}/front/ticket.form.php?id={tid}"
+    assert axe_violations(page) == []
+    page.screenshot(path=str(artifacts / "ticket.png"), full_page=True)
+    assert page.goto(served.base + "/admin/tickets/nosuchid").status == 404
