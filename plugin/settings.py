@@ -439,6 +439,8 @@ class AdminSettings(_Section):
     idle_timeout_min: float = Field(default=30.0, ge=1.0, le=24 * 60)
     #: ... and at the latest this long after signing in (hours).
     session_max_h: float = Field(default=12.0, ge=0.1, le=24 * 30)
+    #: The largest knowledge-base file the console accepts for import (megabytes).
+    max_upload_mb: float = Field(default=50.0, gt=0, le=1000)
 
 
 class Settings(BaseSettings):

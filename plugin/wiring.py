@@ -52,6 +52,8 @@ class Services:
     policies: Policies
     #: The admin console's sign-in (local accounts, the directory, the throttle).
     accounts: console.Accounts
+    #: Knowledge-base imports started from the console (run in threads of this process).
+    kb_imports: console.ImportJobs
 
     def new_worker(self, *, owner: str | None = None) -> Worker:
         """Another worker over this process's inbox (tests run several; ``serve`` uses :attr:`worker`)."""
@@ -96,6 +98,7 @@ def build_services(
         links=links, pipeline=pipeline, outcomes=outcomes, mail=mail, creator=ticket_creator(settings, conns),
         waker=waker, worker=_worker(settings, store, pipeline, mail, waker, None),
         policies=policies, accounts=console.Accounts(settings, store, clock=clock),
+        kb_imports=console.ImportJobs(engine, store),
     )
 
 

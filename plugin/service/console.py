@@ -6,14 +6,19 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import SecretStr
 
 from connectors.base import Connector
+from dataset.importers import RowError, read_kb
+from helpdesk_errors import HelpdeskError
 from plugin.service import admin
 from plugin.service.directory import Directory, DirectoryError
 from plugin.service.passwords import DEFAULT_HASHER, PasswordHasher, hash_password, verify_password
@@ -23,6 +28,9 @@ from plugin.settings import Settings
 from plugin.store import Store
 from plugin.store.admin import ROLES, AuditRow, OverrideRow, ThrottleCounters
 from plugin.store.suggestions import OutcomeEvent, Suggestion
+from rag.engine import Engine
+from rag.kbstore import LearnedPair
+from rag.models import KBEntry
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +163,8 @@ class Accounts:
 #: The keys an admin may override at run time.
 STEERING_KEYS = ("shadow_mode", *(f"shadow.{s}" for s in SHADOW_SOURCES), "threshold", "category_thresholds",
                  "disabled_categories", "links.lifetime_days")
+#: Overrides set by their own pages (the knowledge base), shown on the steering page too.
+OTHER_OVERRIDES = ("disabled_entries",)
 
 
 def override_values(store: Store) -> dict[str, Any]:
@@ -402,3 +412,135 @@ def ticket_record(store: Store, connectors: Mapping[str, Connector], suggestion_
         return None
     return TicketRecord(suggestion=s, events=store.suggestions.events(s.id),
                         link=ticket_link(connectors, s.source, s.ticket_id))
+
+
+# -- knowledge base -----------------------------------------------------------------------------------
+def disabled_entries(store: Store) -> set[str]:
+    row = store.admin.overrides().get("disabled_entries")
+    return set(row.value) if row is not None else set()
+
+
+def kb_search(engine: Engine, text: str = "", *, limit: int = 100) -> list[KBEntry]:
+    """Entries whose title, question, answer, categories or id contain ``text`` (case-folded)."""
+    needle = text.strip().casefold()[:256]
+    out: list[KBEntry] = []
+    for e in engine.store.entries():
+        hay = " ".join((e.id, e.title, e.question, e.answer, *e.categories)).casefold()
+        if needle in hay:
+            out.append(e)
+            if len(out) >= limit:
+                break
+    return out
+
+
+@dataclass(frozen=True)
+class EntryView:
+    entry: KBEntry
+    enabled: bool
+    counts: dict[str, int]
+
+
+def kb_entry(engine: Engine, store: Store, entry_id: str) -> EntryView | None:
+    entry = next((e for e in engine.store.entries() if e.id == entry_id), None)
+    if entry is None:
+        return None
+    return EntryView(entry=entry, enabled=entry_id not in disabled_entries(store),
+                     counts=store.suggestions.entry_counts(entry_id))
+
+
+def set_entry_enabled(engine: Engine, store: Store, settings: Settings, entry_id: str, *, enabled: bool, by: str,
+                      ip: str = "") -> None:
+    """Switch an entry off (never suggested) or back on; stored as the ``disabled_entries`` override."""
+    if kb_entry(engine, store, entry_id) is None:
+        raise ValueError(f"entry: no knowledge-base entry {entry_id!r}")
+    current = disabled_entries(store)
+    new = (current - {entry_id}) if enabled else (current | {entry_id})
+    if new != current:
+        store.admin.set_override("disabled_entries", sorted(new) or None, by=by, audit={"ip": ip})
+
+
+def most_rejected(store: Store, limit: int = 20) -> list[tuple[str, str, int, int]]:
+    return store.suggestions.most_rejected(limit)
+
+
+def learned_pairs(engine: Engine, *, limit: int = 500) -> list[LearnedPair]:
+    """The newest first."""
+    return list(reversed(engine.store.learned()))[:limit]
+
+
+def forget_learned(engine: Engine, store: Store, pair_id: int, *, by: str, ip: str = "") -> bool:
+    pair = next((p for p in engine.store.learned() if p.id == pair_id), None)
+    if pair is None or not engine.forget_learned(pair_id):
+        return False
+    store.admin.audit(actor=by, action="learned_deleted", target=f"#{pair_id} -> {pair.entry_id}",
+                      before={"polarity": pair.polarity, "origin": pair.origin}, ip=ip)
+    return True
+
+
+@dataclass
+class ImportJob:
+    """One knowledge-base import started from the console, run in a thread; the page polls it."""
+
+    id: str
+    file_name: str
+    by: str
+    started_at: float
+    state: Literal["running", "done", "failed"] = "running"
+    #: "reading", "indexing", "done".
+    phase: str = "reading"
+    rows_read: int = 0
+    entries: int = 0
+    imported: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+    finished_at: float | None = None
+
+
+class ImportJobs:
+    """Imports started from the console (one process: the jobs live in memory, the result in the audit log)."""
+
+    def __init__(self, engine: Engine, store: Store, *, keep: int = 50) -> None:
+        self.engine = engine
+        self.store = store
+        self.keep = keep
+        self._jobs: dict[str, ImportJob] = {}
+        self._lock = threading.Lock()
+
+    def start(self, path: Path, file_name: str, *, by: str, ip: str = "") -> ImportJob:
+        job = ImportJob(id=secrets.token_hex(8), file_name=file_name[:200], by=by, started_at=time.time())
+        with self._lock:
+            self._jobs[job.id] = job
+            for old in list(self._jobs)[: max(0, len(self._jobs) - self.keep)]:
+                del self._jobs[old]
+        threading.Thread(target=self._run, args=(job, path, ip), name=f"kb-import-{job.id}", daemon=True).start()
+        return job
+
+    def get(self, job_id: str) -> ImportJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def _run(self, job: ImportJob, path: Path, ip: str) -> None:
+        try:
+            result = read_kb(path, source=Path(job.file_name).stem or None)
+            job.rows_read, job.entries = result.rows_read, len(result.entries)
+            job.rejected, job.warnings = list(result.rejected), list(result.warnings)
+            job.phase = "indexing"
+            report = self.engine.import_entries(result.entries)
+            job.imported, job.updated, job.unchanged = report.imported, report.updated, report.unchanged
+            job.phase, job.state = "done", "done"
+        except (HelpdeskError, ValueError, OSError) as e:
+            job.state, job.error = "failed", str(e)
+        except Exception:
+            log.exception("kb_import_failed")
+            job.state, job.error = "failed", "unexpected error; see the service log"
+        finally:
+            job.finished_at = time.time()
+            path.unlink(missing_ok=True)
+        self.store.admin.audit(
+            actor=job.by, action="kb_import", target=job.file_name, ip=ip,
+            detail=(f"{job.imported} new, {job.updated} updated, {job.unchanged} unchanged, "
+                    f"{len(job.rejected)} rows rejected") if job.state == "done" else f"failed: {job.error}",
+        )

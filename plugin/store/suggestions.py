@@ -274,6 +274,34 @@ class Suggestions:
         args.append(limit)
         return [_suggestion(r) for r in self.db.read().execute(sql, args).fetchall()]
 
+    def entry_counts(self, entry_id: str) -> dict[str, int]:
+        """How often an entry was suggested (among a suggestion's entries), and how often a suggestion
+        it led was confirmed or rejected."""
+        db = self.db.read()
+        suggested = db.execute(
+            "SELECT COUNT(*) FROM suggestions s WHERE EXISTS"
+            " (SELECT 1 FROM json_each(s.entries) j WHERE json_extract(j.value, '$.entry_id') = ?)", (entry_id,)
+        ).fetchone()[0]
+        out = {"suggested": int(suggested), "confirmed": 0, "rejected": 0}
+        for r in db.execute(
+            "SELECT d.kind, COUNT(*) AS n FROM suggestions s JOIN decisive_outcomes d ON d.suggestion_id = s.id"
+            " WHERE json_extract(s.entries, '$[0].entry_id') = ? GROUP BY d.kind", (entry_id,)
+        ):
+            out[r["kind"]] = int(r["n"])
+        return out
+
+    def most_rejected(self, limit: int = 20) -> list[tuple[str, str, int, int]]:
+        """Entries that led rejected suggestions, most rejected first: (entry id, title, rejected, confirmed)."""
+        rows = self.db.read().execute(
+            "SELECT json_extract(s.entries, '$[0].entry_id') AS entry_id,"
+            " MAX(json_extract(s.entries, '$[0].title')) AS title,"
+            " SUM(d.kind = 'rejected') AS rejected, SUM(d.kind = 'confirmed') AS confirmed"
+            " FROM suggestions s JOIN decisive_outcomes d ON d.suggestion_id = s.id"
+            " WHERE entry_id IS NOT NULL GROUP BY entry_id HAVING rejected > 0"
+            " ORDER BY rejected DESC, confirmed ASC LIMIT ?", (limit,)
+        ).fetchall()
+        return [(r["entry_id"], r["title"] or "", int(r["rejected"]), int(r["confirmed"])) for r in rows]
+
     def sources(self) -> list[str]:
         return [r[0] for r in self.db.read().execute("SELECT DISTINCT source FROM suggestions ORDER BY source")]
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from flask import (
@@ -67,6 +68,8 @@ NOTES = {
     "not_discarded": N_("Only a pending or dead item can be discarded."),
     "saved": N_("Saved. It applies to the next request."),
     "reset": N_("The override was removed: the file's value applies again."),
+    "learned_deleted": N_("The learned pair was deleted."),
+    "learned_unknown": N_("There is no such learned pair."),
 }
 ERRORS = {
     "invalid": N_("Wrong login or password."),
@@ -148,6 +151,8 @@ def admin_only(view: F) -> F:
 def _before() -> Any:
     web_i18n.use_language(web_i18n.negotiate_language(request))
     if request.method == "POST":
+        if request.endpoint == "admin.kb_import":
+            request.max_content_length = int(current_services().settings.admin.max_upload_mb * 1_000_000)
         csrf.protect()
     if request.endpoint in ("admin.login", "admin.static"):
         return None
@@ -399,6 +404,84 @@ def ticket(suggestion_id: str) -> Any:
     if record is None:
         abort(404)
     return _render("admin/ticket.html", r=record, s=record.suggestion)
+
+
+# -- knowledge base -----------------------------------------------------------------------------------
+UPLOAD_SUFFIXES = (".xlsx", ".csv")
+
+
+@admin_bp.route("/kb")
+def kb() -> Any:
+    services = current_services()
+    q = request.args.get("q", "")[:256]
+    rows = console.kb_search(services.engine, q, limit=100) if q else []
+    return _render("admin/kb.html", q=q, rows=rows, disabled=console.disabled_entries(services.store),
+                   rejected=console.most_rejected(services.store), stats=services.engine.stats())
+
+
+@admin_bp.route("/kb/entry")
+def kb_entry() -> Any:
+    services = current_services()
+    view = console.kb_entry(services.engine, services.store, request.args.get("id", "")[:512])
+    if view is None:
+        abort(404)
+    return _render("admin/kb_entry.html", v=view, e=view.entry)
+
+
+@admin_bp.route("/kb/entry", methods=["POST"])
+@admin_only
+def kb_entry_switch() -> Any:
+    services = current_services()
+    entry_id = _field("entry_id", max_chars=512)
+    try:
+        console.set_entry_enabled(services.engine, services.store, services.settings, entry_id,
+                                  enabled=_switch("enabled"), by=_user(), ip=_ip())
+    except ValueError:
+        abort(404)
+    flash("saved")
+    return redirect(url_for("admin.kb_entry", id=entry_id))
+
+
+@admin_bp.route("/kb/learned")
+def kb_learned() -> Any:
+    services = current_services()
+    titles = {e.id: e.title for e in services.engine.store.entries()}
+    return _render("admin/kb_learned.html", pairs=console.learned_pairs(services.engine), titles=titles)
+
+
+@admin_bp.route("/kb/learned/<int:pair_id>/delete", methods=["POST"])
+@admin_only
+def kb_learned_delete(pair_id: int) -> Any:
+    services = current_services()
+    ok = console.forget_learned(services.engine, services.store, pair_id, by=_user(), ip=_ip())
+    flash("learned_deleted" if ok else "learned_unknown")
+    return redirect(url_for("admin.kb_learned"))
+
+
+@admin_bp.route("/kb/import", methods=["POST"])
+@admin_only
+def kb_import() -> Any:
+    services = current_services()
+    upload = request.files.get("file")
+    name = Path(upload.filename or "").name if upload is not None else ""
+    if upload is None or not name.lower().endswith(UPLOAD_SUFFIXES):
+        return _error_page(400, N_("The request was not accepted"), N_("Choose an .xlsx or .csv file to import.")), 400
+    folder = services.settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{secrets.token_hex(8)}{Path(name).suffix.lower()}"
+    upload.save(path)
+    job = services.kb_imports.start(path, name, by=_user(), ip=_ip())
+    return redirect(url_for("admin.kb_import_status", job_id=job.id))
+
+
+@admin_bp.route("/kb/import/<job_id>")
+def kb_import_status(job_id: str) -> Any:
+    job = current_services().kb_imports.get(job_id[:32])
+    if job is None:
+        abort(404)
+    if request.headers.get("HX-Request") == "true":
+        return render_template("admin/kb_import_progress.html", job=job, when=_when)
+    return _render("admin/kb_import.html", job=job, use_htmx=True)
 
 
 # -- settings and audit -------------------------------------------------------------------------------

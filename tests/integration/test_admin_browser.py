@@ -294,17 +294,25 @@ def test_an_analyst_sees_but_cannot_change(served, page, artifacts):
     assert page.get_by_role("button", name="Retry").count() == 0
     assert page.locator("form[action*='retry'], form[action*='discard']").count() == 0
     page.screenshot(path=str(artifacts / "queue_analyst.png"), full_page=True)
+    page.goto(served.base + "/admin/kb?lang=en")
+    assert page.get_by_role("button", name="Import").count() == 0
+    entry = served.services.engine.store.entries()[0]
+    page.goto(served.base + "/admin/kb/entry?lang=en&id=" + entry.id)
+    assert page.get_by_role("button", name="Switch off").count() == 0
     # The POSTs an admin's buttons send, with the analyst's valid session and CSRF token: refused.
     token = page.locator("input[name=csrf_token]").first.input_value()
     before = console.override_values(served.services.store)
     for path, form in (("/admin/steering", {"what": "threshold", "value": "0.7"}),
                        ("/admin/queue/retry-dead", {}),
-                       ("/admin/queue/1/discard", {"reason": "x"})):
+                       ("/admin/queue/1/discard", {"reason": "x"}),
+                       ("/admin/kb/entry", {"entry_id": entry.id, "enabled": "off"}),
+                       ("/admin/kb/learned/1/delete", {})):
         r = page.request.post(served.base + path, form={**form, "csrf_token": token},
                               headers={"Referer": served.base + "/admin/queue"})
         assert r.status == 403, (path, r.status)
         assert "Your role can see this console but not change it." in r.text()
     assert console.override_values(served.services.store) == before
+    assert entry.id not in console.disabled_entries(served.services.store)
 
 
 def test_tickets_are_searchable_with_what_was_posted_and_every_outcome(served, page, artifacts):
@@ -339,3 +347,79 @@ def test_tickets_are_searchable_with_what_was_posted_and_every_outcome(served, p
     assert axe_violations(page) == []
     page.screenshot(path=str(artifacts / "ticket.png"), full_page=True)
     assert page.goto(served.base + "/admin/tickets/nosuchid").status == 404
+
+
+def test_import_a_spreadsheet_with_bad_rows_and_see_them_listed(served, page, artifacts, tmp_path):
+    from tests.dataset.xlsx_util import FAQ_HEADER, write_xlsx
+
+    book = write_xlsx(tmp_path / "новая база.xlsx", [
+        FAQ_HEADER,
+        ("Принтер зажевал бумагу", "Принтер зажевал бумагу, что делать?", "Откройте заднюю крышку и извлеките лист.",
+         "Принтеры и сканеры", "Печать"),
+        ("Без ответа", "Где взять новый картридж?", "", "Принтеры и сканеры", "Картриджи"),
+        ("Без вопроса", "", "Позвоните по внутреннему номеру 1234.", "Телефония", "Звонки"),
+        ("Монитор мерцает", "Мерцает второй монитор", "Замените кабель HDMI на DisplayPort.", "Рабочее место",
+         "Мониторы"),
+    ])
+    before = served.services.engine.stats()["entries"]
+    sign_in(page, served, "root", ADMIN_PW)
+    page.goto(served.base + "/admin/kb?lang=en")
+    page.get_by_label("File").set_input_files(str(book))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Import").click()
+    # htmx polls the progress until the import is done (the page reloads nothing itself).
+    page.wait_for_selector("#import-progress[data-state=done]", timeout=60_000)
+    assert page.locator("#n-read").inner_text() == "4"
+    assert page.locator("#n-new").inner_text() == "2"
+    assert page.locator("#n-rejected").inner_text() == "2"
+    rejected = [r.inner_text() for r in page.locator("tr.rejected").all()]
+    assert len(rejected) == 2 and all(r.strip() for r in rejected)
+    assert any("\t3\t" in r or " 3 " in r for r in rejected) and any("\t4\t" in r or " 4 " in r for r in rejected)
+    assert axe_violations(page) == []
+    page.screenshot(path=str(artifacts / "kb_import.png"), full_page=True)
+    assert served.services.engine.stats()["entries"] == before + 2
+    [entry] = console.audit_entries(served.services.store, action="kb_import")[:1]
+    assert entry.target == "новая база.xlsx" and "2 new" in entry.detail and "2 rows rejected" in entry.detail
+
+
+def test_switch_an_entry_off_and_it_is_never_suggested(served, page, artifacts):
+    services = served.services
+    text = "Принтер зажевал бумагу, что делать?"
+    top = services.engine.ask(text, compose=False, policy=services.policies.current().decision).hits[0]
+    sign_in(page, served, "root", ADMIN_PW)
+    page.goto(served.base + "/admin/kb?lang=en")
+    page.get_by_label("Search").fill(top.title or top.entry_id)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    with page.expect_navigation():
+        page.locator("tr.kb-row").first.get_by_role("link").click()
+    assert top.answer.split("\n")[0][:30] in page.locator("main").inner_text() or page.url.endswith(top.entry_id)
+    page.goto(served.base + "/admin/kb/entry?lang=en&id=" + top.entry_id)
+    assert axe_violations(page) == []
+    with page.expect_navigation():
+        page.get_by_role("button", name="Switch off").click()
+    assert "Switched off: never suggested" in page.locator("main").inner_text()
+    hits = services.engine.ask(text, compose=False, policy=services.policies.current().decision).hits
+    assert top.entry_id not in [h.entry_id for h in hits]
+    with page.expect_navigation():
+        page.get_by_role("button", name="Switch on").click()
+    hits = services.engine.ask(text, compose=False, policy=services.policies.current().decision).hits
+    assert hits[0].entry_id == top.entry_id
+    page.screenshot(path=str(artifacts / "kb_entry.png"), full_page=True)
+
+
+def test_delete_a_wrong_learned_pair(served, page):
+    services = served.services
+    entry = services.engine.store.entries()[0]
+    assert services.engine.learn("совсем не про это, ошибочная пара", entry.id, positive=True, origin="test")
+    pair = console.learned_pairs(services.engine)[0]
+    sign_in(page, served, "root", ADMIN_PW)
+    page.goto(served.base + "/admin/kb/learned?lang=en")
+    assert "ошибочная пара" in page.locator(f"#pair-{pair.id}").inner_text()
+    assert axe_violations(page) == []
+    with page.expect_navigation():
+        page.get_by_role("button", name=f"Delete #{pair.id}").click()
+    assert page.get_by_role("status").inner_text() == "The learned pair was deleted."
+    assert page.locator(f"#pair-{pair.id}").count() == 0
+    assert pair.id not in [p.id for p in console.learned_pairs(services.engine)]
+    assert f"l{pair.id}" not in services.engine.vectors.ids("learned")
