@@ -66,7 +66,8 @@ def main() -> None:
         status = client.get(path).status_code
         assert status == 200, (path, status)
         results[path] = timed(lambda p=path: client.get(p), args.rounds)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/admin/steering").get_data(as_text=True)).group(1)
+    steering = client.get("/admin/steering").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', steering).group(1)
     first = client.post("/admin/steering", data={"what": "threshold", "value": "0.5", "csrf_token": token})
     assert first.status_code == 302, first.status_code
     results["POST steering (threshold), audited"] = timed(
