@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,57 @@ def test_no_secret_in_pages_logs_or_the_audit_log(app, services, caplog):
     for secret in secrets:
         for where, texts in (("page", pages), ("audit", audit), ("log", logs)):
             assert not any(secret in t for t in texts), (where, secret[:6])
+
+
+def test_the_audit_log_filters_by_action_who_and_text(client, services):
+    sign_in(client, "root", ADMIN_PW)
+    console.audit(services.store, actor="root", action="queue_discard", target="#7", detail="дубликат заявки Ёлка")
+    rows = console.audit_entries(services.store, action="queue_discard", text="ЁЛКА")
+    assert [(r.actor, r.target) for r in rows] == [("root", "#7")]
+    assert console.audit_entries(services.store, action="queue_discard", actor="ann") == []
+    page = client.get("/admin/audit?lang=en&action=queue_discard&q=ёлка").get_data(as_text=True)
+    assert page.count('class="audit-row"') == 1 and "дубликат заявки Ёлка" in page
+
+
+def test_knowledge_base_pages_switch_an_entry_and_import_a_file(client, services, tmp_path):
+    from tests.dataset.xlsx_util import FAQ_HEADER, write_xlsx
+
+    sign_in(client, "root", ADMIN_PW)
+    entry = services.engine.store.entries()[0]
+    query = entry.question
+    assert services.engine.ask(query, compose=False, policy=services.policies.current().decision).hits[0].entry_id \
+        == entry.id
+    page = client.get(f"/admin/kb/entry?lang=en&id={entry.id}").get_data(as_text=True)
+    assert "Switch off" in page and 'id="count-suggested">0<' in page
+    tok = CSRF_RE.search(page).group(1)
+    r = client.post("/admin/kb/entry", data={"entry_id": entry.id, "enabled": "off", "csrf_token": tok})
+    assert r.status_code == 302
+    hits = services.engine.ask(query, compose=False, policy=services.policies.current().decision).hits
+    assert entry.id not in [h.entry_id for h in hits]
+    assert client.post("/admin/kb/entry", data={"entry_id": "no-such-entry", "enabled": "off",
+                                               "csrf_token": tok}).status_code == 404
+    client.post("/admin/kb/entry", data={"entry_id": entry.id, "enabled": "on", "csrf_token": tok})
+    assert entry.id not in console.disabled_entries(services.store)
+
+    book = write_xlsx(tmp_path / "kb.xlsx", [
+        FAQ_HEADER,
+        ("Сканер", "Сканер не видит компьютер", "Переустановите драйвер TWAIN.", "Принтеры и сканеры", "Сканеры"),
+        ("Пусто", "Вопрос без ответа", "", "Принтеры и сканеры", "Сканеры"),
+    ])
+    with book.open("rb") as f:
+        r = client.post("/admin/kb/import", data={"file": (f, "kb.xlsx"), "csrf_token": tok},
+                        content_type="multipart/form-data")
+    assert r.status_code == 302
+    job_id = r.headers["Location"].rsplit("/", 1)[1]
+    deadline = time.monotonic() + 60
+    while services.kb_imports.get(job_id).state == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    job = services.kb_imports.get(job_id)
+    assert (job.state, job.rows_read, job.imported, len(job.rejected)) == ("done", 2, 1, 1)
+    page = client.get(f"/admin/kb/import/{job_id}?lang=en").get_data(as_text=True)
+    assert page.count('class="rejected"') == 1 and 'data-state="done"' in page
+    assert not list((services.settings.data_dir / "uploads").iterdir())  # the upload is removed
+    with book.open("rb") as f:
+        r = client.post("/admin/kb/import", data={"file": (f, "kb.exe"), "csrf_token": tok},
+                        content_type="multipart/form-data")
+    assert r.status_code == 400 and ".xlsx or .csv" in r.get_data(as_text=True)
