@@ -299,3 +299,55 @@ def test_knowledge_base_pages_switch_an_entry_and_import_a_file(client, services
         r = client.post("/admin/kb/import", data={"file": (f, "kb.exe"), "csrf_token": tok},
                         content_type="multipart/form-data")
     assert r.status_code == 400 and ".xlsx or .csv" in r.get_data(as_text=True)
+
+
+FIELDS = ("what", "key", "value", "source", "category", "enabled", "threshold", "reason", "kind", "entry_id",
+          "login", "password")
+POSTS = ("/admin/steering", "/admin/queue/retry-dead", "/admin/queue/1/retry", "/admin/queue/1/discard",
+         "/admin/kb/entry", "/admin/kb/learned/1/delete", "/admin/kb/import", "/admin/login")
+
+
+def test_random_forms_to_every_console_post_never_get_a_500(app, services):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    c = app.test_client()
+    sign_in(c, "root", ADMIN_PW)
+    tok = token(c, "/admin/steering")
+    values = st.sampled_from(["on", "off", "*", "glpi", "threshold", "shadow", "category", "reset", "lifetime",
+                              "disabled_categories", "1e309", "-0", "nan", "0.5", ""]) | st.text(max_size=300)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                      HealthCheck.function_scoped_fixture])
+    @given(path=st.sampled_from(POSTS), form=st.dictionaries(st.sampled_from(FIELDS), values, max_size=6))
+    def check(path: str, form: dict[str, str]) -> None:
+        r = c.post(path, data={**form, "csrf_token": tok})
+        assert r.status_code < 500, (path, form, r.get_data(as_text=True)[:300])
+        if path == "/admin/login" and r.status_code == 302:  # a random form never signs anyone in
+            raise AssertionError(form)
+
+    check()
+    # Whatever happened, the policy in effect is still a valid one.
+    services.policies.current()
+    for key in list(console.override_values(services.store)):
+        services.store.admin.set_override(key, None, by="test", audit={})
+    services.store.throttle.purge(float("inf"))  # the random sign-ins counted against 127.0.0.1
+
+
+def test_the_last_24_hours_in_numbers(services, client):
+    from plugin.store.suggestions import Suggestion
+
+    store = services.store
+    now = store.clock()
+    before = console.last_24h(store)
+    for i, (mode, at) in enumerate((("public", now - 60), ("abstain", now - 120), ("shadow", now - 3600),
+                                    ("public", now - 2 * 86_400))):
+        store.suggestions.create(Suggestion(id=f"d24h{i:08d}", source="glpi", ticket_id=f"24h-{i}", created_at=at,
+                                            mode=mode, language="ru"))
+    store.suggestions.record_outcome("d24h00000000", "solved", via="link")
+    after = console.last_24h(store)
+    assert {k: after[k] - before[k] for k in after} == {
+        "seen": 3, "answered": 1, "agents_only": 2, "confirmed": 1, "rejected": 0, "handed_off": 0}
+    sign_in(client, "root", ADMIN_PW)
+    page = client.get("/admin/?lang=en").get_data(as_text=True)
+    assert f"<dt>Tickets seen</dt><dd>{after['seen']}</dd>" in page
