@@ -326,7 +326,14 @@ def _categories() -> list[str]:
 def steering() -> Any:
     services = current_services()
     view = console.steering(services.settings, services.store, _categories())
-    return _render("admin/steering.html", s=view, error="", fmt=_fmt)
+    return _render("admin/steering.html", s=view, error="", fmt=_fmt, entries_off=_entries_off())
+
+
+def _entries_off() -> list[tuple[str, str]]:
+    services = current_services()
+    off = console.disabled_entries(services.store)
+    titles = {e.id: e.title for e in services.engine.store.entries() if e.id in off}
+    return sorted((entry_id, titles.get(entry_id, "")) for entry_id in off)
 
 
 def _fmt(value: Any) -> str:
@@ -377,7 +384,7 @@ def steering_change() -> Any:
             abort(400)
     except ValueError as e:
         view = console.steering(settings, store, _categories())
-        return _render("admin/steering.html", s=view, error=str(e), fmt=_fmt), 400
+        return _render("admin/steering.html", s=view, error=str(e), fmt=_fmt, entries_off=_entries_off()), 400
     flash("saved")
     return redirect(url_for("admin.steering"))
 

@@ -272,6 +272,7 @@ def test_knowledge_base_pages_switch_an_entry_and_import_a_file(client, services
     assert r.status_code == 302
     hits = services.engine.ask(query, compose=False, policy=services.policies.current().decision).hits
     assert entry.id not in [h.entry_id for h in hits]
+    assert f'href="/admin/kb/entry?id={entry.id}"' in client.get("/admin/steering").get_data(as_text=True)
     assert client.post("/admin/kb/entry", data={"entry_id": "no-such-entry", "enabled": "off",
                                                "csrf_token": tok}).status_code == 404
     client.post("/admin/kb/entry", data={"entry_id": entry.id, "enabled": "on", "csrf_token": tok})
