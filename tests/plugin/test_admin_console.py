@@ -352,3 +352,34 @@ def test_the_last_24_hours_in_numbers(services, client):
     sign_in(client, "root", ADMIN_PW)
     page = client.get("/admin/?lang=en").get_data(as_text=True)
     assert f"<dt>Tickets seen</dt><dd>{after['seen']}</dd>" in page
+
+
+def test_the_queue_shows_retrying_and_dead_items_with_reason_and_attempts(client, services):
+    inbox = services.store.inbox
+    retrying = inbox.enqueue("glpi", "console_test", "console-test-retrying", {})
+    dead = inbox.enqueue("glpi", "console_test", "console-test-dead", {})
+    for item_id, bury in ((retrying, False), (dead, True)):
+        item = inbox.claim("test-owner", 60, kinds=["console_test"])
+        assert item is not None and item.id == item_id
+        if bury:
+            inbox.bury(item.id, "test-owner", "HTTP 503 from GLPI", gave_up=True)
+        else:
+            inbox.retry_later(item.id, "test-owner", "connection refused", 3600)
+    sign_in(client, "root", ADMIN_PW)
+    page = client.get("/admin/queue?lang=en").get_data(as_text=True)
+    row = page[page.index(f'id="item-{retrying}"'):]
+    row = row[: row.index("</tr>")]
+    assert "retrying" in row and "connection refused" in row and "<td>1</td>" in row
+    row = page[page.index(f'id="item-{dead}"'):]
+    row = row[: row.index("</tr>")]
+    assert 'data-status="dead"' in row and "HTTP 503 from GLPI" in row and "Retry" in row
+    tok = token(client, "/admin/queue")
+    r = client.post("/admin/queue/retry-dead", data={"kind": "console_test", "csrf_token": tok})
+    assert r.status_code == 302
+    assert inbox.get(dead).status == "pending"
+    assert inbox.get(retrying).status == "pending"
+    r = client.post(f"/admin/queue/{dead}/discard", data={"reason": "test item", "csrf_token": tok})
+    assert inbox.get(dead).status == "discarded" and inbox.get(dead).discard_reason == "test item"
+    [entry] = console.audit_entries(services.store, action="queue_discard", text="test item")[:1]
+    assert entry.target == f"#{dead}"
+    inbox.discard(retrying, reason="test over")
