@@ -159,6 +159,19 @@ class Accounts:
         return SignIn(ok=False, error="invalid")
 
 
+def session_role(store: Store, login: str, *, via: str, role: str | None, started: float) -> Role | None:
+    """The role a signed-in session has now, or None when it must end. A local account is read again at
+    each request: removed, disabled, or given a new password or role since the session began (``admin
+    create-user`` again) ends the session. A directory account keeps the role it signed in with until the
+    session times out (the directory is asked only with the password)."""
+    if via != "local":
+        return "admin" if role == "admin" else ("analyst" if role == "analyst" else None)
+    user = store.admin.user(login)
+    if user is None or user.disabled or user.updated_at > started:
+        return None
+    return "admin" if user.role == "admin" else "analyst"
+
+
 # -- steering -----------------------------------------------------------------------------------------
 #: The keys an admin may override at run time.
 STEERING_KEYS = ("shadow_mode", *(f"shadow.{s}" for s in SHADOW_SOURCES), "threshold", "category_thresholds",

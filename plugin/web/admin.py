@@ -167,9 +167,14 @@ def _before() -> Any:
         session.clear()
         flash("expired")
         return redirect(url_for("admin.login"))
+    role = console.session_role(current_services().store, login, via=str(session.get("via", "")),
+                                role=session.get("role"), started=started)
+    if role is None:
+        session.clear()
+        return redirect(url_for("admin.login"))
     session["seen"] = now
     g.admin_user = login
-    g.admin_role = session.get("role")
+    g.admin_role = role
     return None
 
 

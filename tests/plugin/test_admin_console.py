@@ -383,3 +383,16 @@ def test_the_queue_shows_retrying_and_dead_items_with_reason_and_attempts(client
     [entry] = console.audit_entries(services.store, action="queue_discard", text="test item")[:1]
     assert entry.target == f"#{dead}"
     inbox.discard(retrying, reason="test over")
+
+
+def test_a_new_password_or_role_ends_the_sessions_of_a_local_account(app, services):
+    console.create_user(services.store, "temp", "first password 123", role="admin")
+    c = app.test_client()
+    assert sign_in(c, "temp", "first password 123").status_code == 302
+    assert c.get("/admin/").status_code == 200
+    time.sleep(0.01)
+    console.create_user(services.store, "temp", "second password 123", role="analyst")
+    r = c.get("/admin/")
+    assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login")
+    assert sign_in(c, "temp", "second password 123").status_code == 302
+    assert 'name="what"' not in c.get("/admin/steering").get_data(as_text=True)  # now an analyst
