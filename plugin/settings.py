@@ -453,6 +453,12 @@ class AdminSettings(_Section):
 
     ldap: LDAPSettings = Field(default_factory=LDAPSettings)
     throttle: SignInThrottleSettings = Field(default_factory=SignInThrottleSettings)
+    #: A console session ends after this long without a request (minutes).
+    idle_timeout_min: float = Field(default=30.0, ge=1.0, le=24 * 60)
+    #: ... and at the latest this long after signing in (hours).
+    session_max_h: float = Field(default=12.0, ge=0.1, le=24 * 30)
+    #: The largest knowledge-base file the console accepts for import (megabytes).
+    max_upload_mb: float = Field(default=50.0, gt=0, le=1000)
 
 
 class OutageSettings(_Section):
@@ -486,7 +492,7 @@ class AnalyticsSettings(_Section):
     gap_max_requests: int = Field(default=2000, ge=10, le=50_000)
     #: The economic model's parameters (plugin.service.economics.EconomicParameters; unset: the seed's).
     economics: dict[str, float | str] = Field(default_factory=dict)
-    #: Serve /analytics without an API key (only on a trusted network, until the admin console's sign-in).
+    #: Serve /admin/analytics without the console sign-in or an API key (only on a trusted network).
     open_without_key: bool = False
 
 

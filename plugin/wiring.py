@@ -15,12 +15,13 @@ from typing import Any
 
 from connectors.base import Connector, TicketCreator
 from plugin.jobs.worker import Handler, PollJob, Waker, Worker
-from plugin.service import admin, knowledge
+from plugin.service import admin, console, knowledge
 from plugin.service.engines import build_engine
 from plugin.service.links import LinkSigner
 from plugin.service.mail import MailFlow
 from plugin.service.outages import Featurize, OutageWatch
 from plugin.service.outcomes import OutcomeService
+from plugin.service.policy import Policies
 from plugin.service.registry import build_connectors, pollers, ticket_creator
 from plugin.service.tickets import Pipeline
 from plugin.settings import Settings
@@ -49,7 +50,13 @@ class Services:
     #: This process's worker (started by ``serve`` with ``worker.embedded``, or run by ``worker``).
     worker: Worker
     #: Outage detection, when ``outages.enabled`` (the pipeline's; banners for the console and the chat).
-    outages: OutageWatch | None = None
+    outages: OutageWatch | None
+    #: The decision policy in effect: the settings with the admin's stored overrides (asked per request).
+    policies: Policies
+    #: The admin console's sign-in (local accounts, the directory, the throttle).
+    accounts: console.Accounts
+    #: Knowledge-base imports started from the console (run in threads of this process).
+    kb_imports: console.ImportJobs
 
     def new_worker(self, *, owner: str | None = None) -> Worker:
         """Another worker over this process's inbox (tests run several; ``serve`` uses :attr:`worker`)."""
@@ -79,12 +86,13 @@ def build_services(
     store = Store.open(root / "state.sqlite3", clock=clock)
     # Without a connector no link is ever sent, so a missing key only needs a per-process one.
     secret = settings.secret_key.get_secret_value() or secrets.token_hex(32)
-    links = LinkSigner(secret, settings.links.lifetime_days * 86_400, settings.links.public_url.rstrip("/"))
+    links = LinkSigner(secret, console.link_lifetime_s(settings, store), settings.links.public_url.rstrip("/"))
     conns = build_connectors(settings) if connectors is None else connectors
     waker = Waker()
     outages = OutageWatch(store, settings.outages, lambda: outage_features(engine), clock=clock) if (
         settings.outages.enabled) else None
-    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, outages=outages)
+    policies = console.policies(settings, store)
+    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, outages=outages, policies=policies)
     mail = MailFlow(settings.email, pipeline) if settings.email.enabled else None
     if mail is not None:
         pipeline.appliers["email"] = mail.apply_outcome
@@ -94,6 +102,8 @@ def build_services(
         settings=settings, engine=engine, llm_fallback_reason=llm_reason, store=store, connectors=conns,
         links=links, pipeline=pipeline, outcomes=outcomes, mail=mail, creator=ticket_creator(settings, conns),
         waker=waker, worker=_worker(settings, store, pipeline, mail, waker, None), outages=outages,
+        policies=policies, accounts=console.Accounts(settings, store, clock=clock),
+        kb_imports=console.ImportJobs(engine, store),
     )
 
 

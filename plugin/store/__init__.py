@@ -8,6 +8,7 @@
 - :mod:`.mail`        mail conversations;
 - :mod:`.analytics`   the report's facts, folded from the outcome history;
 - :mod:`.incidents`   outage incidents and their requests.
+- :mod:`.admin`       the admin console: accounts, overrides, audit log, sign-in throttle counters.
 
 Nothing here imports Flask or the service layer.
 """
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugin.store.admin import AdminRecords, ThrottleCounters
 from plugin.store.analytics import Analytics
 from plugin.store.db import Database
 from plugin.store.health import Health
@@ -45,6 +47,8 @@ class Store:
     mail: MailConversations
     analytics: Analytics
     incidents: Incidents
+    admin: AdminRecords
+    throttle: ThrottleCounters
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -52,7 +56,8 @@ class Store:
         db = Database(path, clock=clock)
         migrate(db)
         return cls(db=db, inbox=Inbox(db), health=Health(db), suggestions=Suggestions(db),
-                   mail=MailConversations(db), analytics=Analytics(db), incidents=Incidents(db))
+                   mail=MailConversations(db), analytics=Analytics(db), incidents=Incidents(db),
+                   admin=AdminRecords(db), throttle=ThrottleCounters(db))
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -243,6 +243,43 @@ CREATE TABLE IF NOT EXISTS incident_members (
 CREATE INDEX IF NOT EXISTS incident_members_request ON incident_members (request_id);
 """
 
+# The admin console (issue 12): local accounts, run-time overrides of the policy, the audit log, and the
+# sign-in throttle's counters (shared by every process).
+ADMIN_V1 = """
+CREATE TABLE IF NOT EXISTS admin_users (
+    login TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'analyst')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS admin_overrides (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    changed_by TEXT NOT NULL,
+    changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    before TEXT,
+    after TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, at);
+CREATE TABLE IF NOT EXISTS signin_throttle (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("state.inbox", 1, INBOX_V1),
     Migration("state.inbox", 2, INBOX_V2),
@@ -253,4 +290,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("state.inbox", 3, INBOX_V3),
     Migration("reasons", 1, REASONS_V1),
     Migration("incidents", 1, INCIDENTS_V1),
+    Migration("admin", 1, ADMIN_V1),
 )

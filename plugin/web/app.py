@@ -17,6 +17,7 @@ from plugin.service.intake import StoreUnavailable, accept_events
 from plugin.service.registry import webhook_sources
 from plugin.settings import Settings, load_settings
 from plugin.web import i18n as web_i18n
+from plugin.web.admin import admin_bp
 from plugin.web.analytics import analytics_bp
 from plugin.web.api import API_EXTENSION, ApiState, api
 from plugin.web.confirm import confirm_bp
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(api)
     app.register_blueprint(confirm_bp)
     app.register_blueprint(analytics_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(
         create_blueprint(
             lambda: webhook_sources(dict(current_services().connectors)),
