@@ -5,7 +5,8 @@
 - :mod:`.inbox`       the durable inbox and the pollers' watermarks;
 - :mod:`.health`      which sources the worker cannot reach, since when;
 - :mod:`.suggestions` suggestions and their outcome history;
-- :mod:`.mail`        mail conversations.
+- :mod:`.mail`        mail conversations;
+- :mod:`.chat`        chat conversations and their turns.
 
 Nothing here imports Flask or the service layer.
 """
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugin.store.chat import ChatStore
 from plugin.store.db import Database
 from plugin.store.health import Health
 from plugin.store.inbox import Inbox
@@ -39,6 +41,7 @@ class Store:
     health: Health
     suggestions: Suggestions
     mail: MailConversations
+    chat: ChatStore
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -46,7 +49,7 @@ class Store:
         db = Database(path, clock=clock)
         migrate(db)
         return cls(db=db, inbox=Inbox(db), health=Health(db), suggestions=Suggestions(db),
-                   mail=MailConversations(db))
+                   mail=MailConversations(db), chat=ChatStore(db))
 
     @property
     def clock(self) -> Callable[[], float]:

@@ -18,6 +18,8 @@ from plugin.service.registry import webhook_sources
 from plugin.settings import Settings, load_settings
 from plugin.web import i18n as web_i18n
 from plugin.web.api import API_EXTENSION, ApiState, api
+from plugin.web.chat import chat_bp
+from plugin.web.chat_api import chat_api
 from plugin.web.confirm import confirm_bp
 from plugin.web.context import EXTENSION, current_services
 from plugin.wiring import Services, build_services, ensure_knowledge_base
@@ -46,6 +48,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     web_i18n.install(app)
     app.register_blueprint(api)
     app.register_blueprint(confirm_bp)
+    if settings.chat.enabled:
+        app.register_blueprint(chat_bp)
+        app.register_blueprint(chat_api)
     app.register_blueprint(
         create_blueprint(
             lambda: webhook_sources(dict(current_services().connectors)),
