@@ -91,7 +91,15 @@ def build_services(
     outcomes = OutcomeService(pipeline)
     creator = ticket_creator(settings, conns)
     identities = ChatIdentities(secret, restore_max_age_s=settings.chat.restore_link_hours * 3600)
-    chat = ChatService(settings, engine, store, pipeline, creator, wake=waker.wake, identities=identities)
+    mailer = None
+    if settings.email.enabled:
+        from connectors.email.smtp import SmtpSender
+
+        e = settings.email
+        mailer = SmtpSender(e.smtp_host, e.smtp_port, e.smtp_security, e.smtp_username,
+                            e.smtp_password.get_secret_value(), e.timeout_s).send
+    chat = ChatService(settings, engine, store, pipeline, creator, wake=waker.wake, identities=identities,
+                       mailer=mailer)
     pipeline.appliers["chat"] = chat.apply_outcome
     pipeline.open_checks["chat"] = chat.conversation_open
     return Services(

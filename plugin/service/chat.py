@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 import threading
 import time
 from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import formataddr
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -39,7 +42,8 @@ from connectors.base import ConnectorError, NewTicket, Person, TicketCreator, cl
 from helpdesk_errors import HelpdeskError
 from plugin.i18n import N_, words
 from plugin.jobs.worker import PermanentFailure
-from plugin.service.chat_identity import ChatIdentities
+from plugin.service.chat_identity import ChatIdentities, Identity
+from plugin.service.mail import in_domains
 from plugin.service.outcomes import REASONS, Reason
 from plugin.service.throttle import ip_key
 from plugin.service.tickets import Pipeline
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 
 SOURCE = "chat"
 CHAT_HANDOFF = "chat_handoff"
+CHAT_LINK = "chat_link"
+_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+")
 #: Sources shown with an answer (title + answer).
 MAX_SOURCES = 3
 MAX_COMMENT_CHARS = 2000
@@ -103,6 +109,12 @@ class RequesterNotFound(ChatError):
     """The helpdesk has no active account with that login or e-mail address."""
 
     status = 422
+
+
+class LinkUnavailable(ChatError):
+    """No mailbox is configured to send links."""
+
+    status = 409
 
 
 class ChatLimiter:
@@ -155,6 +167,7 @@ class ChatService:
         wake: Callable[[], None] | None = None,
         clock: Callable[[], float] | None = None,
         identities: ChatIdentities | None = None,
+        mailer: Callable[..., Any] | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -163,6 +176,8 @@ class ChatService:
         self.creator = creator
         self.wake = wake or (lambda: None)
         self.clock = clock or store.clock
+        #: Sends "send me a link" mail (``SmtpSender.send``), when the mailbox is configured.
+        self.mailer = mailer
         #: Signs the anonymous cookie, the CSRF tokens and the restore links.
         self.identities = identities or ChatIdentities(secrets.token_hex(32))
         self.limiter = ChatLimiter(settings.chat.messages_per_minute, settings.chat.ip_messages_per_minute)
@@ -453,7 +468,55 @@ class ChatService:
         return self.get(owner, conversation_id)
 
     def handlers(self) -> dict[str, Callable[[InboxItem], None]]:
-        return {CHAT_HANDOFF: self.handle_handoff}
+        return {CHAT_HANDOFF: self.handle_handoff, CHAT_LINK: self.handle_link}
+
+    # -- "send me a link" ----------------------------------------------------------------------------------
+    @property
+    def link_available(self) -> bool:
+        return self.mailer is not None
+
+    def request_link(self, identity: Identity, address: Any, *, language: str) -> bool:
+        """Queue a mail with a signed link that restores this browser's conversations on another device.
+        True when queued; False when the address is outside ``email.allowed_domains`` (the page says the
+        same either way: it does not tell which addresses are accepted)."""
+        if self.mailer is None:
+            raise LinkUnavailable("sending links by mail is not configured", field="email")
+        if identity.kind != "cookie":
+            raise ChatError("signed-in people see their conversations on every device already", field="email")
+        if not isinstance(address, str) or len(address.strip()) > 254 or not _ADDRESS.fullmatch(address.strip()):
+            raise ChatError("'email' must be an e-mail address like name@example.com", field="email")
+        to = address.strip()
+        allowed = self.settings.email.allowed_domains
+        if allowed and not in_domains(to, allowed):
+            log.info("chat_link_refused: address outside email.allowed_domains")
+            return False
+        payload = {"to": to, "cid": identity.owner.removeprefix("c:"), "language": language}
+        self.store.inbox.enqueue(SOURCE, CHAT_LINK, f"chat-link:{secrets.token_hex(8)}", payload)
+        self.wake()
+        return True
+
+    def handle_link(self, item: InboxItem) -> None:
+        if self.mailer is None:
+            raise PermanentFailure("no mailbox is configured to send links")
+        p = item.payload
+        token = self.identities.restore_token(Identity(owner=f"c:{p['cid']}", kind="cookie"))
+        url = f"{self.settings.links.public_url.rstrip('/')}/chat/restore/{token}"
+        _ = words(p.get("language"))
+        e = self.settings.email
+        msg = EmailMessage()
+        msg["From"] = formataddr((e.display_name, e.address))
+        msg["To"] = p["to"]
+        msg["Subject"] = _("Your conversations with the IT support assistant")
+        msg["Auto-Submitted"] = "auto-generated"
+        domain = e.message_id_domain or e.address.rpartition("@")[2] or "localhost"
+        msg["Message-ID"] = f"<ha.chat-link.{secrets.token_hex(12)}@{domain}>"
+        hours = f"{self.settings.chat.restore_link_hours:g}"
+        msg.set_content("\n\n".join([
+            _("Open this link to see your conversations with the IT support assistant on this device:"), url,
+            _("The link works for {hours} hours. If you did not ask for it, ignore this mail.").format(hours=hours),
+        ]) + "\n")
+        self.mailer(msg, to=[p["to"]])
+        log.info("chat_link_sent")
 
     def handle_handoff(self, item: InboxItem) -> None:
         """The worker's part: create the ticket (idempotent: the marker finds an earlier attempt's)."""

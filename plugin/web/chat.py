@@ -39,7 +39,8 @@ chat_bp.record_once(lambda state: web_i18n.install(state.app))
 #: What each field is called on the page, for an error that names it.
 FIELDS = {"text": N_("Your question"), "option": N_("Option"), "turn": N_("Answer"), "helpful": N_("Rating"),
           "reason": N_("Reason (optional)"), "comment": N_("Comment (optional)"),
-          "login": N_("Your login or e-mail address"), "conversation_id": N_("Conversation")}
+          "login": N_("Your login or e-mail address"), "conversation_id": N_("Conversation"),
+          "email": N_("Your e-mail address")}
 #: How a conversation ended, in the list of previous ones.
 OUTCOMES = {"ticket": N_("ticket opened"), "ticket_pending": N_("ticket being opened"), "helpful": N_("helpful"),
             "not_helpful": N_("not helpful"), "answered": N_("answered"), "question": N_("waiting for your choice"),
@@ -52,6 +53,7 @@ ERRORS = {
     "full": N_("This conversation is long enough. Please start a new one or open a ticket."),
     "invalid": N_("Please check this field and try again."),
     "restore_invalid": N_("This link is not valid or has expired. Ask for a new one."),
+    "link_unavailable": N_("Sending links by mail is not configured here."),
 }
 
 
@@ -112,7 +114,7 @@ def _context(**extra: Any) -> dict[str, Any]:
     lang = web_i18n.current_language()
     return {
         "lang": lang, "embed": _embed(), "args": _args(), "csrf": chat.identities.csrf_token(me.owner),
-        "me": me, "handoff_available": chat.handoff_available,
+        "me": me, "handoff_available": chat.handoff_available, "link_available": chat.link_available,
         "reasons": [(r, reason_label(r, lang)) for r in REASONS],
         "max_chars": current_services().settings.chat.max_message_chars, "use_htmx": True,
         "outcome_labels": {k: words(lang)(v) for k, v in OUTCOMES.items()}, "ticket_label": _ticket_label, **extra,
@@ -145,7 +147,7 @@ def _error_text(e: ChatError) -> str:
     if isinstance(e, RateLimited):
         return str(e)
     key = {"ConversationNotFound": "not_found", "RequesterNotFound": "requester", "HandoffUnavailable": "unavailable",
-           "ConversationFull": "full"}.get(type(e).__name__, "invalid")
+           "ConversationFull": "full", "LinkUnavailable": "link_unavailable"}.get(type(e).__name__, "invalid")
     text = _(ERRORS[key])
     if key == "invalid" and e.field in FIELDS:
         return f"{_(FIELDS[e.field])}: {text}"
@@ -283,6 +285,24 @@ def handoff(conv_id: str) -> Any:
         me = identity()
         _chat().handoff(owner, conv_id, login_or_email=me.login or _form("login"))
     return _act(conv_id, action)
+
+
+@chat_bp.post("/chat/link")
+def link() -> Any:
+    """"Send me a link": a mail with a signed link that restores this browser's conversations elsewhere."""
+    lang = _lang()
+    if not _check_csrf():
+        return _page_error(403, "csrf")
+    me = identity()
+    try:
+        _chat().check_rate(me.owner, request.remote_addr or "", lang)
+        _chat().request_link(me, _form("email"), language=lang)
+    except ChatError as e:
+        return _index_error(e)
+    hours = f"{current_services().settings.chat.restore_link_hours:g}"
+    notice = words(lang)(N_("If this address can receive mail, a link is on its way. It works for {hours} hours."))
+    return render_template("chat/index.html", **_context(conversations=_chat().conversations(me.owner),
+                                                         notice=notice.format(hours=hours)))
 
 
 # -- restore links ---------------------------------------------------------------------------------------

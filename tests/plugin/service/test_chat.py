@@ -247,3 +247,28 @@ def test_handoff_while_the_helpdesk_is_down_waits_and_loses_nothing(chat: ChatSe
     drain(chat)
     conv = chat.get(ALICE, conv.id)
     assert conv.handoff_state == "created" and len(creator.created) == 1
+
+
+def test_send_me_a_link_mails_a_signed_link_that_restores_the_conversations(tmp_path: Path, sample_engine: Any) -> None:
+    sent: list[tuple[Any, list[str]]] = []
+    settings = load_settings(env={}, data_dir=str(tmp_path), links={"public_url": "https://assist.example"},
+                             email={"address": "assist@corp.example", "allowed_domains": ["corp.example"]})
+    store = Store.open(tmp_path / "state.sqlite3")
+    pipeline = Pipeline(settings, sample_engine, store, {}, LinkSigner("s" * 32, 86_400, "http://x"))
+    chat = ChatService(settings, sample_engine, store, pipeline, None, mailer=lambda msg, to: sent.append((msg, to)))
+    me, _cookie = chat.identities.new_cookie()
+    for bad in ("not-an-address", "a b@corp.example", 5):
+        with pytest.raises(ChatError) as e:
+            chat.request_link(me, bad, language="ru")
+        assert e.value.field == "email"
+    assert chat.request_link(me, "someone@elsewhere.example", language="ru") is False  # outside allowed_domains
+    assert chat.request_link(me, "ivanov@corp.example", language="ru") is True
+    drain(chat)
+    [(msg, to)] = sent
+    assert to == ["ivanov@corp.example"] and msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Subject"] == "Ваши разговоры с помощником ИТ-поддержки"
+    url = next(line for line in msg.get_content().splitlines() if line.startswith("https://"))
+    assert url.startswith("https://assist.example/chat/restore/")
+    restored = chat.identities.from_restore(url.rsplit("/", 1)[1])
+    assert restored is not None and restored.owner == me.owner
+    assert chat.identities.from_restore(url.rsplit("/", 1)[1][:-2] + "xx") is None  # tampered
