@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,36 @@ AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe.min.js"
 REDMINE = RedmineServer()
 
 
+class HostPage:
+    """A helpdesk's page on another origin, with the widget's one tag (its src set once the app runs)."""
+
+    def __init__(self) -> None:
+        self.widget_src = ""
+        self.server = make_server("127.0.0.1", 0, self, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, name="host-page", daemon=True).start()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        html = (f'<!doctype html><html lang="ru"><head><title>Helpdesk</title></head><body><h1>Helpdesk</h1>'
+                f'<script src="{self.widget_src}" defer></script></body></html>')
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [html.encode()]
+
+
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, use_embedder: Any) -> Iterator[tuple[str, Services]]:
+def host() -> Iterator[HostPage]:
+    page = HostPage()
+    yield page
+    page.server.shutdown()
+    page.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, use_embedder: Any, host: HostPage) -> Iterator[tuple[str, Services]]:
     require_server("Redmine", "127.0.0.1", 3000)
     _require_chromium()
     settings = load_settings(
+        chat={"frame_ancestors": [host.url]},
         env={}, data_dir=str(tmp_path_factory.mktemp("chat-browser")), secret_key="s" * 32,
         redmine={"enabled": True, "url": REDMINE.url, "api_key": REDMINE.admin_key, "create_project": REDMINE.project,
                  "create_tracker": "Support", "poll": False},
@@ -47,6 +71,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, use_embedder: Any) -> Itera
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="chat-test-server", daemon=True)
     thread.start()
+    host.widget_src = f"http://127.0.0.1:{server.server_port}/static/widget.js"
     try:
         yield f"http://127.0.0.1:{server.server_port}", services
     finally:
@@ -245,4 +270,27 @@ def test_phone_width_and_no_javascript(served: tuple[str, Services], browser: An
     assert width <= 390, "nothing wider than the phone's screen"
     page.screenshot(path=str(artifacts / "6-phone-no-js.png"), full_page=True)
     ctx.close()
-    time.sleep(0)
+
+
+def test_the_widget_opens_the_chat_on_a_helpdesk_page(served: tuple[str, Services], host: HostPage, browser: Any,
+                                                      artifacts: Path) -> None:
+    base, _services = served
+    ctx = browser.new_context(locale="ru-RU", viewport={"width": 1200, "height": 800})
+    page = ctx.new_page()
+    page.goto(host.url)
+    page.get_by_role("button", name="Чат ИТ-поддержки").click()
+    button = page.locator("#helpdesk-assist-button")
+    assert button.inner_text() == "Закрыть чат"
+    assert button.get_attribute("aria-expanded") == "true"
+    frame_el = page.locator("iframe#helpdesk-assist-chat")
+    assert frame_el.get_attribute("src") == f"{base}/chat?embed=1&lang=ru"
+    chat = page.frame_locator("iframe#helpdesk-assist-chat")
+    chat.get_by_label("Ваш вопрос").fill("Как настроить рабочую почту на андроиде?")
+    chat.get_by_role("button", name="Спросить").click()
+    chat.locator("#turn-1 .answer").wait_for()
+    assert chat.locator("header.top").count() == 1 and not chat.locator("header.top").is_visible()  # embedded
+    page.screenshot(path=str(artifacts / "7-widget-on-a-helpdesk-page.png"))
+    page.locator("h1").click()  # focus back on the helpdesk page
+    page.keyboard.press("Escape")
+    assert button.get_attribute("aria-expanded") == "false" and not frame_el.is_visible()
+    ctx.close()

@@ -26,6 +26,7 @@
 
   var button = document.createElement("button");
   button.type = "button";
+  button.id = "helpdesk-assist-button";
   button.textContent = label;
   button.setAttribute("aria-expanded", "false");
   button.setAttribute("aria-controls", frameId);
