@@ -180,7 +180,12 @@ class ChatService:
         self.mailer = mailer
         #: Signs the anonymous cookie, the CSRF tokens and the restore links.
         self.identities = identities or ChatIdentities(secrets.token_hex(32))
+        #: One turn at a time per conversation (two tabs sending at once): a fixed pool, by id.
+        self._locks = [threading.Lock() for _ in range(64)]
         self.limiter = ChatLimiter(settings.chat.messages_per_minute, settings.chat.ip_messages_per_minute)
+
+    def _lock(self, conversation_id: str) -> threading.Lock:
+        return self._locks[int(hashlib.sha256(conversation_id.encode()).hexdigest()[:8], 16) % len(self._locks)]
 
     # -- reading -----------------------------------------------------------------------------------------
     def get(self, owner: str, conversation_id: str) -> Conversation:
@@ -252,30 +257,35 @@ class ChatService:
 
     def send(self, owner: str, conversation_id: str, text: Any) -> Conversation:
         """The next message of a conversation, answered in its context."""
-        conv = self.get(owner, conversation_id)
+        self.get(owner, conversation_id)
         message = self._clean(text)
-        if len(conv.turns) >= self.settings.chat.max_turns:
-            raise ConversationFull(
-                f"this conversation has reached {self.settings.chat.max_turns} messages: start a new one "
-                "or open a ticket", field="text")
-        self._answer(conv, message)
+        with self._lock(conversation_id):
+            conv = self.get(owner, conversation_id)
+            if len(conv.turns) >= self.settings.chat.max_turns:
+                raise ConversationFull(
+                    f"this conversation has reached {self.settings.chat.max_turns} messages: start a new one "
+                    "or open a ticket", field="text")
+            self._answer(conv, message)
         return self.get(owner, conversation_id)
 
     def choose(self, owner: str, conversation_id: str, option: Any) -> Conversation:
         """The answer to a pending clarifying question, by the option's number (1-based)."""
-        conv = self.get(owner, conversation_id)
-        last = conv.turns[-1] if conv.turns else None
-        if last is None or last.reply != "clarify" or not last.clarification:
-            raise ChatError("there is no question to answer in this conversation", field="option")
-        c = Clarification.model_validate(last.clarification)
-        try:
-            n = int(option)
-        except (TypeError, ValueError):
-            raise ChatError("'option' must be the number of one of the offered options", field="option") from None
-        if not 1 <= n <= len(c.options):
-            raise ChatError(f"'option' must be between 1 and {len(c.options)}", field="option")
-        picked = c.options[n - 1]
-        self._answer_choice(conv, picked.label, last, picked)
+        self.get(owner, conversation_id)
+        with self._lock(conversation_id):
+            conv = self.get(owner, conversation_id)
+            last = conv.turns[-1] if conv.turns else None
+            if last is None or last.reply != "clarify" or not last.clarification:
+                raise ChatError("there is no question to answer in this conversation", field="option")
+            c = Clarification.model_validate(last.clarification)
+            try:
+                n = int(option)
+            except (TypeError, ValueError):
+                raise ChatError("'option' must be the number of one of the offered options",
+                                field="option") from None
+            if not 1 <= n <= len(c.options):
+                raise ChatError(f"'option' must be between 1 and {len(c.options)}", field="option")
+            picked = c.options[n - 1]
+            self._answer_choice(conv, picked.label, last, picked)
         return self.get(owner, conversation_id)
 
     # -- one turn ----------------------------------------------------------------------------------------
