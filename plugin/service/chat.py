@@ -32,6 +32,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from email.message import EmailMessage
 from email.utils import formataddr
 from typing import Any, Literal
@@ -69,6 +70,8 @@ _ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+")
 #: Sources shown with an answer (title + answer).
 MAX_SOURCES = 3
 MAX_COMMENT_CHARS = 2000
+#: ``Turn.answer_mode`` while the LLM writes the answer (the extractive one is shown meanwhile).
+PENDING = "pending"
 #: After this many answers said not to help, the next "не помогло" offers the hand-off instead.
 MAX_REJECTED = 3
 
@@ -180,6 +183,8 @@ class ChatService:
         self.mailer = mailer
         #: Signs the anonymous cookie, the CSRF tokens and the restore links.
         self.identities = identities or ChatIdentities(secrets.token_hex(32))
+        self._composer: ThreadPoolExecutor | None = None
+        self._compositions: set[Future[None]] = set()
         #: One turn at a time per conversation (two tabs sending at once): a fixed pool, by id.
         self._locks = [threading.Lock() for _ in range(64)]
         self.limiter = ChatLimiter(settings.chat.messages_per_minute, settings.chat.ip_messages_per_minute)
@@ -349,20 +354,48 @@ class ChatService:
         if best is None or (best.confidence < threshold and not lenient) or policy.is_disabled(level1):
             # An agent will help: the person is offered the hand-off (nothing is recorded as a suggestion).
             return self.store.chat.add_turn(Turn(**base, reply="handoff"))
-        composed = compose_answer(
-            base["query"], hits, language=language, llm=self.engine.llm,
-            words=self.engine.words(language) if self.engine.words is not None else words(language),
-            **self.engine.llm_options,
-        )
+        # The extractive answer at once; with an LLM, its answer is composed in the background and
+        # replaces the extractive one when it passes the checks (the page is told by server-sent events).
+        translate = self.engine.words(language) if self.engine.words is not None else words(language)
+        composed = compose_answer(base["query"], hits, language=language, llm=None, words=translate)
         shown = hits[:MAX_SOURCES]
         suggestion = self._suggest(conv, base, shown, composed, language, threshold)
-        return self.store.chat.add_turn(Turn(
+        llm = self.engine.llm
+        turn = self.store.chat.add_turn(Turn(
             **base, reply="answer", answer_text=composed.text,
-            answer_mode=composed.mode + (f": {composed.fallback_reason}" if composed.fallback_reason else ""),
+            answer_mode=PENDING if llm is not None else "extractive",
             sources=[Source(title=h.title or "", answer=h.answer) for h in shown],
             answer_ids=[h.answer_id for h in shown], entry_ids=[h.entry_id for h in shown],
             suggestion_id=suggestion.id,
         ))
+        if llm is not None:
+            self._compose_later(conv.id, turn.n, base["query"], hits, language, llm, translate)
+        return turn
+
+    def _compose_later(self, conv_id: str, n: int, query: str, hits: list[AnswerHit], language: str, llm: Any,
+                       translate: Callable[[str], str]) -> None:
+        def job() -> None:
+            try:
+                composed: ComposedAnswer | None = compose_answer(query, hits, language=language, llm=llm,
+                                                                 words=translate, **self.engine.llm_options)
+            except Exception:
+                log.exception("chat_compose_failed: conversation=%s turn=%s", conv_id, n)
+                composed = None
+            if composed is not None and composed.mode == "llm":
+                self.store.chat.update_answer(conv_id, n, text=composed.text, mode="llm")
+            else:
+                reason = composed.fallback_reason if composed is not None else "LLM failed"
+                self.store.chat.update_answer(conv_id, n, text=None, mode=f"extractive: {reason}")
+
+        if self._composer is None:
+            self._composer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-llm")
+        future = self._composer.submit(job)
+        self._compositions.add(future)
+        future.add_done_callback(self._compositions.discard)
+
+    def wait_compositions(self, timeout_s: float = 60.0) -> None:
+        """Wait for the answers the LLM is writing (tests, benchmarks)."""
+        wait(list(self._compositions), timeout=timeout_s)
 
     def _suggest(self, conv: Conversation, base: dict[str, Any], shown: list[AnswerHit], composed: ComposedAnswer,
                  language: str, threshold: float) -> Suggestion:

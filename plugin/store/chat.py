@@ -157,6 +157,14 @@ class ChatStore:
             )
         return turn.model_copy(update={"n": data["n"]})
 
+    def update_answer(self, conv_id: str, n: int, *, text: str | None, mode: str) -> None:
+        """The answer of turn ``n`` replaced (``text``; None keeps it) once the LLM has composed it."""
+        with self.db.transaction() as db:
+            db.execute(
+                "UPDATE chat_turns SET answer_text = COALESCE(?, answer_text), answer_mode = ?"
+                " WHERE conversation_id = ? AND n = ?", (text, mode[:300], conv_id, n))
+            db.execute("UPDATE chat_conversations SET updated_at = ? WHERE id = ?", (self.db.clock(), conv_id))
+
     def mark_rejected(self, conv_id: str, n: int) -> None:
         with self.db.transaction() as db:
             db.execute("UPDATE chat_turns SET rejected = 1 WHERE conversation_id = ? AND n = ?", (conv_id, n))

@@ -14,13 +14,24 @@ origins that may frame these pages (CSP ``frame-ancestors``), none by default.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, g, make_response, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 from plugin.i18n import N_, words
-from plugin.service.chat import ChatError, ChatService, ConversationNotFound, RateLimited
+from plugin.service.chat import PENDING, ChatError, ChatService, ConversationNotFound, RateLimited
 from plugin.service.chat_identity import Identity
 from plugin.service.messages import reason_label
 from plugin.service.outcomes import REASONS
@@ -117,6 +128,7 @@ def _context(**extra: Any) -> dict[str, Any]:
         "me": me, "handoff_available": chat.handoff_available, "link_available": chat.link_available,
         "reasons": [(r, reason_label(r, lang)) for r in REASONS],
         "max_chars": current_services().settings.chat.max_message_chars, "use_htmx": True,
+        "use_sse": current_services().engine.llm is not None, "pending": PENDING,
         "outcome_labels": {k: words(lang)(v) for k, v in OUTCOMES.items()}, "ticket_label": _ticket_label, **extra,
     }
 
@@ -303,6 +315,32 @@ def link() -> Any:
     notice = words(lang)(N_("If this address can receive mail, a link is on its way. It works for {hours} hours."))
     return render_template("chat/index.html", **_context(conversations=_chat().conversations(me.owner),
                                                          notice=notice.format(hours=hours)))
+
+
+@chat_bp.get("/chat/c/<conv_id>/events")
+def events(conv_id: str) -> Any:
+    """Server-sent events while the LLM writes an answer: one ``update`` event with the conversation's
+    fragment once no answer is pending any more (or at the LLM's timeout), then the stream ends."""
+    _lang()
+    owner = identity().owner
+    try:
+        _chat().get(owner, conv_id)
+    except ConversationNotFound:
+        return _page_error(404, "not_found")
+    deadline = time.monotonic() + current_services().settings.llm.timeout_s + 15
+
+    def stream() -> Any:
+        while True:
+            conv = _chat().get(owner, conv_id)
+            if time.monotonic() > deadline or all(t.answer_mode != PENDING for t in conv.turns):
+                html, _status = _partial(conv)
+                yield "event: update\n" + "".join(f"data: {line}\n" for line in html.splitlines()) + "\n"
+                return
+            yield ": writing\n\n"
+            time.sleep(0.5)
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream",
+                    headers={"X-Accel-Buffering": "no"})
 
 
 # -- restore links ---------------------------------------------------------------------------------------

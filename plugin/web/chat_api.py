@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 
 from connectors import safejson
-from plugin.service.chat import ChatError, ChatService, RateLimited
+from plugin.service.chat import PENDING, ChatError, ChatService, RateLimited
 from plugin.service.chat_identity import ChatIdentities, Identity
 from plugin.web.api import _key_status, _unauthorized
 from plugin.web.context import current_services
@@ -88,7 +88,8 @@ def as_json(conv: Any) -> dict[str, Any]:
         turn: dict[str, Any] = {"n": t.n, "at": t.at, "message": t.message, "reply": t.reply}
         if t.reply == "answer":
             s = chat.rating_of(t)
-            turn.update(answer=t.answer_text, sources=[src.model_dump() for src in t.sources],
+            turn.update(answer=t.answer_text, pending=t.answer_mode == PENDING,
+                        sources=[src.model_dump() for src in t.sources],
                         rating=(None if s is None or s.outcome is None else
                                 {"helpful": s.outcome == "solved", "reason": s.outcome_reason}))
         elif t.reply == "clarify" and t.clarification:

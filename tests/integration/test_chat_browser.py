@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,41 @@ def test_the_widget_opens_the_chat_on_a_helpdesk_page(served: tuple[str, Service
     page.keyboard.press("Escape")
     assert button.get_attribute("aria-expanded") == "false" and not frame_el.is_visible()
     ctx.close()
+
+
+def test_with_an_llm_the_answer_arrives_by_server_sent_events(tmp_path: Path, browser: Any, artifacts: Path) -> None:
+    """The extractive answer at once, then the LLM's checked answer swapped in (htmx SSE extension), no
+    reload. A scripted LLM (a slow, valid answer): the real backends are tested in tests/rag/llm."""
+    from rag.embeddings import HashingEmbedder
+    from tests.rag.llm.fakes import ScriptedLLM
+
+    def slow(_messages: Any) -> str:
+        time.sleep(1.5)
+        return "Переустановите клиент VPN и перезагрузите компьютер [1]."
+
+    settings = load_settings(env={}, data_dir=str(tmp_path), decision={"threshold": 0.0},
+                             chat={"max_clarify_rounds": 0}, worker={"embedded": False})
+    services = build_services(settings, embedder=HashingEmbedder())
+    ensure_knowledge_base(services)
+    services.engine.llm = ScriptedLLM([slow])
+    server = make_server("127.0.0.1", 0, create_app(settings, services=services), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ctx = browser.new_context(locale="ru-RU")
+        page = ctx.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"http://127.0.0.1:{server.server_port}/chat")
+        ask(page, "VPN не подключается из дома, что делать?")
+        url = page.url
+        assert page.locator("#turn-1 .writing").is_visible()
+        assert "Возможно, вам поможет" in page.locator("#turn-1 .answer").inner_text()
+        page.get_by_text("Переустановите клиент VPN и перезагрузите компьютер [1].").wait_for(timeout=20_000)
+        assert page.url == url and page.locator("#turn-1 .writing").count() == 0
+        page.screenshot(path=str(artifacts / "8-llm-answer-by-sse.png"), full_page=True)
+        assert [e for e in errors if "Content Security Policy" in e] == []
+        ctx.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        services.chat.wait_compositions(10)

@@ -177,3 +177,30 @@ def test_a_restore_link_changes_nothing_on_get_and_restores_on_post(app: Any, se
     assert r.status_code == 303
     assert other.get(f"/chat/c/{conv_id}").status_code == 200
     assert other.get("/chat/restore/garbage").status_code == 404
+
+
+def test_with_an_llm_the_page_listens_for_the_answer_by_server_sent_events(tmp_path: Any) -> None:
+    import time
+
+    from tests.rag.llm.fakes import ScriptedLLM
+
+    def slow(_messages: Any) -> str:
+        time.sleep(0.8)
+        return "Переустановите клиент VPN и перезагрузите компьютер [1]."
+
+    # Every first message answered (no threshold, no clarifying question): this test is about the page.
+    services = boundary_services(tmp_path, decision={"threshold": 0.0}, chat={"max_clarify_rounds": 0})
+    services.engine.llm = ScriptedLLM([slow])
+    app = create_app(services.settings, services=services)
+    client = app.test_client()
+    conv_id, _token = start(client, "VPN не подключается из дома, что делать?")
+    page = client.get(f"/chat/c/{conv_id}").get_data(as_text=True)
+    assert "vendor/htmx-ext-sse.js" in page and 'sse-swap="update"' in page
+    assert "A fuller answer" in page or "более полный ответ" in page
+    r = client.get(f"/chat/c/{conv_id}/events")
+    assert r.mimetype == "text/event-stream"
+    body = r.get_data(as_text=True)
+    assert body.startswith(": writing") and "event: update\ndata: <div id=\"conversation\"" in body
+    assert "Переустановите клиент VPN и перезагрузите компьютер [1]." in body and "sse-connect" not in body
+    assert app.test_client().get(f"/chat/c/{conv_id}/events").status_code == 404  # another person
+    services.chat.wait_compositions(10)

@@ -272,3 +272,32 @@ def test_send_me_a_link_mails_a_signed_link_that_restores_the_conversations(tmp_
     restored = chat.identities.from_restore(url.rsplit("/", 1)[1])
     assert restored is not None and restored.owner == me.owner
     assert chat.identities.from_restore(url.rsplit("/", 1)[1][:-2] + "xx") is None  # tampered
+
+
+def test_with_an_llm_the_extractive_answer_comes_first_and_the_checked_llm_answer_replaces_it(
+        chat: ChatService) -> None:
+    from tests.rag.llm.fakes import ScriptedLLM
+
+    def slow_answer(_messages: Any) -> str:
+        time.sleep(0.3)
+        return "Откройте «Параметры → Принтеры и сканеры» и добавьте принтер кабинета [1]."
+
+    llm = ScriptedLLM([slow_answer, "Позвоните по телефону +7 999 123-45-67 [1]."])
+    engine = chat.engine
+    engine.llm = llm
+    try:
+        conv = chat.start(ALICE, "Как подключить принтер, который стоит у меня в кабинете?")
+        first = conv.turns[0]
+        assert (first.reply, first.answer_mode) == ("answer", "pending")
+        assert first.answer_text.startswith("Возможно, вам поможет")  # the extractive answer, at once
+        chat.wait_compositions(30)
+        first = chat.get(ALICE, conv.id).turns[0]
+        assert (first.answer_mode, first.answer_text) == (
+            "llm", "Откройте «Параметры → Принтеры и сканеры» и добавьте принтер кабинета [1].")
+        # An answer that fails the checks (a phone number the entries do not give) is never shown.
+        conv = chat.start(ALICE, "Отправляю на печать, документ висит в очереди и ничего не печатается")
+        chat.wait_compositions(30)
+        turn = chat.get(ALICE, conv.id).turns[0]
+        assert turn.answer_mode.startswith("extractive: ") and "999" not in turn.answer_text
+    finally:
+        engine.llm = None
