@@ -316,6 +316,14 @@ class ChatService:
         base: dict[str, Any] = {"conversation_id": conv.id, "n": n, "at": self.clock(), "message": message,
                                 "query": fu.query, "kind": fu.kind, "method": fu.method}
         hits = list(fu.hits)
+        outages = self.pipeline.outages
+        if outages is not None and fu.kind == "new":
+            # A new question counts towards outage bursts across channels; one of an open incident gets
+            # the incident's message instead of an answer (the hand-off stays offered).
+            seen = outages.observe(source="chat", ticket_id=f"{conv.id}:{n}", text=message, channel="chat")
+            if seen.known_problem and seen.incident_id is not None:
+                return self.store.chat.add_turn(Turn(
+                    **base, reply="incident", answer_text=outages.message(seen.incident_id, fu.language)))
         if fu.kind == "not_helped":
             self._reject_last_answer(conv, message)
             rejected = sum(1 for t in conv.turns if t.reply == "answer" and t.rejected) + 1
@@ -612,7 +620,7 @@ class ChatService:
                     rating = _("helpful") if s.outcome == "solved" else _("not helpful")
                     line += f"\n{rating_label}: {rating}"
                 parts.append(line)
-            elif t.reply == "clarify":
+            elif t.reply in ("clarify", "incident"):
                 parts.append(f"{assistant}: {t.answer_text}")
             else:
                 parts.append(f"{assistant}: " + _("No sure answer was found; an agent will help."))

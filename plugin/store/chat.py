@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from plugin.store.db import Database
 
-Reply = Literal["answer", "clarify", "handoff"]
+Reply = Literal["answer", "clarify", "handoff", "incident"]
 HandoffState = Literal["", "pending", "created", "failed"]
 
 

@@ -311,7 +311,7 @@ CREATE TABLE IF NOT EXISTS chat_turns (
     query TEXT NOT NULL DEFAULT '',
     kind TEXT NOT NULL DEFAULT 'new',
     method TEXT NOT NULL DEFAULT 'alone',
-    reply TEXT NOT NULL CHECK (reply IN ('answer', 'clarify', 'handoff')),
+    reply TEXT NOT NULL CHECK (reply IN ('answer', 'clarify', 'handoff', 'incident')),
     answer_text TEXT NOT NULL DEFAULT '',
     answer_mode TEXT NOT NULL DEFAULT '',
     sources TEXT NOT NULL DEFAULT '[]',

@@ -47,6 +47,7 @@ from werkzeug.exceptions import HTTPException
 from plugin.i18n import N_, words
 from plugin.service import admin as admin_service
 from plugin.service import console
+from plugin.service.outages import banners
 from plugin.web import i18n as web_i18n
 from plugin.web.context import current_services
 from plugin.web.security import page_headers
@@ -227,7 +228,9 @@ def _render(template: str, **context: Any) -> str:
             notes.append(("ok", _t(NOTES[text]).format(n=arg)))
     return render_template(
         template, lang=web_i18n.current_language(), user=g.get("admin_user"), role=g.get("admin_role"),
-        can_change=g.get("admin_role") == "admin", notes=notes, when=_when, **context,
+        can_change=g.get("admin_role") == "admin", notes=notes, when=_when,
+        banners=banners(current_services().store, web_i18n.current_language()) if g.get("admin_user") else [],
+        **context,
     )
 
 

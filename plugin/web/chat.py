@@ -34,6 +34,7 @@ from plugin.i18n import N_, words
 from plugin.service.chat import PENDING, ChatError, ChatService, ConversationNotFound, RateLimited
 from plugin.service.chat_identity import Identity
 from plugin.service.messages import reason_label
+from plugin.service.outages import banners
 from plugin.service.outcomes import REASONS
 from plugin.web import i18n as web_i18n
 from plugin.web.context import current_services
@@ -129,7 +130,8 @@ def _context(**extra: Any) -> dict[str, Any]:
         "reasons": [(r, reason_label(r, lang)) for r in REASONS],
         "max_chars": current_services().settings.chat.max_message_chars, "use_htmx": True,
         "use_sse": current_services().engine.llm is not None, "pending": PENDING,
-        "outcome_labels": {k: words(lang)(v) for k, v in OUTCOMES.items()}, "ticket_label": _ticket_label, **extra,
+        "outcome_labels": {k: words(lang)(v) for k, v in OUTCOMES.items()}, "ticket_label": _ticket_label,
+        "banners": banners(current_services().store, lang), **extra,
     }
 
 

@@ -204,3 +204,26 @@ def test_with_an_llm_the_page_listens_for_the_answer_by_server_sent_events(tmp_p
     assert "Переустановите клиент VPN и перезагрузите компьютер [1]." in body and "sse-connect" not in body
     assert app.test_client().get(f"/chat/c/{conv_id}/events").status_code == 404  # another person
     services.chat.wait_compositions(10)
+
+
+def test_an_open_outage_shows_its_banner_and_answers_its_requests_with_its_message(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    services = boundary_services(tmp_path_factory.mktemp("chat-outage"),
+                                 outages={"enabled": True, "min_requests": 3},
+                                 chat={"ip_messages_per_minute": 1000, "messages_per_minute": 1000})
+    app = create_app(services.settings, services=services)
+    said = ["Не работает почта, Outlook не подключается к серверу", "не работает почта, аутлук не подключается",
+            "Почта не работает! Outlook не может подключиться к серверу",
+            "Не работает почта: Outlook не подключается к серверу"]
+    last = ""
+    for text in said:
+        client = app.test_client()  # each one another person
+        conv_id, _ = start(client, text)
+        last = client.get(f"/chat/c/{conv_id}", headers={"Accept-Language": "ru"}).get_data(as_text=True)
+    [incident] = services.store.incidents.find(status="open")
+    services.store.incidents.set_message(incident.id, "Почтовый сервер недоступен <b>, чиним")
+    # The banner on the chat's pages (escaped), and the known-problem reply in the conversation.
+    page = app.test_client().get("/chat", headers={"Accept-Language": "ru"}).get_data(as_text=True)
+    assert 'class="notice warn incident-banner"' in page
+    assert "Почтовый сервер недоступен &lt;b&gt;, чиним" in page and "<b>," not in page
+    assert "incident-reply" in last

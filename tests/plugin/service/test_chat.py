@@ -319,3 +319,32 @@ def test_an_entry_the_admin_switched_off_is_never_shown_in_the_chat(tmp_path: Pa
     [again] = service.start(ALICE, question).turns
     assert first.entry_ids[0] not in again.entry_ids
     assert all(s.title != "Как подключить принтер" for s in again.sources)
+
+
+def test_a_chat_question_of_an_open_outage_gets_its_message_and_counts_towards_the_burst(
+        tmp_path: Path, sample_engine: Any) -> None:
+    from plugin.service.outages import OutageWatch
+    from plugin.settings import OutageSettings
+    from plugin.wiring import outage_features
+
+    settings = load_settings(env={}, data_dir=str(tmp_path))
+    store = Store.open(tmp_path / "state.sqlite3")
+    watch = OutageWatch(store, OutageSettings(enabled=True, min_requests=3), lambda: outage_features(sample_engine),
+                        clock=time.time)
+    pipeline = Pipeline(settings, sample_engine, store, {}, LinkSigner("s" * 32, 86_400, "http://x"), outages=watch)
+    service = ChatService(settings, sample_engine, store, pipeline, RecordingCreator())
+    people = [f"c:person-{i}" for i in range(5)]
+    said = ["Не работает почта, Outlook не подключается к серверу", "не работает почта, аутлук не подключается",
+            "Почта не работает! Outlook не может подключиться к серверу", "у меня тоже не работает почта в outlook"]
+    turns = [service.start(who, text).turns[0] for who, text in zip(people, said, strict=False)]
+    open_incidents = store.incidents.find(status="open")
+    assert len(open_incidents) == 1, [t.reply for t in turns]
+    # Those before the incident opened were answered as usual; the one after gets the known-problem message.
+    assert turns[-1].reply == "incident" and turns[-1].answer_text
+    assert turns[-1].answer_text == watch.message(open_incidents[0].id, "ru")
+    assert all(t.reply != "incident" for t in turns[:2])
+    # An unrelated question is answered as usual.
+    other = service.start(people[4], "Как подключить принтер, который стоит у меня в кабинете?").turns[0]
+    assert other.reply == "answer"
+    # The agents' view lists the chat requests as members of the incident.
+    assert {m.channel for m in store.incidents.members(open_incidents[0].id)} == {"chat"}
