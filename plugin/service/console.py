@@ -20,6 +20,7 @@ from connectors.base import Connector
 from dataset.importers import RowError, read_kb
 from helpdesk_errors import HelpdeskError
 from plugin.service import admin
+from plugin.service import outages as outage_service
 from plugin.service.directory import Directory, DirectoryError
 from plugin.service.passwords import DEFAULT_HASHER, PasswordHasher, hash_password, verify_password
 from plugin.service.policy import SHADOW_SOURCES, Policies
@@ -387,6 +388,28 @@ def discard_item(store: Store, item_id: int, *, reason: str, by: str, ip: str = 
     if ok:
         store.admin.audit(actor=by, action="queue_discard", target=f"#{item_id}", detail=reason.strip(), ip=ip)
     return ok
+
+
+# -- outage incidents ---------------------------------------------------------------------------------
+def close_incident(store: Store, watch: outage_service.OutageWatch | None, incident_id: str, *, by: str,
+                   ip: str = "") -> bool:
+    """Close an open incident (the running watch forgets it at once), audited; False when not open."""
+    closed = watch.close(incident_id, by=by) if watch is not None else outage_service.close(store, incident_id, by=by)
+    if closed:
+        store.admin.audit(actor=by, action="incident_close", target=incident_id, ip=ip)
+    return closed
+
+
+def set_incident_message(store: Store, incident_id: str, message: str, *, by: str, ip: str = "") -> bool:
+    """Reword what users are told about an incident ("" = the default wording), audited with before/after."""
+    row = store.incidents.get(incident_id)
+    if row is None:
+        return False
+    text = " ".join(message.split())[:1000]
+    if not store.incidents.set_message(incident_id, text):
+        return False
+    store.admin.audit(actor=by, action="incident_message", target=incident_id, before=row.message, after=text, ip=ip)
+    return True
 
 
 # -- tickets, mail and chats --------------------------------------------------------------------------

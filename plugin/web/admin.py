@@ -71,6 +71,9 @@ NOTES = {
     "reset": N_("The override was removed: the file's value applies again."),
     "learned_deleted": N_("The learned pair was deleted."),
     "learned_unknown": N_("There is no such learned pair."),
+    "incident_closed": N_("The incident was closed: requests are answered from the knowledge base again."),
+    "incident_not_open": N_("This incident is not open."),
+    "incident_message": N_("The message about the incident was saved."),
 }
 ERRORS = {
     "invalid": N_("Wrong login or password."),
@@ -283,18 +286,38 @@ def logout() -> Any:
 def overview() -> Any:
     services = current_services()
     return _render("admin/overview.html", health=services.health(), last_24h=console.last_24h(services.store),
-                   checks=None)
+                   checks=None, incidents=services.store.incidents.find(status="open"))
 
 
 @admin_bp.route("/check")
 def check() -> Any:
     """Run ``helpdesk-assist check`` now (reads only: analysts may run it too)."""
     services = current_services()
-    lines = admin_service.check(services.settings)
+    lines = admin_service.check(services.settings, language=web_i18n.current_language())
     services.store.admin.audit(actor=_user(), action="check", detail=f"{sum(not x.ok for x in lines)} to fix",
                                ip=_ip())
     return _render("admin/overview.html", health=services.health(), last_24h=console.last_24h(services.store),
-                   checks=lines)
+                   checks=lines, incidents=services.store.incidents.find(status="open"))
+
+
+@admin_bp.route("/incidents/<incident_id>/close", methods=["POST"])
+@admin_only
+def incident_close(incident_id: str) -> Any:
+    services = current_services()
+    ok = console.close_incident(services.store, services.outages, incident_id[:100], by=_user(), ip=_ip())
+    flash("incident_closed" if ok else "incident_not_open")
+    return redirect(url_for("admin.overview"))
+
+
+@admin_bp.route("/incidents/<incident_id>/message", methods=["POST"])
+@admin_only
+def incident_message(incident_id: str) -> Any:
+    text = _field("message", required=False, max_chars=1000)
+    ok = console.set_incident_message(current_services().store, incident_id[:100], text, by=_user(), ip=_ip())
+    if not ok:
+        abort(404)
+    flash("incident_message")
+    return redirect(url_for("admin.overview"))
 
 
 # -- the work queue -----------------------------------------------------------------------------------

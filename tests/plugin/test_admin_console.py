@@ -415,3 +415,43 @@ def test_a_new_password_or_role_ends_the_sessions_of_a_local_account(app, servic
     assert r.status_code == 302 and r.headers["Location"].startswith("/admin/login")
     assert sign_in(c, "temp", "second password 123").status_code == 302
     assert 'name="what"' not in c.get("/admin/steering").get_data(as_text=True)  # now an analyst
+
+
+def test_an_admin_rewords_and_closes_an_outage_incident_and_an_analyst_only_sees_it(app, services):
+    from plugin.store.incidents import Member
+
+    now = time.time()
+    members = [Member(request_id=f"glpi:{n}", source="glpi", ticket_id=str(n), channel="glpi",
+                      text="почта не работает", at=now) for n in (901, 902, 903)]
+    assert services.store.incidents.open_incident("inc-console-test", opened_at=now,
+                                                  representative="почта не работает", members=members)
+    analyst = app.test_client()
+    sign_in(analyst, "ann", ANALYST_PW)
+    page = analyst.get("/admin/?lang=en").get_data(as_text=True)
+    assert 'data-incident="inc-console-test"' in page and "почта не работает" in page
+    assert "incident-banner" in page  # the banner on every console page
+    assert "Close the incident" not in page
+    tok = token(analyst, "/admin/")
+    assert analyst.post("/admin/incidents/inc-console-test/close", data={"csrf_token": tok}).status_code == 403
+    assert services.store.incidents.get("inc-console-test").status == "open"
+
+    admin = app.test_client()
+    sign_in(admin, "root", ADMIN_PW)
+    tok = token(admin, "/admin/")
+    assert admin.post("/admin/incidents/inc-console-test/close", data={}).status_code == 400  # no CSRF token
+    r = admin.post("/admin/incidents/inc-console-test/message",
+                   data={"message": "Почтовый сервер <b>недоступен</b>, чиним", "csrf_token": tok})
+    assert r.status_code == 302
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert "Почтовый сервер &lt;b&gt;недоступен&lt;/b&gt;, чиним" in page and "<b>недоступен" not in page
+    assert admin.post("/admin/incidents/no-such/message", data={"message": "x", "csrf_token": tok}).status_code == 404
+    r = admin.post("/admin/incidents/inc-console-test/close", data={"csrf_token": tok})
+    assert r.status_code == 302
+    assert services.store.incidents.get("inc-console-test").status == "closed"
+    page = admin.get("/admin/?lang=en").get_data(as_text=True)
+    assert 'data-incident="inc-console-test"' not in page and "No open incident." in page
+    actions = [(a.action, a.target, a.actor) for a in services.store.admin.audit_entries(text="inc-console-test")]
+    assert ("incident_close", "inc-console-test", "root") in actions
+    assert ("incident_message", "inc-console-test", "root") in actions
+    assert ("refused", "/admin/incidents/inc-console-test/close", "ann") in actions or any(
+        a == "refused" for a, _, who in actions if who == "ann")
