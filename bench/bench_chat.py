@@ -4,11 +4,11 @@ The service is built as ``serve`` builds it (the sample knowledge base, the bund
 on a threaded werkzeug server; ``users`` threads replay the team's conversations
 (``dataset/conversations_sample_kb.yaml``) through the JSON API (``POST /api/chat/conversations``, then
 ``POST .../messages`` for each follow-up), each conversation by one user, and the time from sending a
-message to the whole answer (a chat turn's JSON) is recorded. Two backends: extractive (no LLM) and the
-tiny random Qwen2 of ``tests/rag/llm/tiny_qwen.py`` through the real transformers backend (rewrite of
-follow-ups + composed answer: it exercises the code path and its cost on this CPU; a real Qwen costs
-more). The answer is not streamed (the LLM backends have no streaming call yet), so "first answer" is
-the whole answer. Run from the repository root::
+message to its first answer (a chat turn's JSON) is recorded. Two backends: extractive (no LLM) and the
+tiny random Qwen2 of ``tests/rag/llm/tiny_qwen.py`` through the real transformers backend: with an LLM
+the first answer is the extractive one, given at once, and the LLM composes its answer in the background
+(not timed here); a follow-up first waits for the LLM's rewrite of the message (one generation). The tiny
+model exercises the code path and its cost on this CPU; a real Qwen costs more. Run from the repository root::
 
     PYTHONPATH=. .venv/bin/python bench/bench_chat.py --out bench/results/chat.json
 """
@@ -140,7 +140,8 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 1) for x in os.getloadavg()],
                     "python": platform.python_version()},
-        "note": "whole answer (no streaming); 1 and 8 users replaying the team's conversations over HTTP",
+        "note": "time to the first answer (with an LLM: the extractive one; the LLM's follows in the background); "
+                "1 and 8 users replaying the team's conversations over HTTP",
         "results": results,
     }
     if args.out:

@@ -82,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = Engine(EngineConfig(data_dir=Path(tmp) / "engine"), USEEmbedder())
         engine.import_entries(read_kb(SAMPLE_KB).entries)
-        settings = load_settings(env={}, data_dir=tmp, chat={"messages_per_minute": 100_000})
+        settings = load_settings(env={}, data_dir=tmp)
         store = Store.open(Path(tmp) / "state.sqlite3")
         chat = ChatService(settings, engine, store, Pipeline(settings, engine, store, {},
                                                              LinkSigner("b" * 32, 86_400, "http://x")), None)

@@ -297,6 +297,8 @@ def rate(conv_id: str) -> Any:
 def handoff(conv_id: str) -> Any:
     def action(owner: str) -> None:
         me = identity()
+        # Counted like a message: each attempt asks the helpdesk whether a login exists.
+        _chat().check_rate(owner, request.remote_addr or "", web_i18n.current_language())
         _chat().handoff(owner, conv_id, login_or_email=me.login or _form("login"))
     return _act(conv_id, action)
 

@@ -152,5 +152,7 @@ def handoff(conv_id: str) -> Any:
     person = _person()
     data = _body()
     login = data.get("login", person.login)
+    _chat().get(person.owner, conv_id)
+    _limit(person)  # each attempt asks the helpdesk whether a login exists
     conv = _chat().handoff(person.owner, conv_id, login_or_email=login)
     return jsonify(as_json(conv)), 202

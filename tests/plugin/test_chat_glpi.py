@@ -96,3 +96,24 @@ def test_handoff_while_glpi_is_down_is_created_later(services: Services, fake: F
     conv = services.store.chat.get_any(conv_id)
     assert conv is not None and conv.handoff_state == "created"
     assert [r["users_id"] for r in fake.requesters(int(conv.ticket_id))] == [fake.requester_id]
+
+
+def test_handoff_through_the_api_as_the_named_person(services: Services, fake: FakeGLPI) -> None:
+    client = create_app(services.settings, services=services).test_client()
+    headers = {"Authorization": f"Bearer {_api_key(services)}", "X-Chat-User": "jdoe"}
+    r = client.post("/api/chat/conversations", json={"text": "VPN не подключается"}, headers=headers)
+    conv_id = r.get_json()["id"]
+    r = client.post(f"/api/chat/conversations/{conv_id}/handoff", json={}, headers=headers)
+    assert r.status_code == 202 and r.get_json()["handoff"]["state"] == "pending"
+    r = client.post(f"/api/chat/conversations/{conv_id}/handoff", json={"login": 5}, headers=headers)
+    assert r.status_code == 202  # already pending: nothing more is done
+    drain(services)
+    handoff = client.get(f"/api/chat/conversations/{conv_id}", headers=headers).get_json()["handoff"]
+    assert handoff["state"] == "created" and handoff["ticket_url"].endswith(f"id={handoff['ticket_id']}")
+    assert [r["users_id"] for r in fake.requesters(int(handoff["ticket_id"]))] == [fake.requester_id]
+    other = {**headers, "X-Chat-User": "somebody"}
+    assert client.post(f"/api/chat/conversations/{conv_id}/handoff", json={}, headers=other).status_code == 404
+
+
+def _api_key(services: Services) -> str:
+    return (services.settings.data_dir / "api_key").read_text().strip()
