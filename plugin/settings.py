@@ -242,8 +242,11 @@ class EmailSettings(_Section):
     #: Where unresolved conversations go: the helpdesk's intake address (GLPI's mail collector,
     #: Redmine's receive_imap mailbox), with the original message attached.
     forward_to: str = ""
-    #: Only "smtp" for now (creating the ticket through a connector's API is not built yet).
-    forward_via: Literal["smtp"] = "smtp"
+    #: How a conversation reaches the helpdesk: "smtp" mails it to ``forward_to`` (the collector files it
+    #: under our account); "glpi" / "redmine" open the ticket through that helpdesk's API **as the mail's
+    #: sender** (found by e-mail address; ``glpi.create_tickets`` / ``redmine.create_project`` needed), and
+    #: mail to ``forward_to`` only when the sender has no account there.
+    forward_via: Literal["smtp", "glpi", "redmine"] = "smtp"
     #: No answer from the user within this time: forward to the helpdesk.
     reply_timeout_h: float = Field(default=48.0, gt=0)
     #: At most this many automatic answers per day to one address: the one we write to (the
@@ -608,6 +611,10 @@ class Settings(BaseSettings):
                     problems.append(f"email.{key} is required when email.enabled is true")
             if self.email.forward_via == "smtp" and not self.email.forward_to:
                 problems.append("email.forward_to (the helpdesk's intake address) is required with forward_via: smtp")
+            if self.email.forward_via == "glpi" and not (self.glpi.enabled and self.glpi.create_tickets):
+                problems.append("email.forward_via: glpi needs glpi.enabled and glpi.create_tickets")
+            if self.email.forward_via == "redmine" and not (self.redmine.enabled and self.redmine.create_project):
+                problems.append("email.forward_via: redmine needs redmine.enabled and redmine.create_project")
         any_connector = self.glpi.enabled or self.redmine.enabled or self.email.enabled
         if any_connector and len(self.secret_key.get_secret_value()) < 16:
             problems.append(

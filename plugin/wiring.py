@@ -97,7 +97,10 @@ def build_services(
         settings.outages.enabled) else None
     policies = console.policies(settings, store)
     pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, outages=outages, policies=policies)
-    mail = MailFlow(settings.email, pipeline) if settings.email.enabled else None
+    via = settings.email.forward_via
+    mail_creator = conns.get(via) if via in ("glpi", "redmine") else None
+    mail = MailFlow(settings.email, pipeline, creator=mail_creator if isinstance(mail_creator, TicketCreator) else None
+                    ) if settings.email.enabled else None
     if mail is not None:
         pipeline.appliers["email"] = mail.apply_outcome
         pipeline.open_checks["email"] = mail.conversation_open

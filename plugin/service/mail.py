@@ -20,6 +20,7 @@ better than a lost one.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import threading
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Literal
 
+from connectors.base import ConnectorError, NewTicket, TicketCreator
 from connectors.email import (
     IncomingMail,
     Mailbox,
@@ -73,6 +75,11 @@ def _as_is(key: str) -> str:
 
 MAIL_IN = "mail_in"
 MAIL_FORWARD = "mail_forward"
+
+
+def mail_marker(conversation_id: str) -> str:
+    """The marker written into the ticket a mail conversation opens (a retry finds that ticket)."""
+    return "ha-" + hashlib.sha256(f"mail:{conversation_id}".encode()).hexdigest()[:12]
 SOURCE = "email"
 
 class MailFlow:
@@ -83,9 +90,12 @@ class MailFlow:
         *,
         mailbox: Mailbox | None = None,
         sender: SmtpSender | None = None,
+        creator: TicketCreator | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.cfg = settings
+        #: Opens the ticket as the mail's sender with ``forward_via: glpi | redmine`` (None: mail it).
+        self.creator = creator
         self.pipeline = pipeline
         self.store = pipeline.store
         self.conversations_db = pipeline.store.mail
@@ -367,9 +377,14 @@ class MailFlow:
         suggestion_text: str = "",
         user_reason: str = "",
     ) -> None:
-        if self.cfg.forward_via != "smtp":
-            raise PermanentFailure(f"forward_via {self.cfg.forward_via!r} is not supported yet; use smtp")
         language: Literal["ru", "en"] = "ru" if (original.language or "ru") == "ru" else "en"
+        if self.cfg.forward_via != "smtp":
+            if self._open_ticket(conv_id, why, original, language, suggestion_text=suggestion_text,
+                                 user_reason=user_reason):
+                return
+            if not self.cfg.forward_to:
+                raise PermanentFailure(f"{original.from_addr} has no account in {self.cfg.forward_via} and "
+                                       "email.forward_to is not set: nowhere to forward the conversation")
         msg: EmailMessage = build_forward(
             raw,
             original,
@@ -387,6 +402,42 @@ class MailFlow:
             words=words(language),
         )
         self.sender.send(msg, to=[self.cfg.forward_to])
+
+    def _open_ticket(self, conv_id: str, why: Why, original: IncomingMail, language: Literal["ru", "en"], *,
+                     suggestion_text: str, user_reason: str) -> bool:
+        """``forward_via: glpi | redmine``: open the ticket through the helpdesk's API as the mail's sender
+        (idempotent: a retry finds the ticket by its marker). False when the sender has no account there
+        (the caller mails it to ``forward_to``). A helpdesk that is down raises: the worker retries."""
+        if self.creator is None:
+            raise PermanentFailure(f"forward_via {self.cfg.forward_via!r}: no ticket creator is configured")
+        try:
+            person = self.creator.find_requester(original.from_addr) if original.from_addr else None
+        except ConnectorError as e:
+            if getattr(e, "transient", False):
+                raise
+            raise PermanentFailure(f"{self.cfg.forward_via} could not look the sender up: {e}") from e
+        if person is None:
+            log.info("mail_forward_no_account: conversation=%s via=%s: mailed instead", conv_id, self.cfg.forward_via)
+            return False
+        _ = words(language)
+        parts = [_("The assistant could not resolve this request by mail: {why}").format(why=why.text(_))]
+        if user_reason.strip():
+            parts.append(_("What the user said:") + "\n" + user_reason.strip())
+        if suggestion_text.strip():
+            parts.append(_("What the assistant suggested:") + "\n" + suggestion_text.strip())
+        parts.append(_("The original message ({sender}, {subject}):").format(
+            sender=original.from_addr, subject=original.subject or "-") + "\n" + (original.text or "").strip())
+        subject = " ".join((original.subject or "").split()) or _("Request by mail")
+        new = NewTicket(subject=subject[:250], body="\n\n".join(parts)[:58_000], requester=person,
+                        marker=mail_marker(conv_id))
+        try:
+            ticket = self.creator.create_ticket(new)
+        except ConnectorError as e:
+            if getattr(e, "transient", False):
+                raise
+            raise PermanentFailure(f"{self.cfg.forward_via} refused the ticket: {e}") from e
+        log.info("mail_ticket_created: conversation=%s via=%s ticket=%s", conv_id, self.cfg.forward_via, ticket.id)
+        return True
 
     # -- storage -------------------------------------------------------------------------------------------
     def _insert(self, conv_id: str, mail: IncomingMail, raw: bytes, language: str, recipient: str) -> None:
