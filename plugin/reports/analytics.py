@@ -101,7 +101,8 @@ def funnel_chart(funnels: list[Funnel], title: str, language: Language, *, verti
     rows = [(label(name), values) for name, values in _rows(funnels)]
     if vertical:
         return columns(rows, _series(language), title=title, legend=False)
-    return hbars(rows, _series(language), title=title, legend=False)
+    # Narrower than the replay report's charts: still legible when a phone scales them down.
+    return hbars(rows, _series(language), title=title, legend=False, width=560, label_width=150)
 
 
 def legend(language: Language) -> Markup:
