@@ -248,9 +248,14 @@ def test_bad_period_names_the_field(start, end, field):
 def test_economic_parameters_from_settings_name_a_bad_key():
     from helpdesk_errors import ConfigError
     from plugin.service.analytics import economic_parameters
+    from plugin.service.economics import EconomicParameters
+    from plugin.settings import ECONOMIC_PARAMETERS, load_settings
 
-    assert economic_parameters(AnalyticsSettings(economics={"users": 100})).users == 100
-    with pytest.raises(ConfigError, match=r"analytics\.economics\.userz"):
-        economic_parameters(AnalyticsSettings(economics={"userz": 5}))
-    with pytest.raises(ConfigError, match=r"analytics\.economics\.support_staff"):
-        economic_parameters(AnalyticsSettings(economics={"support_staff": -1}))
+    assert set(ECONOMIC_PARAMETERS) == set(EconomicParameters.model_fields)
+    assert economic_parameters(AnalyticsSettings(economics={"users": 100, "currency": "EUR"})).users == 100
+    env = {"HELPDESK_ASSIST_ANALYTICS__ECONOMICS__SUPPORT_STAFF": "4"}
+    assert economic_parameters(load_settings(env=env).analytics).support_staff == 4
+    for bad, named in (({"userz": 5}, "userz"), ({"support_staff": -1}, "support_staff"),
+                       ({"users": "many"}, "users")):
+        with pytest.raises(ConfigError, match=named):
+            load_settings(env={}, analytics={"economics": bad})
