@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -285,11 +285,73 @@ class NewTicket(_Model):
         return OutgoingMessage(marker=self.marker, paragraphs=paragraphs, facts=facts)
 
 
+def N_(key: str) -> str:
+    """Marks an English text as a key of the ru/en catalogs (``make messages`` extracts it). The text
+    is returned as is: this package does not translate; the application renders a :class:`Text` in its
+    reader's language (``plugin.i18n`` holds the catalogs)."""
+    return key
+
+
+def as_is(key: str) -> str:
+    return key
+
+
+class Text(_Model):
+    """Words for a person, to be read in their language: a catalog key (English, with ``{name}``
+    placeholders) and the values it is formatted with. A value that is itself a :class:`Text` (a
+    cause, a consequence) is rendered in the same language; other values are shown as given (names,
+    addresses, a helpdesk's own error text)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    params: dict[str, str | Text] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, key: str, /, **params: object) -> Text:
+        return cls(key=key, params={k: v if isinstance(v, Text) else str(v) for k, v in params.items()})
+
+    @classmethod
+    def plain(cls, words: object) -> Text:
+        """Words that are not in the catalog (a helpdesk's or a server's own error text): shown as given."""
+        return cls(key="{words}", params={"words": str(words)})
+
+    def render(self, translate: Callable[[str], str] = as_is) -> str:
+        """The text in the language of ``translate`` (a key missing from the catalog reads as written)."""
+        values = {k: v.render(translate) if isinstance(v, Text) else v for k, v in self.params.items()}
+        return translate(self.key).format(**values)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
 class CheckResult(_Model):
+    """One finding of :meth:`Checkable.check`. ``name`` and ``detail`` are the English words (logs,
+    tests); ``name_text`` / ``detail_text`` are what they were formatted from, for the admin to read in
+    the admin language (None where the words come from elsewhere, e.g. a helpdesk's error text)."""
+
     name: str
     ok: bool
     #: Plain words: what is wrong and how to fix it (or what was confirmed).
     detail: str = ""
+    name_text: Text | None = None
+    detail_text: Text | None = None
+
+    @classmethod
+    def of(cls, name: str, ok: bool, detail: str | Text = "", /, **params: object) -> CheckResult:
+        """A result whose ``name`` and ``detail`` are catalog keys (marked with :func:`N_`) formatted with
+        ``params``; a ready :class:`Text` may stand for the detail."""
+        name_text = Text.of(name, **params)
+        detail_text = detail if isinstance(detail, Text) else Text.of(detail, **params)
+        return cls(name=name_text.render(), ok=ok, detail=detail_text.render(), name_text=name_text,
+                   detail_text=detail_text)
+
+    def render(self, translate: Callable[[str], str] = as_is) -> tuple[str, str]:
+        """``(name, detail)`` in the language of ``translate``."""
+        return (
+            self.name_text.render(translate) if self.name_text is not None else self.name,
+            self.detail_text.render(translate) if self.detail_text is not None else self.detail,
+        )
 
 
 # --------------------------------------------------------------------------------------------------

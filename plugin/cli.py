@@ -14,11 +14,13 @@ import click
 
 from helpdesk_errors import HelpdeskError
 from plugin import logredact
+from plugin.i18n import N_, Translate, words
 from plugin.service import admin, knowledge
 from plugin.service.apikeys import ensure_local_key, local_key_path
 from plugin.settings import Settings, load_settings
 from plugin.store import Store
 from plugin.wiring import Services, build_services, ensure_knowledge_base
+from rag.models import reason_words
 
 log = logging.getLogger("helpdesk_assist")
 
@@ -36,6 +38,11 @@ class _Ctx:
             _setup_logging("DEBUG" if self.verbose else self._settings.log_level)
         return self._settings
 
+    @property
+    def words(self) -> Translate:
+        """The admin's words (``admin_language``)."""
+        return words(self.settings.admin_language)
+
     def services(self, progress: bool = True) -> Services:
         services = build_services(self.settings)
         ensure_knowledge_base(services, progress=progress)
@@ -52,9 +59,20 @@ def _setup_logging(level: str) -> None:
     logredact.install(logging.getLogger())  # no token from a URL in any line (issue 8 item 5)
 
 
-def _fail(e: Exception) -> None:
-    click.echo(f"error: {e}", err=True)
+def _fail(e: Exception, _: Translate | None = None) -> None:
+    click.echo((_ or N_)("error: {error}").format(error=e), err=True)
     sys.exit(2)
+
+
+#: The service's overall state, as /healthz says it.
+_HEALTH = {"ok": N_("ok"), "degraded": N_("degraded")}
+#: The queue's statuses (the names stay in --status and the JSON).
+_QUEUE = {"pending": N_("pending"), "leased": N_("being worked"), "done": N_("done"), "dead": N_("dead"),
+          "discarded": N_("discarded")}
+
+
+def _queue_counts(counts: dict[str, int], _: Translate) -> str:
+    return ", ".join(f"{_(_QUEUE[k]) if k in _QUEUE else k} {v}" for k, v in counts.items()) or _("empty")
 
 
 def _echo_json(data: Any) -> None:
@@ -92,17 +110,22 @@ def ask(obj: _Ctx, text: str, category: str | None, as_json: bool, no_compose: b
     if as_json:
         _echo_json(result.model_dump())
         return
+    _ = obj.words
     cat = result.category
-    click.echo(f"Category:  {' / '.join(cat.levels) or '-'}  (confidence {cat.confidence:.2f})")
-    click.echo("Answers:")
+    click.echo(_("Category: {category} (confidence {confidence})").format(
+        category=" / ".join(cat.levels) or "-", confidence=f"{cat.confidence:.2f}"))
+    click.echo(_("Answers:"))
     for i, hit in enumerate(result.hits, start=1):
-        click.echo(f"  [{i}] confidence {hit.confidence:.2f}  score {hit.score:+.2f}  {hit.question[:90]}")
-    verdict = "ANSWER" if result.decision == "answer" else f"ABSTAIN ({result.reason})"
-    click.echo(f"Decision:  {verdict}  (threshold {result.threshold:.2f})")
+        click.echo(f"  [{i}] " + _("confidence {confidence}  score {score}").format(
+            confidence=f"{hit.confidence:.2f}", score=f"{hit.score:+.2f}") + f"  {hit.question[:90]}")
+    verdict = _("ANSWER") if result.decision == "answer" else _("ABSTAIN ({reason})").format(
+        reason=reason_words(result.reason_code, result.reason_params, _) or result.reason)
+    click.echo(_("Decision: {verdict} (threshold {threshold})").format(
+        verdict=verdict, threshold=f"{result.threshold:.2f}"))
     if result.composed is not None:
         c = result.composed
-        how = "LLM" if c.mode == "llm" else f"extractive: {c.fallback_reason or 'no LLM'}"
-        click.echo(f"Answer ({how}):\n{c.text}")
+        how = "LLM" if c.mode == "llm" else _("extractive: {why}").format(why=c.fallback_reason or _("no LLM"))
+        click.echo(_("Answer ({how}):").format(how=how) + f"\n{c.text}")
 
 
 @main.command()
@@ -114,24 +137,31 @@ def status(obj: _Ctx, as_json: bool) -> None:
     if as_json:
         _echo_json(health)
         return
+    _ = obj.words
     emb, llm = health["models"]["embedding"], health["models"]["llm"]
-    click.echo(f"status:     {health['status']}")
-    fallback = f"\n  FALLBACK IN USE: {emb['fallback_reason']}" if emb["fallback"] else ""
-    click.echo(f"embeddings: {emb['in_use']}{fallback}")
-    click.echo(f"llm:        {llm['in_use'] or 'none'} ({llm['mode']})"
-               + (f"\n  NOT LOADED: {llm['fallback_reason']}" if llm["fallback_reason"] else ""))
+
+    def row(label: str, text: str) -> None:
+        click.echo(f"{label + ':':12s}{text}")
+
+    row(_("status"), _(_HEALTH[health["status"]]) if health["status"] in _HEALTH else health["status"])
+    fallback = ("\n  " + _("FALLBACK IN USE: {why}").format(why=emb["fallback_reason"])) if emb["fallback"] else ""
+    row(_("embeddings"), f"{emb['in_use']}{fallback}")
+    mode = _("extractive only") if llm["mode"] == "extractive only" else llm["mode"]
+    row(_("llm"), f"{llm['in_use'] or _('none')} ({mode})"
+        + ("\n  " + _("NOT LOADED: {why}").format(why=llm["fallback_reason"]) if llm["fallback_reason"] else ""))
     idx = health["index"]
-    click.echo(f"index:      {idx['entries']} entries, {idx['distinct_answers']} distinct answers, "
-               f"learned {idx['learned']}, calibration: {idx['calibration']}")
+    row(_("index"), _("{entries} entries, {answers} distinct answers, learned {learned}, calibration: {calibration}")
+        .format(entries=idx["entries"], answers=idx["distinct_answers"], learned=idx["learned"],
+                calibration=idx["calibration"]))
     for name, conn in health.get("connections", {}).items():
         if conn["state"] == "ok":
-            click.echo(f"{name + ':':12s}reachable")
+            row(name, _("can be reached"))
         else:
-            click.echo(f"{name + ':':12s}UNREACHABLE since {conn['since']} ({conn['for_s'] // 60} min, "
-                       f"{conn['failures']} failures); last error: {conn['last_error']}")
+            row(name, _("UNREACHABLE since {since} ({minutes} min, {failures} failures); last error: {error}").format(
+                since=conn["since"], minutes=conn["for_s"] // 60, failures=conn["failures"], error=conn["last_error"]))
     queue = health.get("queue") or {}
     if queue:
-        click.echo("queue:      " + ", ".join(f"{k} {v}" for k, v in queue.items()))
+        row(_("queue"), _queue_counts(queue, _))
 
 
 # -- serve ----------------------------------------------------------------------------------------
@@ -153,8 +183,9 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
     prepare = multiprocessing.get_context("spawn").Process(target=_prepare_knowledge_base, args=(settings,))
     prepare.start()
     prepare.join()
+    _ = obj.words
     if prepare.exitcode != 0:
-        _fail(RuntimeError("preparing the knowledge base failed; see the messages above"))
+        _fail(RuntimeError(_("preparing the knowledge base failed; see the messages above")), _)
     bind = f"{host or settings.server.host}:{port or settings.server.port}"
 
     class _Server(BaseApplication):
@@ -181,14 +212,14 @@ def serve(obj: _Ctx, host: str | None, port: int | None, threads: int) -> None:
                     services.mail.watch(threading.Event(), services.waker.wake)
             return app
 
-    click.echo(f"helpdesk-assist listening on http://{bind}  (POST /api/ask, GET /healthz, /webhooks/<source>)",
-               err=True)
+    click.echo(_("helpdesk-assist listening on {url}  (POST /api/ask, GET /healthz, /webhooks/<source>)").format(
+        url=f"http://{bind}"), err=True)
     if not settings.api.keys:
         key_file = local_key_path(settings)
         ensure_local_key(key_file)
         # The path, never the key: terminals and service logs are kept.
-        click.echo(f"/api/* needs the key in {key_file}: curl -H \"Authorization: Bearer $(cat {key_file})\" ...",
-                   err=True)
+        click.echo(_("/api/* needs the key in {path}: {example}").format(
+            path=key_file, example=f"curl -H \"Authorization: Bearer $(cat {key_file})\" ..."), err=True)
     _Server().run()
 
 
@@ -200,21 +231,23 @@ def worker(obj: _Ctx, once: bool) -> None:
     import signal
     import threading
 
+    _ = obj.words
     services = obj.services(progress=False)
     w = services.worker
     if once:
         n = 0
         while w.run_once():
             n += 1
-        click.echo(f"processed {n} items; queue: {admin.queue_counts(services.store)}")
+        click.echo(_("processed {n} items; queue: {queue}").format(
+            n=n, queue=_queue_counts(admin.queue_counts(services.store), _)))
         return
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     if services.mail is not None and services.settings.email.idle:
         services.mail.watch(stop, services.waker.wake)
-    click.echo(f"worker running; connectors: {', '.join(sorted(services.connectors)) or 'none'}"
-               + (", mailbox" if services.mail is not None else ""), err=True)
+    running = [*sorted(services.connectors), *([_("mailbox")] if services.mail is not None else [])]
+    click.echo(_("worker running; connectors: {names}").format(names=", ".join(running) or _("none")), err=True)
     w.run(stop)
 
 
@@ -223,11 +256,13 @@ def worker(obj: _Ctx, once: bool) -> None:
 def check(obj: _Ctx) -> None:
     """Test every enabled connector and the mailbox: reachability, credentials, rights, folders, webhook
     secrets. Exit 1 on a problem."""
+    _ = obj.words
     lines = admin.check(obj.settings)
     for line in lines:
+        # [ok] / [FAIL] stay as they are in every language: scripts look for them.
         click.echo(f"[{'ok' if line.ok else 'FAIL'}] {line.label}: {line.detail}")
     failed = sum(1 for line in lines if not line.ok)
-    click.echo(f"{len(lines) - failed} ok, {failed} to fix")
+    click.echo(_("{ok} ok, {failed} to fix").format(ok=len(lines) - failed, failed=failed))
     if failed:
         sys.exit(1)
 
@@ -243,12 +278,14 @@ def queue() -> None:
 @click.pass_obj
 def queue_list(obj: _Ctx, status: str | None, limit: int) -> None:
     """Recent items (newest first) with their attempts and last error."""
+    _ = obj.words
     store = _store(obj)
-    click.echo(f"counts: {admin.queue_counts(store)}")
+    click.echo(_("counts: {counts}").format(counts=_queue_counts(admin.queue_counts(store), _)))
     for item in admin.queue_items(store, status=status, limit=limit):
-        err = f"  error: {item.last_error}" if item.last_error else ""
-        why = f"  discarded: {item.discard_reason}" if item.discard_reason else ""
-        click.echo(f"#{item.id} {item.status:7s} {item.source}/{item.kind} attempts={item.attempts}{err}{why}")
+        err = "  " + _("error: {error}").format(error=item.last_error) if item.last_error else ""
+        why = "  " + _("discarded: {reason}").format(reason=item.discard_reason) if item.discard_reason else ""
+        click.echo(f"#{item.id} {item.status:7s} {item.source}/{item.kind} "
+                   + _("attempts={n}").format(n=item.attempts) + f"{err}{why}")
 
 
 @queue.command("retry")
@@ -258,15 +295,16 @@ def queue_list(obj: _Ctx, status: str | None, limit: int) -> None:
 @click.pass_obj
 def queue_retry(obj: _Ctx, item_id: int | None, all_dead: bool, kind: str | None) -> None:
     """Put a dead item (or every dead item) back in the queue, after fixing its cause."""
+    _ = obj.words
     store = _store(obj)
     if all_dead:
-        click.echo(f"{admin.retry_dead(store, kind=kind)} items queued again")
+        click.echo(_("{n} items queued again").format(n=admin.retry_dead(store, kind=kind)))
         return
     if item_id is None:
-        raise click.UsageError("give an ITEM_ID, or --all-dead")
+        raise click.UsageError(_("give an ITEM_ID, or --all-dead"))
     if not admin.retry_item(store, item_id):
-        _fail(RuntimeError(f"item {item_id} is not dead (or does not exist)"))
-    click.echo(f"item {item_id} queued again")
+        _fail(RuntimeError(_("item {id} is not dead (or does not exist)").format(id=item_id)), _)
+    click.echo(_("item {id} queued again").format(id=item_id))
 
 
 @queue.command("discard")
@@ -275,9 +313,14 @@ def queue_retry(obj: _Ctx, item_id: int | None, all_dead: bool, kind: str | None
 @click.pass_obj
 def queue_discard(obj: _Ctx, item_id: int, reason: str) -> None:
     """Set a pending or dead item aside for good, keeping it with the reason."""
-    if not admin.discard_item(_store(obj), item_id, reason=reason):
-        _fail(RuntimeError(f"item {item_id} is not pending or dead (or does not exist)"))
-    click.echo(f"item {item_id} discarded")
+    _ = obj.words
+    try:
+        discarded = admin.discard_item(_store(obj), item_id, reason=reason)
+    except ValueError as e:
+        raise click.BadParameter(_("a reason is required to discard an item"), param_hint="--reason") from e
+    if not discarded:
+        _fail(RuntimeError(_("item {id} is not pending or dead (or does not exist)").format(id=item_id)), _)
+    click.echo(_("item {id} discarded").format(id=item_id))
 
 
 def _store(obj: _Ctx) -> Store:
@@ -317,18 +360,21 @@ def _parse_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
 def kb_import(obj: _Ctx, file: Path, preset: str | None, maps: tuple[str, ...], source: str | None,
               prune: bool) -> None:
     """Import an .xlsx or .csv file: new rows are added, changed rows updated, bad rows reported."""
+    _ = obj.words
     engine = build_services(obj.settings).engine
     summary = knowledge.import_file(engine, file, preset=preset, mapping=_parse_map(maps), source=source,
                                     prune=prune, progress=True)
     result, report = summary.result, summary.report
     for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(_("warning: {text}").format(text=warning), err=True)
     for problem in result.rejected:
-        click.echo(f"rejected: {problem}", err=True)
+        click.echo(_("rejected: {text}").format(text=problem), err=True)
     click.echo(
-        f"{result.source} ({result.preset}): {result.rows_read} rows read; imported {report.imported}, "
-        f"updated {report.updated}, unchanged {report.unchanged}, rejected {len(result.rejected)}"
-        + (f", removed {report.removed}" if prune else "")
+        f"{result.source} ({result.preset}): "
+        + _("{rows} rows read; imported {imported}, updated {updated}, unchanged {unchanged}, rejected {rejected}")
+        .format(rows=result.rows_read, imported=report.imported, updated=report.updated,
+                unchanged=report.unchanged, rejected=len(result.rejected))
+        + (", " + _("removed {n}").format(n=report.removed) if prune else "")
     )
 
 
@@ -338,7 +384,7 @@ def reindex(obj: _Ctx) -> None:
     """Rebuild every index from the stored entries with the configured embedding model."""
     services = build_services(obj.settings)
     n = knowledge.reindex(services.engine, progress=True)
-    click.echo(f"reindexed {n} entries with {services.engine.embedder.name}")
+    click.echo(obj.words("reindexed {n} entries with {model}").format(n=n, model=services.engine.embedder.name))
 
 
 @kb.command()
@@ -350,24 +396,27 @@ def stats(obj: _Ctx, as_json: bool) -> None:
     if as_json:
         _echo_json(data)
         return
-    click.echo(f"entries: {data['entries']}  distinct answers: {data['distinct_answers']}")
-    click.echo(f"learned: {data['learned']['confirmed']} confirmed, {data['learned']['rejected']} rejected")
-    click.echo(f"embedding model: {data['embedding_model']}" + ("  (FALLBACK)" if data["embedding_fallback"] else ""))
-    click.echo(f"calibration: {data['calibration']}")
-    click.echo("sources: " + ", ".join(f"{k} ({v})" for k, v in data["sources"].items()))
-    click.echo("categories:")
+    _ = obj.words
+    click.echo(_("entries: {entries}  distinct answers: {answers}").format(
+        entries=data["entries"], answers=data["distinct_answers"]))
+    click.echo(_("learned: {confirmed} confirmed, {rejected} rejected").format(**data["learned"]))
+    click.echo(_("embedding model: {model}").format(model=data["embedding_model"])
+               + ("  " + _("(FALLBACK)") if data["embedding_fallback"] else ""))
+    click.echo(_("calibration: {calibration}").format(calibration=data["calibration"]))
+    click.echo(_("sources: {sources}").format(sources=", ".join(f"{k} ({v})" for k, v in data["sources"].items())))
+    click.echo(_("categories:"))
     for name, n in data["categories_level1"].items():
         click.echo(f"  {n:6d}  {name}")
 
 
-def _read_cases(path: Path) -> list[Any]:
+def _read_cases(path: Path, _: Translate) -> list[Any]:
     from dataset.importers import read_cases
 
     cases, problems = read_cases(path, progress=False)
     for problem in problems:
-        click.echo(f"rejected: {problem}", err=True)
+        click.echo(_("rejected: {text}").format(text=problem), err=True)
     if not cases:
-        raise click.UsageError(f"{path}: no usable cases")
+        raise click.UsageError(_("{path}: no usable cases").format(path=path))
     return cases
 
 
@@ -377,16 +426,17 @@ def _read_cases(path: Path) -> list[Any]:
 @click.pass_obj
 def learn(obj: _Ctx, file: Path, rejected: bool) -> None:
     """Record request -> answer pairs (a file with request and answer columns) as confirmed or rejected."""
+    _ = obj.words
     summary = knowledge.learn_file(obj.services().engine, file, rejected=rejected)
     for problem in summary.rejected:
-        click.echo(f"rejected: {problem}", err=True)
+        click.echo(_("rejected: {text}").format(text=problem), err=True)
     if not (summary.learned or summary.known or summary.unknown_rows):
-        raise click.UsageError(f"{file}: no usable cases")
+        raise click.UsageError(_("{path}: no usable cases").format(path=file))
     for row in summary.unknown_rows:
-        click.echo(f"skipped row {row}: its answer is not in the knowledge base", err=True)
-    kind = "rejected" if rejected else "confirmed"
-    click.echo(f"learned {summary.learned} {kind} pairs ({summary.known} already known, "
-               f"{len(summary.unknown_rows)} skipped)")
+        click.echo(_("skipped row {row}: its answer is not in the knowledge base").format(row=row), err=True)
+    learned = (_("learned {n} rejected pairs ({known} already known, {skipped} skipped)") if rejected
+               else _("learned {n} confirmed pairs ({known} already known, {skipped} skipped)"))
+    click.echo(learned.format(n=summary.learned, known=summary.known, skipped=len(summary.unknown_rows)))
 
 
 @kb.command()
@@ -394,13 +444,15 @@ def learn(obj: _Ctx, file: Path, rejected: bool) -> None:
 @click.pass_obj
 def calibrate(obj: _Ctx, file: Path) -> None:
     """Refit the confidence calibration on labelled requests (request and gold-answer columns)."""
+    _ = obj.words
     try:
         calibrator, problems = knowledge.calibrate_file(obj.services().engine, file, progress=True)
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     for problem in problems:
-        click.echo(f"rejected: {problem}", err=True)
-    click.echo(f"calibration fitted on {file.name}: {calibrator.to_json()}")
+        click.echo(_("rejected: {text}").format(text=problem), err=True)
+    click.echo(_("calibration fitted on {file}: {calibration}").format(
+        file=file.name, calibration=calibrator.to_json()))
 
 
 # -- eval -----------------------------------------------------------------------------------------
@@ -420,11 +472,12 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
     from rag.eval import learn_from as learn_pairs
 
     settings = obj.settings
+    _ = obj.words
     threshold = settings.decision.threshold if threshold is None else threshold
     kb_result = read_kb(kb_file, progress=True)
     for problem in kb_result.rejected:
-        click.echo(f"rejected: {problem}", err=True)
-    cases = _read_cases(cases_file)
+        click.echo(_("rejected: {text}").format(text=problem), err=True)
+    cases = _read_cases(cases_file, _)
     tmp = Path(tempfile.mkdtemp(prefix="helpdesk-assist-eval-"))
     try:
         scratch = settings.model_copy(
@@ -435,24 +488,28 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
         engine.import_entries(kb_result.entries, progress=True)
         if learn_from is not None:
             if learn_from.resolve() == cases_file.resolve():
-                click.echo("warning: learning from the cases being evaluated measures memory, not quality; "
-                           "use a separate file of confirmed pairs", err=True)
-            learning = _read_cases(learn_from)
+                click.echo(_("warning: {text}").format(text=_(
+                    "learning from the cases being evaluated measures memory, not quality; use a separate file "
+                    "of confirmed pairs")), err=True)
+            learning = _read_cases(learn_from, _)
             learned, unknown = learn_pairs(engine, learning, progress=True)
-            click.echo(f"learned {learned} confirmed pairs ({unknown} answers not in the KB)", err=True)
+            click.echo(_("learned {n} confirmed pairs ({unknown} answers not in the KB)").format(
+                n=learned, unknown=unknown), err=True)
             fit_calibration(engine, learning, fitted_on=learn_from.name, progress=True)
-        metrics, _ = evaluate(engine, cases, threshold=threshold, progress=True)
+        metrics, _results = evaluate(engine, cases, threshold=threshold, progress=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if as_json:
         _echo_json(metrics)
         return
     a = metrics["answered"]
-    click.echo(f"cases: {metrics['n']}   embedder: {services.engine.embedder.name}")
+    click.echo(_("cases: {n}   embedder: {model}").format(n=metrics["n"], model=services.engine.embedder.name))
+    accuracy = metrics["category_accuracy"]
     click.echo(f"hit@1 {metrics['hit@1']:.3f}   hit@3 {metrics['hit@3']:.3f}   MRR@10 {metrics['mrr@10']:.3f}   "
-               f"category accuracy {metrics['category_accuracy'] if metrics['category_accuracy'] is not None else '-'}")
-    click.echo(f"at threshold {a['threshold']:.2f}: answers {a['coverage']:.1%} of requests, "
-               f"right first {a['precision@1'] or 0:.1%}, in top 3 {a['precision@3'] or 0:.1%}")
+               + _("category accuracy {accuracy}").format(accuracy=accuracy if accuracy is not None else "-"))
+    click.echo(_("at threshold {threshold}: answers {coverage} of requests, right first {first}, in top 3 {top3}")
+               .format(threshold=f"{a['threshold']:.2f}", coverage=f"{a['coverage']:.1%}",
+                       first=f"{a['precision@1'] or 0:.1%}", top3=f"{a['precision@3'] or 0:.1%}"))
 
 
 # -- report / analyze --------------------------------------------------------------------------------

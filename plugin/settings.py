@@ -8,8 +8,10 @@ this module reads ``os.environ``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import typing
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -28,6 +30,30 @@ DEFAULT_LLM_MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_from_strings(cls, data: Any) -> Any:
+        """A list setting given as one string (every environment variable is one): ``"a, b"`` or a JSON
+        list ``'["a", "b"]'``."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, info in cls.model_fields.items():
+            value = out.get(name)
+            if not isinstance(value, str) or typing.get_origin(info.annotation) is not list:
+                continue
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    parsed = json.loads(text)
+                except ValueError:
+                    parsed = None
+                if isinstance(parsed, list):
+                    out[name] = parsed
+                    continue
+            out[name] = [part.strip() for part in text.split(",") if part.strip()]
+        return out
 
 
 class KBSettings(_Section):
@@ -110,14 +136,6 @@ class APISettings(_Section):
     max_concurrent_asks: int = Field(default=1, ge=1, le=64)
     #: Retrieval reads at most this many characters of an /api/ask text (a longer text is cut, not refused).
     max_query_chars: int = Field(default=2000, ge=100, le=20_000)
-
-    @field_validator("keys", mode="before")
-    @classmethod
-    def _comma_separated(cls, v: Any) -> Any:
-        # The environment gives one string: "key1,key2".
-        if isinstance(v, str):
-            return [k.strip() for k in v.split(",") if k.strip()]
-        return v
 
     @field_validator("keys")
     @classmethod
@@ -512,6 +530,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     #: Language used when a text has no letters to tell.
     default_language: Literal["ru", "en"] = "ru"
+    #: The language of the command line's words for admins (``helpdesk-assist check``, ``status``...).
+    admin_language: Literal["ru", "en"] = "ru"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     #: Models load from local paths or the local model cache only. Set false to let
     #: sentence-transformers/transformers download hub ids (from a hub or a mirror: HF_ENDPOINT).
@@ -636,7 +656,10 @@ def _explain(e: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration ({origin}):"]
     for err in e.errors():
         key = ".".join(str(p) for p in err["loc"])
-        env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
+        # A list item's index is not part of a variable's name: HELPDESK_ASSIST_GLPI__ENTITIES holds them all.
+        path = [p for p in err["loc"] if not isinstance(p, int)]
+        items = [p + 1 for p in err["loc"] if isinstance(p, int)]
+        env = ENV_PREFIX + "__".join(str(p).upper() for p in path) + (f", item {items[0]}" if items else "")
         if err["type"] == "extra_forbidden":
             lines.append(f"  - unknown key '{key}': remove it or check its spelling (see config.example.yaml)")
         elif not err["loc"]:

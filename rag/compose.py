@@ -120,29 +120,32 @@ def _is_no_answer(text: str) -> bool:
     return any(norm.startswith(normalize_for_match(phrase)) or phrase in text for phrase in NO_ANSWER.values())
 
 
-def check_answer(text: str, entries: Sequence[AnswerHit], language: str, raw: str = "") -> tuple[str, list[int]]:
-    """Why the answer must not be shown (``""`` when it passes), and the entries it cites.
+def check_answer_coded(
+    text: str, entries: Sequence[AnswerHit], language: str, raw: str = ""
+) -> tuple[str, str, list[int]]:
+    """Why the answer must not be shown (a code of ``FALLBACK_REASONS`` and the English details;
+    ``""`` twice when it passes), and the entries it cites.
 
     ``raw`` is the model's output before cleaning: markup that cleaning removes (an ``<a href>``)
     still tells that the model wrote a link of its own.
     """
     n_entries = len(entries)
     if not text:
-        return "empty answer", []
+        return "empty", "empty answer", []
     if reveals_prompt(text):
-        return "answer repeats the prompt", []
+        return "repeats_prompt", "answer repeats the prompt", []
     if _is_no_answer(text):
-        return "the LLM found no answer in the entries", []
+        return "no_answer", "the LLM found no answer in the entries", []
     if len(text) > MAX_ANSWER_CHARS:
-        return f"answer too long ({len(text)} characters, limit {MAX_ANSWER_CHARS})", []
+        return "too_long", f"answer too long ({len(text)} characters, limit {MAX_ANSWER_CHARS})", []
     if len(raw) > MAX_RAW_CHARS:
-        return f"answer too long ({len(raw)} characters with markup, limit {MAX_RAW_CHARS})", []
+        return "too_long", f"answer too long ({len(raw)} characters with markup, limit {MAX_RAW_CHARS})", []
     citations = cited_numbers(text)
     if not citations:
-        return "no citation", []
+        return "no_citation", "no citation", []
     bad = [n for n in citations if not 1 <= n <= n_entries]
     if bad:
-        return f"cites entry [{bad[0]}], only {n_entries} given", citations
+        return "bad_citation", f"cites entry [{bad[0]}], only {n_entries} given", citations
     # Links, contacts, paths and secrets only as the cited entries give them (what the requester
     # would see of those entries in the extractive answer: title and answer).
     sources = [part for n in citations for part in (entries[n - 1].title, entries[n - 1].answer)]
@@ -151,12 +154,19 @@ def check_answer(text: str, entries: Sequence[AnswerHit], language: str, raw: st
     if foreign:
         kinds = ",".join(sorted({i.kind for i in foreign}))
         logger.info("compose.ungrounded kinds=%s items=%d", kinds, len(foreign))
-        return describe(foreign), citations
+        return "ungrounded", describe(foreign), citations
     # Citations and bracketed placeholders carry no language; judge by the words.
     answer_language = detect_language(_PLACEHOLDER.sub(" ", _CITATION.sub(" ", text)), default=language)
     if answer_language != language:
-        return f"answer in the wrong language ({answer_language}, expected {language})", citations
-    return "", citations
+        return "wrong_language", f"answer in the wrong language ({answer_language}, expected {language})", citations
+    return "", "", citations
+
+
+def check_answer(text: str, entries: Sequence[AnswerHit], language: str, raw: str = "") -> tuple[str, list[int]]:
+    """Why the answer must not be shown (``""`` when it passes, else English details), and the
+    entries it cites (see :func:`check_answer_coded`)."""
+    _code, reason, citations = check_answer_coded(text, entries, language, raw)
+    return reason, citations
 
 
 def compose_answer(
@@ -177,11 +187,14 @@ def compose_answer(
     lang = _lang(language)
     shown = hits[:max_entries]
 
-    def result(text: str, mode: Mode, reason: str = "", citations: list[int] | None = None) -> ComposedAnswer:
+    def result(
+        text: str, mode: Mode, reason: str = "", citations: list[int] | None = None, code: str = ""
+    ) -> ComposedAnswer:
         answer = ComposedAnswer(
             text=text,
             mode=mode,
             fallback_reason=reason,
+            fallback_code=code,
             citations=citations or [],
             language=lang,
             latency_s=time.monotonic() - started,
@@ -195,14 +208,14 @@ def compose_answer(
         )
         return answer
 
-    def fallback(reason: str) -> ComposedAnswer:
+    def fallback(code: str, reason: str) -> ComposedAnswer:
         numbers = list(range(1, len(shown) + 1))
-        return result(extractive_answer(shown, lang, max_entries, words=words), "extractive", reason, numbers)
+        return result(extractive_answer(shown, lang, max_entries, words=words), "extractive", reason, numbers, code)
 
     if not shown:
-        return result(_nothing_found(words or _as_is), "none", "nothing found")
+        return result(_nothing_found(words or _as_is), "none", "nothing found", code="nothing_found")
     if llm is None:
-        return fallback("no LLM configured")
+        return fallback("no_llm", "no LLM configured")
 
     messages = build_messages(query, shown, lang)
     logger.debug("compose.prompt llm=%s entries=%d chars=%d", llm.name, len(shown), len(messages[-1]["content"]))
@@ -210,21 +223,21 @@ def compose_answer(
         raw = llm.generate(messages, max_new_tokens=max_new_tokens, temperature=temperature, timeout_s=timeout_s)
     except LLMTimeout:
         logger.warning("compose.llm_timeout llm=%s timeout_s=%s", llm.name, timeout_s)
-        return fallback(f"LLM timeout after {timeout_s:g} s")
+        return fallback("llm_timeout", f"LLM timeout after {timeout_s:g} s")
     except ModelLoadError as e:
         logger.warning("compose.llm_not_loaded llm=%s error=%s", llm.name, e)
-        return fallback(f"LLM could not be loaded: {e}")
+        return fallback("llm_unavailable", f"LLM could not be loaded: {e}")
     except LLMError as e:
         logger.warning("compose.llm_error llm=%s error=%s", llm.name, e)
-        return fallback(f"LLM error: {e}")
+        return fallback("llm_error", f"LLM error: {e}")
     except Exception as e:
         # A bug in a backend must not cost the requester their answer: log it with its stack, fall back.
         logger.exception("compose.llm_failed llm=%s", llm.name)
-        return fallback(f"LLM failed: {type(e).__name__}")
+        return fallback("llm_error", f"LLM failed: {type(e).__name__}")
 
     raw = _THINK.sub("", raw or "")
     text = clean_text(raw)
-    reason, citations = check_answer(text, shown, lang, raw=raw)
-    if reason:
-        return fallback(reason)
+    code, reason, citations = check_answer_coded(text, shown, lang, raw=raw)
+    if code:
+        return fallback(code, reason)
     return result(text, "llm", "", citations)

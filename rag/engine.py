@@ -40,6 +40,7 @@ from rag.models import (
     EngineResult,
     KBEntry,
     answer_key,
+    reason_words,
     stable_id,
 )
 from rag.policy import DecisionPolicy
@@ -410,15 +411,16 @@ class Engine:
         level1 = category or (prediction.levels[0] if prediction.levels else None)
         threshold = policy.threshold_for(level1)
         best = hits[0].confidence if hits else 0.0
-        decision: Decision
+        decision: Decision = "abstain"
+        params: dict[str, str] = {}
         if policy.is_disabled(level1):
-            decision, reason = "abstain", f"category {level1!r} is switched off: agents answer it"
+            code, params = "category_off", {"category": str(level1)}
         elif not hits:
-            decision, reason = "abstain", "nothing relevant found in the knowledge base"
+            code = "nothing_found"
         elif best < threshold:
-            decision, reason = "abstain", f"confidence {best:.2f} is below the threshold {threshold:.2f}"
+            code, params = "below_threshold", {"confidence": f"{best:.2f}", "threshold": f"{threshold:.2f}"}
         else:
-            decision, reason = "answer", ""
+            decision, code = "answer", ""
         composed: ComposedAnswer | None = None
         if compose and decision == "answer":
             from rag.compose import compose_answer
@@ -429,7 +431,8 @@ class Engine:
             )
         return EngineResult(
             query=query, language=language, category=prediction, hits=hits,
-            decision=decision, threshold=threshold, reason=reason, composed=composed,
+            decision=decision, threshold=threshold, reason=reason_words(code, params), reason_code=code,
+            reason_params=params, composed=composed,
         )
 
     def stats(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +11,69 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag.text import normalize_for_match
 
 Decision = Literal["answer", "abstain"]
+
+
+def N_(key: str) -> str:
+    """Marks an English text as a key of the application's ru/en catalogs (extracted by ``make
+    messages``); returned as is: this package does not translate."""
+    return key
+
+
+#: Why the engine abstains: a stable code (kept with the suggestion, in the API) and its words, a
+#: catalog key formatted with :attr:`EngineResult.reason_params`. The application shows them in the
+#: reader's language; :attr:`EngineResult.reason` keeps the English for logs.
+ABSTAIN_REASONS: dict[str, str] = {
+    "category_off": N_("category '{category}' is switched off: agents answer it"),
+    "nothing_found": N_("nothing relevant found in the knowledge base"),
+    "below_threshold": N_("confidence {confidence} is below the threshold {threshold}"),
+}
+
+
+#: Why the extractive answer was shown instead of the LLM's: a stable code (kept with the suggestion as
+#: ``extractive:<code>``) and its words for agents, a catalog key. The details (a timeout's seconds, the
+#: kinds of an ungrounded item) stay in :attr:`ComposedAnswer.fallback_reason`, in English, for logs.
+FALLBACK_REASONS: dict[str, str] = {
+    "nothing_found": N_("nothing relevant found in the knowledge base"),
+    "no_llm": N_("no LLM configured"),
+    "llm_timeout": N_("the LLM did not answer in time"),
+    "llm_unavailable": N_("the LLM could not be loaded"),
+    "llm_error": N_("the LLM answered with an error"),
+    "empty": N_("the LLM's answer was empty"),
+    "repeats_prompt": N_("the LLM's answer repeated its instructions"),
+    "no_answer": N_("the LLM found no answer in the entries"),
+    "too_long": N_("the LLM's answer was too long"),
+    "no_citation": N_("the LLM's answer cited no entry"),
+    "bad_citation": N_("the LLM's answer cited an entry it was not given"),
+    "ungrounded": N_("the LLM's answer had links, contacts, paths or secrets the cited entries do not contain"),
+    "wrong_language": N_("the LLM answered in another language"),
+}
+
+#: How an answer was written, for agents.
+ANSWER_MODES: dict[str, str] = {
+    "llm": N_("written by the LLM from the entries"),
+    "extractive": N_("the knowledge-base entries themselves"),
+    "none": N_("no answer"),
+}
+
+
+def answer_mode_words(answer_mode: str, translate: Callable[[str], str] | None = None) -> str:
+    """``llm`` / ``extractive:<code>`` (as kept with a suggestion) in words; a value kept before codes
+    existed (``extractive: <English reason>``) keeps its reason as written."""
+    _ = translate or N_
+    mode, _sep, why = answer_mode.partition(":")
+    words = _(ANSWER_MODES[mode]) if mode in ANSWER_MODES else mode
+    why = why.strip()
+    if not why:
+        return words
+    return f"{words} ({_(FALLBACK_REASONS[why]) if why in FALLBACK_REASONS else why})"
+
+
+def reason_words(code: str, params: dict[str, str], translate: Callable[[str], str] | None = None) -> str:
+    """The words of abstention reason ``code`` (English, or through ``translate``); "" for no code."""
+    key = ABSTAIN_REASONS.get(code)
+    if key is None:
+        return ""
+    return (translate or N_)(key).format(**params)
 
 
 def stable_id(*parts: str) -> str:
@@ -77,6 +141,8 @@ class ComposedAnswer(BaseModel):
     mode: Literal["llm", "extractive", "none"]
     #: Why the extractive answer was used (no LLM, timeout, no citation, ...); empty when mode == "llm".
     fallback_reason: str = ""
+    #: The same as a code of :data:`FALLBACK_REASONS`, for words in the reader's language.
+    fallback_code: str = ""
     #: 1-based numbers of the entries the answer cites.
     citations: list[int] = Field(default_factory=list)
     language: str = "ru"
@@ -90,6 +156,9 @@ class EngineResult(BaseModel):
     hits: list[AnswerHit]
     decision: Decision
     threshold: float
-    #: Why the engine abstained (empty when it answers).
+    #: Why the engine abstained (empty when it answers), in English (logs, the API).
     reason: str = ""
+    #: The same as a code of :data:`ABSTAIN_REASONS` and its values, for words in another language.
+    reason_code: str = ""
+    reason_params: dict[str, str] = Field(default_factory=dict)
     composed: ComposedAnswer | None = None

@@ -63,6 +63,14 @@ SEL
   fi
 fi
 
+# The package's database.yml sets no SQLite busy timeout, so a write that meets another one (the worker's
+# note while a test creates an issue) fails at once with "database is locked" and answers 500.
+DBYML=/etc/redmine/default/database.yml
+if [ -f "$DBYML" ] && ! grep -qE '^[[:space:]]+timeout:' "$DBYML"; then
+  t "database.yml: SQLite busy timeout 10 s"
+  sed -i -E 's/^([[:space:]]+)adapter: sqlite3$/&\n\1timeout: 10000/' "$DBYML"
+fi
+
 t "bundle install --local"
 fix_gem_dirs   # always: a later ruby package install re-runs redmine's trigger, which can fail silently
 cd /usr/share/redmine

@@ -23,7 +23,15 @@ from typing import Literal, TypeVar
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from connectors.base import AuthenticationError, CheckResult, ConnectorError, NotFound, TransientConnectorError
+from connectors.base import (
+    N_,
+    AuthenticationError,
+    CheckResult,
+    ConnectorError,
+    NotFound,
+    Text,
+    TransientConnectorError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -288,22 +296,24 @@ class Mailbox:
                 timeout=self.timeout_s,
             )
         except ssl.SSLError as e:
-            return [CheckResult(name="imap", ok=False, detail=tls_advice("IMAP", where, e, "imap", 993, 143))]
+            return [CheckResult.of(N_("imap"), False, tls_advice("IMAP", where, e, "imap", 993, 143))]
         except _NETWORK_ERRORS as e:
             return [
-                CheckResult(
-                    name="imap",
-                    ok=False,
-                    detail=f"cannot reach IMAP at {where} ({type(e).__name__}): check email.imap_host, "
-                    "email.imap_port and that the mail server accepts connections from this machine",
+                CheckResult.of(
+                    N_("imap"),
+                    False,
+                    N_("cannot reach IMAP at {where} ({error}): check email.imap_host, "
+                       "email.imap_port and that the mail server accepts connections from this machine"),
+                    where=where, error=type(e).__name__,
                 )
             ]
-        results = [CheckResult(name="imap", ok=True, detail=f"IMAP answers at {where}")]
+        results = [CheckResult.of(N_("imap"), True, N_("IMAP answers at {where}"), where=where)]
         try:
             results.extend(self._check_session(client, where))
         except _NETWORK_ERRORS as e:
             results.append(
-                CheckResult(name="imap", ok=False, detail=f"the IMAP connection to {where} broke ({type(e).__name__})")
+                CheckResult.of(N_("imap"), False, N_("the IMAP connection to {where} broke ({error})"), where=where,
+                               error=type(e).__name__)
             )
         finally:
             _quiet_logout(client)
@@ -315,100 +325,110 @@ class Mailbox:
             try:
                 client.starttls(self._context())
             except ssl.SSLError as e:
-                return [CheckResult(name="imap_tls", ok=False, detail=tls_advice("IMAP", where, e, "imap", 993, 143))]
+                return [CheckResult.of(N_("imap_tls"), False, tls_advice("IMAP", where, e, "imap", 993, 143))]
             except IMAPClientError:
                 return [
-                    CheckResult(
-                        name="imap_tls",
-                        ok=False,
-                        detail=f"the IMAP server at {where} does not offer STARTTLS: set email.imap_security to "
-                        "ssl (usually port 993), or to none on a trusted network",
+                    CheckResult.of(
+                        N_("imap_tls"),
+                        False,
+                        N_("the IMAP server at {where} does not offer STARTTLS: set email.imap_security to "
+                           "ssl (usually port 993), or to none on a trusted network"),
+                        where=where,
                     )
                 ]
-            results.append(CheckResult(name="imap_tls", ok=True, detail="STARTTLS negotiated"))
+            results.append(CheckResult.of(N_("imap_tls"), True, N_("STARTTLS negotiated")))
         try:
             client.login(self.username, self._password)
         except LoginError:
             return [
                 *results,
-                CheckResult(
-                    name="imap_login",
-                    ok=False,
-                    detail=f"IMAP refused the login for {self.username!r}: check email.imap_username and "
-                    "email.imap_password (or HELPDESK_ASSIST_EMAIL__IMAP_PASSWORD)",
+                CheckResult.of(
+                    N_("imap_login"),
+                    False,
+                    N_("IMAP refused the login for '{user}': check email.imap_username and "
+                       "email.imap_password (or HELPDESK_ASSIST_EMAIL__IMAP_PASSWORD)"),
+                    user=self.username,
                 ),
             ]
         except IMAPClientError as e:
-            return [*results, CheckResult(name="imap_login", ok=False, detail=f"IMAP login failed: {e}")]
-        results.append(CheckResult(name="imap_login", ok=True, detail=f"logged in as {self.username}"))
+            return [*results, CheckResult.of(N_("imap_login"), False, N_("IMAP login failed: {error}"), error=e)]
+        results.append(CheckResult.of(N_("imap_login"), True, N_("logged in as {user}"), user=self.username))
         folders = [str(name) for _, _, name in client.list_folders()]
         known = {f.upper() if f.upper() == "INBOX" else f for f in folders}
         wanted = self.folder.upper() if self.folder.upper() == "INBOX" else self.folder
         if wanted not in known:
-            shown = ", ".join(sorted(folders)[:12]) or "none"
+            shown: str | Text = ", ".join(sorted(folders)[:12]) or Text.of(N_("none"))
             results.append(
-                CheckResult(
-                    name="folder",
-                    ok=False,
-                    detail=f"folder {self.folder!r} (email.folder) does not exist for {self.username}; "
-                    f"it has: {shown}. Create it or fix email.folder",
+                CheckResult.of(
+                    N_("folder"),
+                    False,
+                    N_("folder '{folder}' (email.folder) does not exist for {user}; "
+                       "it has: {folders}. Create it or fix email.folder"),
+                    folder=self.folder, user=self.username, folders=shown,
                 )
             )
         else:
             info = client.select_folder(self.folder, readonly=True)
             count = int(info.get(b"EXISTS", 0))
-            results.append(CheckResult(name="folder", ok=True, detail=f"{self.folder!r} holds {count} message(s)"))
+            results.append(CheckResult.of(
+                N_("folder"), True, N_("'{folder}' holds {count} message(s)"), folder=self.folder, count=count
+            ))
         if self.processed_folder in folders:
             results.append(
-                CheckResult(name="processed_folder", ok=True, detail=f"{self.processed_folder!r} exists")
+                CheckResult.of(N_("processed_folder"), True, N_("'{folder}' exists"), folder=self.processed_folder)
             )
         else:
             try:
                 client.create_folder(self.processed_folder)
             except IMAPClientError as e:
                 results.append(
-                    CheckResult(
-                        name="processed_folder",
-                        ok=False,
-                        detail=f"folder {self.processed_folder!r} (email.processed_folder) does not exist and "
-                        f"cannot be created ({e}): create it for {self.username} or name an existing one",
+                    CheckResult.of(
+                        N_("processed_folder"),
+                        False,
+                        N_("folder '{folder}' (email.processed_folder) does not exist and "
+                           "cannot be created ({error}): create it for {user} or name an existing one"),
+                        folder=self.processed_folder, error=e, user=self.username,
                     )
                 )
             else:
                 log.info("email.imap.folder_created folder=%s", self.processed_folder)
                 results.append(
-                    CheckResult(
-                        name="processed_folder",
-                        ok=True,
-                        detail=f"{self.processed_folder!r} did not exist and was created (handled mail goes there)",
+                    CheckResult.of(
+                        N_("processed_folder"),
+                        True,
+                        N_("'{folder}' did not exist and was created (handled mail goes there)"),
+                        folder=self.processed_folder,
                     )
                 )
         caps = {c.upper() for c in client.capabilities()}
         if self.use_idle:
             idle = b"IDLE" in caps
             results.append(
-                CheckResult(
-                    name="idle",
-                    ok=True,
-                    detail="the server offers IDLE: new mail is seen at once"
+                CheckResult.of(
+                    N_("idle"),
+                    True,
+                    N_("the server offers IDLE: new mail is seen at once")
                     if idle
-                    else f"the server has no IDLE: the folder is polled every {self.poll_interval_s:g} s",
+                    else N_("the server has no IDLE: the folder is polled every {seconds} s"),
+                    seconds=f"{self.poll_interval_s:g}",
                 )
             )
         return results
 
 
-def tls_advice(what: str, where: str, e: ssl.SSLError, key: str, ssl_port: int, plain_port: int) -> str:
+def tls_advice(what: str, where: str, e: ssl.SSLError, key: str, ssl_port: int, plain_port: int) -> Text:
     """What to fix when TLS with the mail server fails, naming ``email.<key>_security`` and ``_port``."""
     reason = getattr(e, "reason", None) or type(e).__name__
     if isinstance(e, ssl.SSLCertVerificationError):
-        return (
-            f"{what} at {where}: the server's certificate is not trusted ({e.verify_message}): install the CA "
-            "certificate on this machine or use the server's real host name"
+        return Text.of(
+            N_("{what} at {where}: the server's certificate is not trusted ({error}): install the CA "
+               "certificate on this machine or use the server's real host name"),
+            what=what, where=where, error=e.verify_message,
         )
-    return (
-        f"TLS with {what} at {where} failed ({reason}): check email.{key}_security (ssl usually on port "
-        f"{ssl_port}, starttls or none on port {plain_port}) against email.{key}_port"
+    return Text.of(
+        N_("TLS with {what} at {where} failed ({error}): check email.{key}_security (ssl usually on port "
+           "{ssl_port}, starttls or none on port {plain_port}) against email.{key}_port"),
+        what=what, where=where, error=reason, key=key, ssl_port=ssl_port, plain_port=plain_port,
     )
 
 

@@ -29,12 +29,14 @@ from email.message import EmailMessage
 from email.utils import formataddr, formatdate, parseaddr
 
 from connectors.base import (
+    N_,
     Checkable,
     CheckResult,
     Connector,
     NewTicket,
     Person,
     RejectedByHelpdesk,
+    Text,
     Ticket,
     TicketCreator,
     clean_lookup,
@@ -179,8 +181,11 @@ class IntakeTicketCreator(Connector, TicketCreator, Checkable):
         results = self.sender.check(self.from_addr, [("email.forward_to", self.intake_address)])
         failed = [r for r in results if not r.ok]
         if failed:
-            return [CheckResult(name="intake address", ok=False, detail=(
-                f"The mail server does not take mail from {self.from_addr} to {self.intake_address} "
-                f"({failed[0].detail}): check the SMTP settings and the helpdesk's intake address."))]
-        return [CheckResult(name="intake address", ok=True, detail=(
-            f"The mail server takes mail from {self.from_addr} to {self.intake_address}: tickets are opened by mail."))]
+            cause = failed[0].detail_text or Text.plain(failed[0].detail)
+            return [CheckResult.of(N_("intake address"), False, N_(
+                "The mail server does not take mail from {sender} to {intake} "
+                "({cause}): check the SMTP settings and the helpdesk's intake address."),
+                sender=self.from_addr, intake=self.intake_address, cause=cause)]
+        return [CheckResult.of(N_("intake address"), True, N_(
+            "The mail server takes mail from {sender} to {intake}: tickets are opened by mail."),
+            sender=self.from_addr, intake=self.intake_address)]

@@ -16,6 +16,7 @@ from email.utils import getaddresses
 from typing import Literal
 
 from connectors.base import (
+    N_,
     AuthenticationError,
     CheckResult,
     ConnectorError,
@@ -162,22 +163,24 @@ class SmtpSender:
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s, local_hostname=self._local_hostname)
         except ssl.SSLError as e:
-            return [CheckResult(name="smtp", ok=False, detail=tls_advice("SMTP", where, e, "smtp", 465, 587))]
+            return [CheckResult.of(N_("smtp"), False, tls_advice("SMTP", where, e, "smtp", 465, 587))]
         except (OSError, smtplib.SMTPException) as e:
             return [
-                CheckResult(
-                    name="smtp",
-                    ok=False,
-                    detail=f"cannot reach SMTP at {where} ({type(e).__name__}): check email.smtp_host, "
-                    "email.smtp_port and that the mail server accepts connections from this machine",
+                CheckResult.of(
+                    N_("smtp"),
+                    False,
+                    N_("cannot reach SMTP at {where} ({error}): check email.smtp_host, "
+                       "email.smtp_port and that the mail server accepts connections from this machine"),
+                    where=where, error=type(e).__name__,
                 )
             ]
-        results = [CheckResult(name="smtp", ok=True, detail=f"SMTP answers at {where}")]
+        results = [CheckResult.of(N_("smtp"), True, N_("SMTP answers at {where}"), where=where)]
         try:
             results.extend(self._check_session(smtp, where, context, mail_from, recipients))
         except (OSError, smtplib.SMTPException) as e:
             results.append(
-                CheckResult(name="smtp", ok=False, detail=f"the SMTP connection to {where} broke ({type(e).__name__})")
+                CheckResult.of(N_("smtp"), False, N_("the SMTP connection to {where} broke ({error})"), where=where,
+                               error=type(e).__name__)
             )
         finally:
             _quiet_close(smtp)
@@ -199,61 +202,69 @@ class SmtpSender:
                 smtp.ehlo()
             except smtplib.SMTPNotSupportedError:
                 return [
-                    CheckResult(
-                        name="smtp_tls",
-                        ok=False,
-                        detail=f"the SMTP server at {where} does not offer STARTTLS: set email.smtp_security to "
-                        "ssl (usually port 465), or to none on a trusted network",
+                    CheckResult.of(
+                        N_("smtp_tls"),
+                        False,
+                        N_("the SMTP server at {where} does not offer STARTTLS: set email.smtp_security to "
+                           "ssl (usually port 465), or to none on a trusted network"),
+                        where=where,
                     )
                 ]
             except ssl.SSLError as e:
-                return [CheckResult(name="smtp_tls", ok=False, detail=tls_advice("SMTP", where, e, "smtp", 465, 587))]
-            results.append(CheckResult(name="smtp_tls", ok=True, detail="STARTTLS negotiated"))
+                return [CheckResult.of(N_("smtp_tls"), False, tls_advice("SMTP", where, e, "smtp", 465, 587))]
+            results.append(CheckResult.of(N_("smtp_tls"), True, N_("STARTTLS negotiated")))
         if self.username:
             try:
                 smtp.login(self.username, self._password)
             except smtplib.SMTPAuthenticationError:
                 return [
                     *results,
-                    CheckResult(
-                        name="smtp_login",
-                        ok=False,
-                        detail=f"SMTP refused the login for {self.username!r}: check email.smtp_username and "
-                        "email.smtp_password (or HELPDESK_ASSIST_EMAIL__SMTP_PASSWORD)",
+                    CheckResult.of(
+                        N_("smtp_login"),
+                        False,
+                        N_("SMTP refused the login for '{user}': check email.smtp_username and "
+                           "email.smtp_password (or HELPDESK_ASSIST_EMAIL__SMTP_PASSWORD)"),
+                        user=self.username,
                     ),
                 ]
             except smtplib.SMTPNotSupportedError:
                 return [
                     *results,
-                    CheckResult(
-                        name="smtp_login",
-                        ok=False,
-                        detail=f"the SMTP server at {where} offers no AUTH on this connection: use "
-                        "email.smtp_security starttls or ssl, or leave email.smtp_username empty",
+                    CheckResult.of(
+                        N_("smtp_login"),
+                        False,
+                        N_("the SMTP server at {where} offers no AUTH on this connection: use "
+                           "email.smtp_security starttls or ssl, or leave email.smtp_username empty"),
+                        where=where,
                     ),
                 ]
-            results.append(CheckResult(name="smtp_login", ok=True, detail=f"logged in as {self.username}"))
+            results.append(CheckResult.of(N_("smtp_login"), True, N_("logged in as {user}"), user=self.username))
         code, reply = smtp.mail(mail_from)
         if code != 250:
             smtp.rset()
             return [
                 *results,
-                CheckResult(
-                    name="smtp_sender",
-                    ok=False,
-                    detail=f"SMTP refused {mail_from!r} (email.address) as sender: {code} {_text(reply)}",
+                CheckResult.of(
+                    N_("smtp_sender"),
+                    False,
+                    N_("SMTP refused '{address}' (email.address) as sender: {code} {reply}"),
+                    address=mail_from, code=code, reply=_text(reply),
                 ),
             ]
-        results.append(CheckResult(name="smtp_sender", ok=True, detail=f"MAIL FROM:<{mail_from}> accepted"))
+        results.append(CheckResult.of(
+            N_("smtp_sender"), True, N_("MAIL FROM:<{address}> accepted"), address=mail_from
+        ))
         for setting, address in recipients:
-            name = setting.rpartition(".")[2]
+            name = setting.rpartition(".")[2]  # a setting's name: shown as it is written in the config
             code, reply = smtp.rcpt(address)
-            if code in (250, 251):
-                detail = f"RCPT TO:<{address}> accepted ({code}); no message was sent"
-                results.append(CheckResult(name=name, ok=True, detail=detail))
-            else:
-                detail = f"SMTP refused {address!r} ({setting}) as recipient: {code} {_text(reply)}; fix {setting}"
-                results.append(CheckResult(name=name, ok=False, detail=detail))
+            accepted = code in (250, 251)
+            detail = (
+                N_("RCPT TO:<{address}> accepted ({code}); no message was sent") if accepted
+                else N_("SMTP refused '{address}' ({setting}) as recipient: {code} {reply}; fix {setting}")
+            )
+            results.append(CheckResult.of(
+                name, accepted, detail, address=address, code=code, reply=_text(reply), setting=setting
+            ))
         smtp.rset()
         return results
 

@@ -34,6 +34,7 @@ import requests
 from pydantic import ValidationError
 
 from connectors.base import (
+    N_,
     AuthenticationError,
     Checkable,
     CheckResult,
@@ -49,6 +50,7 @@ from connectors.base import (
     Person,
     RejectedByHelpdesk,
     Scoped,
+    Text,
     Ticket,
     TicketCreator,
     TicketEvent,
@@ -460,33 +462,34 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
         try:
             self.client.init_session()
         except TransientConnectorError as e:
-            results.append(CheckResult(name="API reachable", ok=False, detail=(
-                f"Cannot reach the GLPI API at {url} ({e}). Check glpi.url (it ends with /apirest.php), the "
-                "network, and that the API is enabled in GLPI under Setup > General > API.")))
+            results.append(CheckResult.of(N_("API reachable"), False, N_(
+                "Cannot reach the GLPI API at {url} ({error}). Check glpi.url (it ends with /apirest.php), the "
+                "network, and that the API is enabled in GLPI under Setup > General > API."), url=url, error=e))
             return results
         except AuthenticationError as e:
-            results.append(CheckResult(name="API reachable", ok=True, detail=f"GLPI answers at {url}."))
-            results.append(CheckResult(name="Session", ok=False, detail=_auth_advice(getattr(e, "code", ""), str(e))))
+            results.append(CheckResult.of(N_("API reachable"), True, N_("GLPI answers at {url}."), url=url))
+            results.append(CheckResult.of(N_("Session"), False, _auth_advice(getattr(e, "code", ""), str(e))))
             return results
         except ConnectorError as e:
-            results.append(CheckResult(name="API reachable", ok=False, detail=(
-                f"GLPI at {url} did not answer like the legacy REST API ({e}). Check glpi.url and that the API "
-                "is enabled under Setup > General > API.")))
+            results.append(CheckResult.of(N_("API reachable"), False, N_(
+                "GLPI at {url} did not answer like the legacy REST API ({error}). Check glpi.url and that the API "
+                "is enabled under Setup > General > API."), url=url, error=e))
             return results
-        results.append(CheckResult(name="API reachable", ok=True, detail=f"GLPI answers at {url}."))
+        results.append(CheckResult.of(N_("API reachable"), True, N_("GLPI answers at {url}."), url=url))
         try:
             uid, login = self.client.whoami()
         except ConnectorError:
             uid, login = "", ""
         if uid and self._bot_id is None:
             self._bot_id = uid
-        results.append(CheckResult(name="Session", ok=True, detail=(
-            f"The user token and App-Token are accepted; connected as '{login}' (user id {uid})." if uid
-            else "The user token and App-Token are accepted.")))
+        results.append(CheckResult.of(N_("Session"), True, (
+            N_("The user token and App-Token are accepted; connected as '{login}' (user id {uid}).") if uid
+            else N_("The user token and App-Token are accepted.")), login=login, uid=uid))
         try:
             profile = ActiveProfile.model_validate(self.client.get_active_profile())
         except (ConnectorError, ValidationError) as e:
-            results.append(CheckResult(name="Rights", ok=False, detail=f"Could not read the active profile: {e}"))
+            results.append(CheckResult.of(N_("Rights"), False, N_("Could not read the active profile: {error}"),
+                                          error=e))
             return results
         results.extend(_rights_results(profile))
         if self.config.create_tickets:
@@ -496,14 +499,14 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
 
     def _webhook_result(self) -> CheckResult:
         if self.config.webhook_secret:
-            return CheckResult(name="Webhook secret", ok=True, detail="A webhook secret is set: GLPI 11 webhooks "
-                               "signed with it are accepted.")
+            return CheckResult.of(N_("Webhook secret"), True, N_("A webhook secret is set: GLPI 11 webhooks "
+                                  "signed with it are accepted."))
         if self.config.poll:
-            return CheckResult(name="Webhook secret", ok=True, detail="Warning: no webhook secret, so GLPI webhooks "
-                               "are refused; polling is on, so new tickets are still found (with a delay).")
-        return CheckResult(name="Webhook secret", ok=False, detail="No webhook secret and polling is off: nothing "
-                           "tells the assistant about new tickets. Copy the secret from GLPI 11 Setup > Webhooks > "
-                           "your webhook > Security into glpi.webhook_secret, or turn on glpi.poll (GLPI 10).")
+            return CheckResult.of(N_("Webhook secret"), True, N_("Warning: no webhook secret, so GLPI webhooks "
+                                  "are refused; polling is on, so new tickets are still found (with a delay)."))
+        return CheckResult.of(N_("Webhook secret"), False, N_("No webhook secret and polling is off: nothing "
+                              "tells the assistant about new tickets. Copy the secret from GLPI 11 Setup > Webhooks > "
+                              "your webhook > Security into glpi.webhook_secret, or turn on glpi.poll (GLPI 10)."))
 
 
     # ============================================================================ creating tickets
@@ -627,30 +630,34 @@ class GLPIConnector(Connector, TicketReader, TicketStateReader, TicketWriter, We
 
     def _creation_results(self, profile: ActiveProfile) -> list[CheckResult]:
         where = f"Administration > Profiles > {profile.name or '(the profile)'}"
-        results = [CheckResult(
-            name="Create tickets", ok=bool(profile.ticket & RIGHT_TICKET_CREATE),
-            detail=(f"Profile '{profile.name}' can create tickets on people's behalf." if profile.ticket
-                    & RIGHT_TICKET_CREATE else f"Profile '{profile.name}' cannot create tickets, so 'open a ticket' "
-                    f"fails: tick 'Create' for Tickets in {where} > Assistance."))]
+        results = [CheckResult.of(
+            N_("Create tickets"), bool(profile.ticket & RIGHT_TICKET_CREATE),
+            (N_("Profile '{profile}' can create tickets on people's behalf.") if profile.ticket
+             & RIGHT_TICKET_CREATE else N_("Profile '{profile}' cannot create tickets, so 'open a ticket' "
+                                           "fails: tick 'Create' for Tickets in {where} > Assistance.")),
+            profile=profile.name, where=where)]
         entity = self.config.create_entity_id
         if entity is not None:
             try:
                 entities = {int(e.get("id", -1)): bool(e.get("is_recursive")) for p in self.client.get_my_profiles()
                             if p.get("id") == profile.id for e in p.get("entities") or [] if isinstance(e, dict)}
             except (ConnectorError, TypeError, ValueError) as e:
-                results.append(CheckResult(name="Ticket entity", ok=False, detail=f"Could not read the entities: {e}"))
+                results.append(CheckResult.of(N_("Ticket entity"), False, N_("Could not read the entities: {error}"),
+                                              error=e))
                 return results
             if entity in entities:
-                results.append(CheckResult(name="Ticket entity", ok=True,
-                                           detail=f"Tickets are opened in entity {entity}, which the profile has."))
+                results.append(CheckResult.of(N_("Ticket entity"), True,
+                                              N_("Tickets are opened in entity {entity}, which the profile has."),
+                                              entity=entity))
             elif any(entities.values()):
-                results.append(CheckResult(name="Ticket entity", ok=True, detail=(
-                    f"Warning: entity {entity} is not one of the profile's own entities; it is allowed only if it "
-                    "lies below one the profile has recursively.")))
+                results.append(CheckResult.of(N_("Ticket entity"), True, N_(
+                    "Warning: entity {entity} is not one of the profile's own entities; it is allowed only if it "
+                    "lies below one the profile has recursively."), entity=entity))
             else:
-                results.append(CheckResult(name="Ticket entity", ok=False, detail=(
-                    f"Entity {entity} (glpi.create_entity_id) is not among the profile's entities: give it in "
-                    "Administration > Users > (the assistant) > Authorizations, or fix glpi.create_entity_id.")))
+                results.append(CheckResult.of(N_("Ticket entity"), False, N_(
+                    "Entity {entity} (glpi.create_entity_id) is not among the profile's entities: give it in "
+                    "Administration > Users > (the assistant) > Authorizations, or fix glpi.create_entity_id."),
+                    entity=entity))
         return results
 
 
@@ -712,50 +719,54 @@ def _search_params(floor: str, start: int) -> list[tuple[str, str | int]]:
     return params
 
 
-def _auth_advice(code: str, message: str) -> str:
+def _auth_advice(code: str, message: str) -> Text:
     advice = {
-        "ERROR_GLPI_LOGIN_USER_TOKEN": "GLPI refused the user token. In GLPI open Administration > Users > (the "
-        "assistant's user) > Remote access keys, regenerate the API token and copy it into glpi.user_token.",
-        "ERROR_GLPI_LOGIN": "GLPI refused the login. Use the assistant user's API token (Administration > Users > "
-        "(user) > Remote access keys) in glpi.user_token.",
-        "ERROR_LOGIN_PARAMETERS_MISSING": "No user token was sent: set glpi.user_token to the API token from "
-        "Administration > Users > (the assistant's user) > Remote access keys.",
-        "ERROR_APP_TOKEN_PARAMETERS_MISSING": "GLPI requires an App-Token for this API client. Copy it from "
-        "Setup > General > API > (the API client) into glpi.app_token.",
-        "ERROR_WRONG_APP_TOKEN_PARAMETER": "The App-Token does not match the API client. Copy it again from "
-        "Setup > General > API > (the API client) into glpi.app_token.",
-        "ERROR_NOT_ALLOWED_IP": "No active API client allows this machine's IP address. Add or fix one under "
-        "Setup > General > API (IPv4 range).",
-        "ERROR_LOGIN_WITH_CREDENTIALS_DISABLED": "Use a user token: login with a password is disabled "
-        "(Setup > General > API).",
+        "ERROR_GLPI_LOGIN_USER_TOKEN": N_("GLPI refused the user token. In GLPI open Administration > Users > (the "
+        "assistant's user) > Remote access keys, regenerate the API token and copy it into glpi.user_token."),
+        "ERROR_GLPI_LOGIN": N_("GLPI refused the login. Use the assistant user's API token (Administration > Users > "
+        "(user) > Remote access keys) in glpi.user_token."),
+        "ERROR_LOGIN_PARAMETERS_MISSING": N_("No user token was sent: set glpi.user_token to the API token from "
+        "Administration > Users > (the assistant's user) > Remote access keys."),
+        "ERROR_APP_TOKEN_PARAMETERS_MISSING": N_("GLPI requires an App-Token for this API client. Copy it from "
+        "Setup > General > API > (the API client) into glpi.app_token."),
+        "ERROR_WRONG_APP_TOKEN_PARAMETER": N_("The App-Token does not match the API client. Copy it again from "
+        "Setup > General > API > (the API client) into glpi.app_token."),
+        "ERROR_NOT_ALLOWED_IP": N_("No active API client allows this machine's IP address. Add or fix one under "
+        "Setup > General > API (IPv4 range)."),
+        "ERROR_LOGIN_WITH_CREDENTIALS_DISABLED": N_("Use a user token: login with a password is disabled "
+        "(Setup > General > API)."),
     }.get(code)
-    return advice or f"GLPI refused to open a session: {message}. Check glpi.user_token and glpi.app_token."
+    if advice:
+        return Text.of(advice)
+    return Text.of(N_("GLPI refused to open a session: {error}. Check glpi.user_token and glpi.app_token."),
+                   error=message)
 
 
 def _rights_results(profile: ActiveProfile) -> list[CheckResult]:
     where = f"Administration > Profiles > {profile.name or '(the profile)'}"
     checks = [
-        ("Read tickets", bool(profile.ticket & RIGHT_TICKET_READALL),
-         f"Profile '{profile.name}' can see all tickets.",
-         f"Profile '{profile.name}' cannot see all tickets: tick 'See all tickets' in {where} > Assistance > Tickets."),
-        ("Add follow-ups", bool(profile.followup & RIGHT_FOLLOWUP_ADDALL),
-         f"Profile '{profile.name}' can add follow-ups to all tickets.",
-         f"Profile '{profile.name}' cannot add follow-ups to all tickets: tick 'Add to all tickets' under "
-         f"Followups in {where} > Assistance."),
-        ("See private follow-ups", bool(profile.followup & RIGHT_FOLLOWUP_SEEPRIVATE),
-         f"Profile '{profile.name}' can see private follow-ups (needed to confirm agent notes stayed private).",
-         f"Profile '{profile.name}' cannot see private follow-ups, so agent notes cannot be confirmed: tick "
-         f"'See private ones' under Followups in {where} > Assistance."),
-        ("Add solutions", bool(profile.ticket & RIGHT_TICKET_UPDATE),
-         f"Profile '{profile.name}' can solve and close tickets.",
-         f"Profile '{profile.name}' cannot solve tickets, so confirmed tickets cannot be closed: tick 'Update' "
-         f"for Tickets in {where} > Assistance."),
-        ("See requesters", bool(profile.user & RIGHT_USER_READ),
-         f"Profile '{profile.name}' can read users (requesters' names and e-mail addresses).",
-         f"Profile '{profile.name}' cannot read users, so requesters' e-mail addresses are unknown: tick 'Read' "
-         f"for Users in {where} > Administration."),
+        (N_("Read tickets"), bool(profile.ticket & RIGHT_TICKET_READALL),
+         N_("Profile '{profile}' can see all tickets."),
+         N_("Profile '{profile}' cannot see all tickets: tick 'See all tickets' in {where} > Assistance > Tickets.")),
+        (N_("Add follow-ups"), bool(profile.followup & RIGHT_FOLLOWUP_ADDALL),
+         N_("Profile '{profile}' can add follow-ups to all tickets."),
+         N_("Profile '{profile}' cannot add follow-ups to all tickets: tick 'Add to all tickets' under "
+            "Followups in {where} > Assistance.")),
+        (N_("See private follow-ups"), bool(profile.followup & RIGHT_FOLLOWUP_SEEPRIVATE),
+         N_("Profile '{profile}' can see private follow-ups (needed to confirm agent notes stayed private)."),
+         N_("Profile '{profile}' cannot see private follow-ups, so agent notes cannot be confirmed: tick "
+            "'See private ones' under Followups in {where} > Assistance.")),
+        (N_("Add solutions"), bool(profile.ticket & RIGHT_TICKET_UPDATE),
+         N_("Profile '{profile}' can solve and close tickets."),
+         N_("Profile '{profile}' cannot solve tickets, so confirmed tickets cannot be closed: tick 'Update' "
+            "for Tickets in {where} > Assistance.")),
+        (N_("See requesters"), bool(profile.user & RIGHT_USER_READ),
+         N_("Profile '{profile}' can read users (requesters' names and e-mail addresses)."),
+         N_("Profile '{profile}' cannot read users, so requesters' e-mail addresses are unknown: tick 'Read' "
+            "for Users in {where} > Administration.")),
     ]
-    return [CheckResult(name=name, ok=ok, detail=good if ok else bad) for name, ok, good, bad in checks]
+    return [CheckResult.of(name, ok, good if ok else bad, profile=profile.name, where=where)
+            for name, ok, good, bad in checks]
 
 
 # ================================================================================ HTML

@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from connectors.base import (
     MARKER_RE,
+    N_,
     AuthenticationError,
     Checkable,
     CheckResult,
@@ -52,6 +53,7 @@ from connectors.base import (
     Person,
     RejectedByHelpdesk,
     Scoped,
+    Text,
     Ticket,
     TicketCreator,
     TicketEvent,
@@ -97,15 +99,15 @@ _TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 #: The rights the plugin's account needs, with the words Redmine's role page uses.
 REQUIRED_PERMISSIONS: tuple[tuple[str, str, str], ...] = (
-    ("view_issues", "View Issues", "the plugin cannot read issues"),
-    ("add_issue_notes", "Add notes", "suggestions and drafts cannot be posted"),
+    ("view_issues", "View Issues", N_("the plugin cannot read issues")),
+    ("add_issue_notes", "Add notes", N_("suggestions and drafts cannot be posted")),
     (
         "set_notes_private",
         "Set notes as private",
-        "Redmine would post the private agent drafts as PUBLIC notes (the plugin then stops with an error)",
+        N_("Redmine would post the private agent drafts as PUBLIC notes (the plugin then stops with an error)"),
     ),
-    ("view_private_notes", "View private notes", "the plugin cannot read back its private notes to confirm them"),
-    ("edit_issues", "Edit issues", "Redmine ignores status changes: issues cannot be closed on confirmation"),
+    ("view_private_notes", "View private notes", N_("the plugin cannot read back its private notes to confirm them")),
+    ("edit_issues", "Edit issues", N_("Redmine ignores status changes: issues cannot be closed on confirmation")),
 )
 
 # --------------------------------------------------------------------------------------------------
@@ -708,34 +710,37 @@ class RedmineConnector(
             self._me = None
             me = self.me()
         except TransientConnectorError as e:
-            return [CheckResult(name="reachable", ok=False, detail=f"{e}. Check redmine.url and the network.")]
+            return [CheckResult.of(N_("reachable"), False, N_("{error}. Check redmine.url and the network."), error=e)]
         except AuthenticationError:
             return [
-                CheckResult(name="reachable", ok=True, detail=f"Redmine answers at {self.url}"),
-                CheckResult(name="rest_api", ok=True, detail="the REST API answers"),
-                CheckResult(
-                    name="api_key",
-                    ok=False,
-                    detail="Redmine refused the API key (HTTP 401): copy the plugin user's key from "
-                    "My account > API access key into redmine.api_key",
+                CheckResult.of(N_("reachable"), True, N_("Redmine answers at {url}"), url=self.url),
+                CheckResult.of(N_("rest_api"), True, N_("the REST API answers")),
+                CheckResult.of(
+                    N_("api_key"),
+                    False,
+                    N_("Redmine refused the API key (HTTP 401): copy the plugin user's key from "
+                       "My account > API access key into redmine.api_key"),
                 ),
             ]
         except PermissionDenied:
             return [
-                CheckResult(name="reachable", ok=True, detail=f"Redmine answers at {self.url}"),
-                CheckResult(
-                    name="rest_api",
-                    ok=False,
-                    detail="Redmine answered 403: the REST API is disabled. Enable it in Administration > "
-                    "Settings > API > 'Enable REST web service'",
+                CheckResult.of(N_("reachable"), True, N_("Redmine answers at {url}"), url=self.url),
+                CheckResult.of(
+                    N_("rest_api"),
+                    False,
+                    N_("Redmine answered 403: the REST API is disabled. Enable it in Administration > "
+                       "Settings > API > 'Enable REST web service'"),
                 ),
             ]
         except ConnectorError as e:
-            return [CheckResult(name="reachable", ok=False, detail=f"{e}")]
-        results.append(CheckResult(name="reachable", ok=True, detail=f"Redmine answers at {self.url}"))
-        results.append(CheckResult(name="rest_api", ok=True, detail="the REST API is enabled"))
-        who = f"{me.login or me.id}" + (" (administrator)" if me.admin else "")
-        results.append(CheckResult(name="api_key", ok=True, detail=f"the API key belongs to {who}"))
+            return [CheckResult.of(N_("reachable"), False, Text.plain(e))]
+        results.append(CheckResult.of(N_("reachable"), True, N_("Redmine answers at {url}"), url=self.url))
+        results.append(CheckResult.of(N_("rest_api"), True, N_("the REST API is enabled")))
+        results.append(CheckResult.of(
+            N_("api_key"), True,
+            N_("the API key belongs to {login} (administrator)") if me.admin else N_("the API key belongs to {login}"),
+            login=me.login or me.id,
+        ))
         results.extend(self._check_rights(me))
         if self.create_project:
             results.extend(self._check_creation(me))
@@ -754,10 +759,11 @@ class RedmineConnector(
             try:
                 project = ProjectEnvelope.model_validate(self.client.get(f"/projects/{ident}.json")).project
             except NotFound:
-                return CheckResult(
-                    name="projects",
-                    ok=False,
-                    detail=f"project {ident!r} (redmine.projects) does not exist or is not visible to {me.login}",
+                return CheckResult.of(
+                    N_("projects"),
+                    False,
+                    N_("project '{project}' (redmine.projects) does not exist or is not visible to {login}"),
+                    project=ident, login=me.login,
                 )
             out[project.identifier or ident] = by_id.get(project.id, ("", []))[1]
         return out
@@ -765,8 +771,9 @@ class RedmineConnector(
     def _check_rights(self, me: User) -> list[CheckResult]:
         if me.admin:
             return [
-                CheckResult(
-                    name=f"right:{perm}", ok=True, detail=f"'{label}': the plugin's account is an administrator"
+                CheckResult.of(
+                    N_("right:{permission}"), True, N_("'{label}': the plugin's account is an administrator"),
+                    permission=perm, label=label,
                 )
                 for perm, label, _ in REQUIRED_PERMISSIONS
             ]
@@ -775,10 +782,11 @@ class RedmineConnector(
             return [projects]
         if not projects:
             return [
-                CheckResult(
-                    name="projects",
-                    ok=False,
-                    detail=f"{me.login} is a member of no project: add it to the helpdesk projects with a role",
+                CheckResult.of(
+                    N_("projects"),
+                    False,
+                    N_("{login} is a member of no project: add it to the helpdesk projects with a role"),
+                    login=me.login,
                 )
             ]
         role_perms: dict[int, set[str]] = {}
@@ -791,14 +799,16 @@ class RedmineConnector(
         results = []
         for perm, label, consequence in REQUIRED_PERMISSIONS:
             missing = [name for name, roles in projects.items() if not any(perm in role_perms[r] for r in roles)]
-            if missing:
-                detail = (
-                    f"{me.login} lacks '{label}' ({perm}) in project(s) {', '.join(missing)}: {consequence}. "
-                    "Grant it in Administration > Roles and permissions"
-                )
-            else:
-                detail = f"'{label}' granted in {', '.join(projects)}"
-            results.append(CheckResult(name=f"right:{perm}", ok=not missing, detail=detail))
+            detail = (
+                N_("{login} lacks '{label}' ({permission}) in project(s) {projects}: {consequence}. "
+                   "Grant it in Administration > Roles and permissions")
+                if missing
+                else N_("'{label}' granted in {projects}")
+            )
+            results.append(CheckResult.of(
+                N_("right:{permission}"), not missing, detail, login=me.login, label=label, permission=perm,
+                projects=", ".join(missing or projects), consequence=Text.of(consequence),
+            ))
         return results
 
     def _check_statuses(self) -> list[CheckResult]:
@@ -806,30 +816,32 @@ class RedmineConnector(
         try:
             closed = self.statuses(refresh=True)[self.closed_status_id()]
             results.append(
-                CheckResult(name="closed_status", ok=True, detail=f"confirmed issues are set to {closed.name}")
+                CheckResult.of(N_("closed_status"), True, N_("confirmed issues are set to {status}"),
+                               status=closed.name)
             )
         except RejectedByHelpdesk as e:
-            results.append(CheckResult(name="closed_status", ok=False, detail=str(e)))
+            results.append(CheckResult.of(N_("closed_status"), False, Text.plain(e)))
         if self.solved_status and self._status_by_name(self.solved_status) is None:
             results.append(
-                CheckResult(
-                    name="solved_status",
-                    ok=False,
-                    detail=f"no status named {self.solved_status!r}: resolved issues will not be recognised",
+                CheckResult.of(
+                    N_("solved_status"),
+                    False,
+                    N_("no status named '{status}': resolved issues will not be recognised"),
+                    status=self.solved_status,
                 )
             )
         if self.reopen_status:
             try:
                 self.reopen_status_id()
-                results.append(
-                    CheckResult(name="reopen_status", ok=True, detail=f"refused issues go to {self.reopen_status}")
-                )
+                results.append(CheckResult.of(
+                    N_("reopen_status"), True, N_("refused issues go to {status}"), status=self.reopen_status
+                ))
             except RejectedByHelpdesk as e:
-                results.append(CheckResult(name="reopen_status", ok=False, detail=str(e)))
+                results.append(CheckResult.of(N_("reopen_status"), False, Text.plain(e)))
         try:
             results.append(self._check_workflow())
         except ConnectorError as e:
-            results.append(CheckResult(name="workflow", ok=False, detail=f"could not try the workflow: {e}"))
+            results.append(CheckResult.of(N_("workflow"), False, N_("could not try the workflow: {error}"), error=e))
         return results
 
     def _check_workflow(self) -> CheckResult:
@@ -840,7 +852,7 @@ class RedmineConnector(
         try:
             closed_id = self.closed_status_id()
         except RejectedByHelpdesk as e:
-            return CheckResult(name="workflow", ok=False, detail=str(e))
+            return CheckResult.of(N_("workflow"), False, Text.plain(e))
         problems, tried = [], []
         for project in self.projects or (None,):
             params: dict[str, Any] = {"status_id": "o", "sort": "updated_on:desc", "limit": 1}
@@ -858,40 +870,44 @@ class RedmineConnector(
                 )
         closed_name = self.statuses()[closed_id].name
         if problems:
-            return CheckResult(
-                name="workflow",
-                ok=False,
-                detail=f"the workflow does not let the plugin's role set {closed_name} on issue(s) "
-                + ", ".join(problems)
-                + ": add the transitions in Administration > Workflow",
+            return CheckResult.of(
+                N_("workflow"),
+                False,
+                N_("the workflow does not let the plugin's role set {status} on issue(s) {issues}: add the "
+                   "transitions in Administration > Workflow"),
+                status=closed_name, issues=", ".join(problems),
             )
         if not tried:
-            return CheckResult(
-                name="workflow",
-                ok=True,
-                detail="no open issue to try the workflow on: the first close is read back and fails loudly if refused",
+            return CheckResult.of(
+                N_("workflow"),
+                True,
+                N_("no open issue to try the workflow on: the first close is read back and fails loudly if refused"),
             )
-        return CheckResult(
-            name="workflow", ok=True, detail=f"the plugin's role may set {closed_name} on {', '.join(tried)}"
+        return CheckResult.of(
+            N_("workflow"), True, N_("the plugin's role may set {status} on {issues}"),
+            status=closed_name, issues=", ".join(tried),
         )
 
     def _check_webhooks(self) -> CheckResult:
         if self._webhook_secret or self._plugin_token:
-            kinds = [
-                k for k, v in (("Redmine 7 signed", self._webhook_secret), ("plugin token", self._plugin_token)) if v
-            ]
-            return CheckResult(name="webhooks", ok=True, detail="webhooks accepted: " + ", ".join(kinds))
+            if self._webhook_secret and self._plugin_token:
+                accepted = N_("webhooks accepted: Redmine 7 signed, plugin token")
+            elif self._webhook_secret:
+                accepted = N_("webhooks accepted: Redmine 7 signed")
+            else:
+                accepted = N_("webhooks accepted: plugin token")
+            return CheckResult.of(N_("webhooks"), True, accepted)
         if self.polling:
-            return CheckResult(
-                name="webhooks",
-                ok=True,
-                detail="warning: no webhook secret or plugin token, so webhooks are refused; polling is on",
+            return CheckResult.of(
+                N_("webhooks"),
+                True,
+                N_("warning: no webhook secret or plugin token, so webhooks are refused; polling is on"),
             )
-        return CheckResult(
-            name="webhooks",
-            ok=False,
-            detail="no redmine.webhook_secret or redmine.plugin_token, and polling is off: new issues will never "
-            "be seen. Configure a webhook or set redmine.poll: true",
+        return CheckResult.of(
+            N_("webhooks"),
+            False,
+            N_("no redmine.webhook_secret or redmine.plugin_token, and polling is off: new issues will never "
+               "be seen. Configure a webhook or set redmine.poll: true"),
         )
 
     # -- creating tickets ----------------------------------------------------------------------------
@@ -1063,13 +1079,14 @@ class RedmineConnector(
     def _check_creation(self, me: User) -> list[CheckResult]:
         """Whether issues can be opened on people's behalf in ``create_project``."""
         results = [
-            CheckResult(
-                name="create:admin_key",
-                ok=me.admin,
-                detail="the API key is an administrator's: issues can be opened as the person"
+            CheckResult.of(
+                N_("create:admin_key"),
+                me.admin,
+                N_("the API key is an administrator's: issues can be opened as the person")
                 if me.admin
-                else f"{me.login} is not an administrator: Redmine ignores X-Redmine-Switch-User and /users.json is "
-                "refused, so people cannot be found nor issues opened as them. Use an administrator's API key",
+                else N_("{login} is not an administrator: Redmine ignores X-Redmine-Switch-User and /users.json is "
+                        "refused, so people cannot be found nor issues opened as them. Use an administrator's API key"),
+                login=me.login,
             )
         ]
         try:
@@ -1078,42 +1095,49 @@ class RedmineConnector(
             ).project
         except NotFound:
             results.append(
-                CheckResult(
-                    name="create:project",
-                    ok=False,
-                    detail=f"project {self.create_project!r} (redmine.create_project) does not exist or is not visible",
+                CheckResult.of(
+                    N_("create:project"),
+                    False,
+                    N_("project '{project}' (redmine.create_project) does not exist or is not visible"),
+                    project=self.create_project,
                 )
             )
             return results
         modules = {m.name for m in project.enabled_modules}
         if project.enabled_modules and "issue_tracking" not in modules:
             results.append(
-                CheckResult(
-                    name="create:project",
-                    ok=False,
-                    detail=f"project {project.name} has the 'Issue tracking' module off: turn it on in its Settings",
+                CheckResult.of(
+                    N_("create:project"),
+                    False,
+                    N_("project {project} has the 'Issue tracking' module off: turn it on in its Settings"),
+                    project=project.name,
                 )
             )
         else:
-            results.append(CheckResult(name="create:project", ok=True, detail=f"issues are opened in {project.name}"))
+            results.append(CheckResult.of(
+                N_("create:project"), True, N_("issues are opened in {project}"), project=project.name
+            ))
         try:
             tracker_id = self.create_tracker_id()
             name = next((t.name for t in project.trackers if t.id == tracker_id), None) if tracker_id else None
             default = project.trackers[0].name if project.trackers else "?"
             results.append(
-                CheckResult(
-                    name="create:tracker",
-                    ok=True,
-                    detail=f"new issues get the tracker {name}" if name else f"new issues get {default}, "
-                    "the project's first tracker",
+                CheckResult.of(
+                    N_("create:tracker"),
+                    True,
+                    N_("new issues get the tracker {tracker}") if name
+                    else N_("new issues get {tracker}, the project's first tracker"),
+                    tracker=name or default,
                 )
             )
         except RejectedByHelpdesk as e:
-            results.append(CheckResult(name="create:tracker", ok=False, detail=str(e)))
+            results.append(CheckResult.of(N_("create:tracker"), False, Text.plain(e)))
         try:
             results.append(self._check_roles_may_add_issues(project.identifier or self.create_project, project.name))
         except ConnectorError as e:
-            results.append(CheckResult(name="create:add_issues", ok=False, detail=f"could not read the roles: {e}"))
+            results.append(CheckResult.of(
+                N_("create:add_issues"), False, N_("could not read the roles: {error}"), error=e
+            ))
         return results
 
     def _check_roles_may_add_issues(self, ident: str, name: str) -> CheckResult:
@@ -1127,17 +1151,18 @@ class RedmineConnector(
             if "add_issues" in RoleEnvelope.model_validate(self.client.get(f"/roles/{rid}.json")).role.permissions
         )
         if not allowed:
-            return CheckResult(
-                name="create:add_issues",
-                ok=False,
-                detail=f"no role of {name}'s members has 'Add issues': nobody's issue can be opened there. Grant it "
-                "in Administration > Roles and permissions",
+            return CheckResult.of(
+                N_("create:add_issues"),
+                False,
+                N_("no role of {project}'s members has 'Add issues': nobody's issue can be opened there. Grant it "
+                   "in Administration > Roles and permissions"),
+                project=name,
             )
-        return CheckResult(
-            name="create:add_issues",
-            ok=True,
-            detail=f"members with role(s) {', '.join(allowed)} may add issues in {name}; others are refused "
-            "(the person is told)",
+        return CheckResult.of(
+            N_("create:add_issues"),
+            True,
+            N_("members with role(s) {roles} may add issues in {project}; others are refused (the person is told)"),
+            roles=", ".join(allowed), project=name,
         )
 
 

@@ -11,7 +11,10 @@ both catalogs; ``tests/plugin/test_i18n.py`` fails when a key has no Russian tra
 translation has lost its key.
 
 Lower packages (``rag``, ``connectors``) never import this: they take a translator callable
-(``Translate``), which the wiring fills from here.
+(``Translate``), which the wiring fills from here, or they mark English keys with an identity ``N_`` of
+their own (``connectors.base``, ``rag.models``) and hand back a key with its values (a check finding as
+``connectors.base.Text``, the engine's abstention reason as a code), which the application words here.
+The command line speaks the ``admin_language`` setting.
 """
 
 from __future__ import annotations

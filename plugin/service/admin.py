@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.base import Checkable, Connector
+from connectors.base import Checkable, CheckResult, Connector
 from helpdesk_errors import HelpdeskError
+from plugin.i18n import N_, words
 from plugin.service.mail import mailbox_check
 from plugin.service.registry import FACTORIES, enabled_names
 from plugin.settings import Settings
@@ -100,41 +101,50 @@ def _iso(ts: float) -> str:
 @dataclass(frozen=True)
 class CheckLine:
     """One line of ``helpdesk-assist check``: what was tested, whether it is fine, and in plain words
-    what was confirmed or what to fix."""
+    what was confirmed or what to fix (in the language :func:`check` was asked for)."""
 
     label: str
     ok: bool
     detail: str
 
 
-def check(settings: Settings) -> list[CheckLine]:
+def check(settings: Settings, *, language: str | None = None) -> list[CheckLine]:
     """Test every enabled connector and the mailbox: reachability, credentials, rights, folders,
-    webhook secrets. Builds its own connectors from the settings (no models are loaded)."""
-    lines: list[CheckLine] = []
+    webhook secrets. Builds its own connectors from the settings (no models are loaded). The words are
+    in ``language`` (default: ``settings.admin_language``); a setting's or a helpdesk's name, and a
+    server's own error text, are shown as they are."""
+    _ = words(language or settings.admin_language)
+    results: list[tuple[str, CheckResult]] = []
     names = enabled_names(settings)
     if not names and not settings.email.enabled:
-        lines.append(CheckLine(
-            "connectors", False, "no connector is enabled: set glpi.enabled, redmine.enabled or email.enabled"
-        ))
+        results.append(("", CheckResult.of(
+            "connectors", False,
+            N_("no connector is enabled: set glpi.enabled, redmine.enabled or email.enabled"),
+        )))
     key = settings.secret_key.get_secret_value()
-    lines.append(CheckLine(
+    results.append(("", CheckResult.of(
         "secret_key", len(key) >= 16,
-        "set (signs the confirmation links)" if len(key) >= 16
-        else "missing or shorter than 16 characters: set HELPDESK_ASSIST_SECRET_KEY",
-    ))
+        N_("set (signs the confirmation links)") if len(key) >= 16
+        else N_("missing or shorter than 16 characters: set HELPDESK_ASSIST_SECRET_KEY"),
+    )))
     url = settings.links.public_url
-    lines.append(CheckLine(
-        "links.public_url", url.startswith(("http://", "https://")), f"{url} (requesters must be able to open it)"
-    ))
+    results.append(("", CheckResult.of(
+        "links.public_url", url.startswith(("http://", "https://")),
+        N_("{url} (requesters must be able to open it)"), url=url,
+    )))
     for name in names:
         try:
             connector = FACTORIES[name](settings)
             if isinstance(connector, Checkable):
-                lines += [CheckLine(f"{name}: {r.name}", r.ok, r.detail) for r in connector.check()]
+                results += [(name, r) for r in connector.check()]
         except HelpdeskError as e:
-            lines.append(CheckLine(name, False, str(e)))
+            results.append(("", CheckResult(name=name, ok=False, detail=str(e))))
     if settings.email.enabled:
-        lines += [CheckLine(f"email: {r.name}", r.ok, r.detail) for r in mailbox_check(settings.email).check()]
+        results += [("email", r) for r in mailbox_check(settings.email).check()]
+    lines = []
+    for prefix, r in results:
+        label, detail = r.render(_)
+        lines.append(CheckLine(f"{prefix}: {label}" if prefix else label, r.ok, detail))
     return lines
 
 

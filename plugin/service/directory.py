@@ -55,7 +55,7 @@ from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from pydantic import BaseModel, ConfigDict
 
-from connectors.base import CheckResult
+from connectors.base import N_, CheckResult, Text
 from helpdesk_errors import HelpdeskError
 from plugin.settings import LDAPSettings
 
@@ -391,17 +391,20 @@ class Directory:
         secret = s.service_password.get_secret_value().encode() if s.service_dn else None
         try:
             with self._connect(s.service_dn or None, secret) as bind:
-                results.append(CheckResult(name="ldap", ok=True, detail=f"{s.url} answers ({self.transport})"))
+                results.append(CheckResult.of(
+                    N_("ldap"), True, N_("{url} answers ({transport})"), url=s.url, transport=self.transport
+                ))
                 if s.service_dn:
-                    results.append(CheckResult(
-                        name="ldap service account", ok=bind.ok,
-                        detail="binds" if bind.ok else f"cannot bind ({bind.why}): check admin.ldap.service_dn "
-                        "and service_password",
+                    results.append(CheckResult.of(
+                        N_("ldap service account"), bind.ok,
+                        N_("binds") if bind.ok else N_("cannot bind ({error}): check admin.ldap.service_dn "
+                                                       "and service_password"),
+                        error=bind.why,
                     ))
                 if not (bind.ok and s.service_dn):
-                    results.append(CheckResult(
-                        name="ldap groups", ok=True,
-                        detail="not checked without a service account: sign in as a member of each group to test it",
+                    results.append(CheckResult.of(
+                        N_("ldap groups"), True,
+                        N_("not checked without a service account: sign in as a member of each group to test it"),
                     ))
                     return results
                 for key in ("user_search_base", "admin_group", "analyst_group"):
@@ -412,11 +415,15 @@ class Directory:
                         found = self._search(
                             bind.conn, dn, "(objectClass=*)", BASE, [_NO_ATTRIBUTES], f"admin.ldap.{key}"
                         )
-                        results.append(CheckResult(name=f"ldap {key}", ok=bool(found), detail=f"{dn} exists"))
+                        results.append(CheckResult.of(
+                            N_("ldap {setting}"), bool(found), N_("{dn} exists"), setting=key, dn=dn
+                        ))
                     except DirectoryError as e:
-                        results.append(CheckResult(name=f"ldap {key}", ok=False, detail=f"{dn}: {e}"))
+                        results.append(CheckResult.of(
+                            N_("ldap {setting}"), False, Text.plain(f"{dn}: {e}"), setting=key
+                        ))
         except LDAPException as e:
-            results.append(CheckResult(name="ldap", ok=False, detail=str(self._error(e))))
+            results.append(CheckResult.of(N_("ldap"), False, Text.plain(self._error(e))))
         return results
 
 

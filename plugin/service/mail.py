@@ -49,6 +49,7 @@ from plugin.service.tickets import Pipeline
 from plugin.settings import EmailSettings
 from plugin.store.inbox import InboxItem
 from plugin.store.suggestions import Suggestion, new_suggestion_id
+from rag.models import ABSTAIN_REASONS
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,12 @@ class Why:
     language (the forward's); the log and the conversation row keep the English."""
 
     key: str
-    params: dict[str, str] = field(default_factory=dict)
+    #: A value that is itself a :class:`Why` (the engine's reason) is read in the same language.
+    params: dict[str, str | Why] = field(default_factory=dict)
 
     def text(self, translate: Translate | None = None) -> str:
-        return (translate or _as_is)(self.key).format(**self.params)
+        values = {k: v.text(translate) if isinstance(v, Why) else v for k, v in self.params.items()}
+        return (translate or _as_is)(self.key).format(**values)
 
 
 def _as_is(key: str) -> str:
@@ -206,7 +209,9 @@ class MailFlow:
         )
         s = self.records.create(s)
         if s.mode == "abstain":
-            self._forward(conv_id, Why(N_("no confident answer ({reason})"), {"reason": s.reason}), suggestion=s)
+            reason = ABSTAIN_REASONS.get(s.reason_code)
+            why = Why(reason, dict(s.reason_params)) if reason else s.reason
+            self._forward(conv_id, Why(N_("no confident answer ({reason})"), {"reason": why}), suggestion=s)
             return
         if s.mode == "shadow":
             self._forward(conv_id, Why(N_("shadow mode: the user got no automatic answer")), suggestion=s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from connectors.base import Link, OutgoingMessage, SuggestedEntry
 from plugin.i18n import N_, words
 from plugin.store.suggestions import Suggestion
+from rag.models import answer_mode_words, reason_words
 
 #: Why a requester says a suggestion did not help: the same choices and words on every channel
 #: (the confirmation page, the notes, the chat).
@@ -30,6 +31,12 @@ OUTCOMES = {"solved": N_("solved"), "not_solved": N_("not solved")}
 def reason_label(reason: str, language: str) -> str:
     _ = words(language)
     return _(REASON_LABELS[reason]) if reason in REASON_LABELS else reason
+
+
+def abstain_reason(s: Suggestion, language: str | None = None) -> str:
+    """Why the engine abstained, in ``language`` (default: the suggestion's); a suggestion made before
+    reasons had codes keeps its English words."""
+    return reason_words(s.reason_code, s.reason_params, words(language or s.language)) or s.reason
 
 
 def public_suggestion(s: Suggestion, *, solved_url: str, not_solved_url: str, max_entries: int) -> OutgoingMessage:
@@ -64,7 +71,7 @@ def incident_note(s: Suggestion, heading: str, lines: list[str]) -> OutgoingMess
     return OutgoingMessage(marker=s.marker("incident"), heading=heading, paragraphs=["\n".join(lines)])
 
 
-def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str = "") -> OutgoingMessage:
+def agent_note(s: Suggestion, *, similar: list[Suggestion]) -> OutgoingMessage:
     _ = words(s.language)
     facts: list[tuple[str, str]] = [
         (_("category"), f"{s.category or '-'} ({s.category_confidence:.2f})"),
@@ -72,20 +79,22 @@ def agent_note(s: Suggestion, *, similar: list[Suggestion], fallback_reason: str
             confidence=f"{s.confidence:.2f}", threshold=f"{s.threshold:.2f}")),
         (_("decision"), _(_DECISIONS[s.mode])),
     ]
-    if s.reason:
-        facts.append((_("why"), s.reason))
+    reason = abstain_reason(s)
+    if reason:
+        facts.append((_("why"), reason))
     if s.answer_mode:
-        facts.append((_("answer"), s.answer_mode + (f" ({fallback_reason})" if fallback_reason else "")))
+        facts.append((_("answer"), answer_mode_words(s.answer_mode, _)))
     for i, e in enumerate(s.entries, 1):
         origin = f", {e.origin}" if e.origin else ""
         label = e.title or e.question[:80]
-        facts.append((_("entry {n}").format(n=i), f"{label} - score {e.score:.2f}, p {e.confidence:.2f}{origin}"))
+        facts.append((_("entry {n}").format(n=i), _("{title} - score {score}, confidence {confidence}").format(
+            title=label, score=f"{e.score:.2f}", confidence=f"{e.confidence:.2f}") + origin))
     for past in similar:
         label = _("Similar tickets this answer solved")
         facts.append((label, f"{past.source} #{past.ticket_id}: {past.ticket_title[:80]}"))
     if s.mode == "abstain":
         heading = _("helpdesk-assist: no confident answer, visible to agents only")
-        paragraphs = [s.reason] + ([s.answer_text] if s.answer_text else [])
+        paragraphs = [reason] + ([s.answer_text] if s.answer_text else [])
     else:
         heading = _("helpdesk-assist: AI draft reply, visible to agents only")
         paragraphs = [

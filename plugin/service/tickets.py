@@ -214,8 +214,10 @@ class Pipeline:
             confidence=best.confidence if best else 0.0,
             threshold=result.threshold,
             reason=result.reason,
+            reason_code=result.reason_code,
+            reason_params=result.reason_params,
             answer_text=composed.text if composed else "",
-            answer_mode=(composed.mode + (f": {composed.fallback_reason}" if composed.fallback_reason else ""))
+            answer_mode=(composed.mode + (f":{composed.fallback_code}" if composed.fallback_code else ""))
             if composed
             else "",
             entries=entries,

@@ -208,6 +208,13 @@ CREATE INDEX inbox_status_lease ON inbox (status, lease_until);
 CREATE INDEX inbox_status_done ON inbox (status, done_at);
 """
 
+# Why the engine abstained as a code and its values (rag.models.ABSTAIN_REASONS), so that the agents
+# read it in their language; suggestions made before keep only the English ``reason``.
+REASONS_V1 = """
+ALTER TABLE suggestions ADD COLUMN reason_code TEXT NOT NULL DEFAULT '';
+ALTER TABLE suggestions ADD COLUMN reason_params TEXT NOT NULL DEFAULT '{}';
+"""
+
 # Outages (issue 13): an incident opened by a burst of near-identical requests, its member requests, and
 # whether the agents' note linking them was posted. Open until an admin closes it.
 INCIDENTS_V1 = """
@@ -244,5 +251,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("mail", 2, MAIL_V2),
     Migration("records", 2, SUGGESTIONS_V2),
     Migration("state.inbox", 3, INBOX_V3),
+    Migration("reasons", 1, REASONS_V1),
     Migration("incidents", 1, INCIDENTS_V1),
 )

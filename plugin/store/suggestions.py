@@ -71,6 +71,10 @@ class Suggestion(BaseModel):
     confidence: float = 0.0
     threshold: float = 0.0
     reason: str = ""
+    #: The reason as a code of rag.models.ABSTAIN_REASONS and its values ("" for suggestions made
+    #: before codes were kept: ``reason`` is then all there is).
+    reason_code: str = ""
+    reason_params: dict[str, str] = Field(default_factory=dict)
     answer_text: str = ""
     answer_mode: str = ""
     entries: list[EntryRef] = Field(default_factory=list)
@@ -114,8 +118,8 @@ def new_suggestion_id() -> str:
 #: Columns of the suggestions table written when a suggestion is made.
 _COLUMNS = (
     "id", "source", "ticket_id", "created_at", "mode", "language", "ticket_title", "query", "category",
-    "category_confidence", "confidence", "threshold", "reason", "answer_text", "answer_mode", "entries",
-    "requester_id", "public_comment_id", "private_comment_id",
+    "category_confidence", "confidence", "threshold", "reason", "reason_code", "reason_params", "answer_text",
+    "answer_mode", "entries", "requester_id", "public_comment_id", "private_comment_id",
 )
 
 
@@ -139,6 +143,7 @@ class Suggestions:
         ticket first, that one wins (and nothing else is written)."""
         data = s.model_dump()
         data["entries"] = json.dumps([e.model_dump() for e in s.entries], ensure_ascii=False)
+        data["reason_params"] = json.dumps(s.reason_params, ensure_ascii=False)
         with self.db.transaction() as db:
             cur = db.execute(
                 f"INSERT OR IGNORE INTO suggestions ({', '.join(_COLUMNS)}) "  # noqa: S608 - fixed column names
@@ -268,6 +273,7 @@ class Suggestions:
 def _suggestion(row: Any) -> Suggestion:
     data = dict(row)
     data["entries"] = [EntryRef(**e) for e in json.loads(data.get("entries") or "[]")]
+    data["reason_params"] = json.loads(data.get("reason_params") or "{}")
     kind = data.pop("d_kind")
     data["outcome"] = DECISIVE.get(kind) if kind else None
     data["outcome_reason"] = data.pop("d_reason")

@@ -335,3 +335,20 @@ def test_mail_from_or_reply_to_outside_the_allowed_domains_is_forwarded_not_answ
     assert len(forwarded) == 2
     for f in forwarded:
         assert "email.allowed_domains" in f.get_body(("plain",)).get_content()
+
+
+def test_no_confident_answer_is_forwarded_with_the_engines_reason_in_the_mails_language(services, monkeypatch):
+    """Issue 9 item 6: the engine's reason reaches the agents in the forward's language (here Russian),
+    worded from the catalog; the conversation row keeps the English for the log."""
+    monkeypatch.setattr(services.mail.pipeline.policies, "_overrides", lambda: {"threshold": 0.99})
+    original = user_mail("Забыл пароль", "Как сбросить пароль от учетной записи? Не могу войти.")
+    send(original)
+    run_until(services, lambda: len(intake()) == 1)
+    assert sink() == [], "no answer below the threshold"
+    body = intake()[0].get_body(("plain",)).get_content()
+    assert re.search(r"нет уверенного ответа \(уверенность 0\.\d\d ниже порога 0\.99\)", body), body
+    assert "below the threshold" not in body
+    conv = services.mail._conversation_by_message(original["Message-ID"].strip("<>"))
+    assert "is below the threshold 0.99" in conv["forward_reason"]
+    s = services.store.suggestions.get(conv["id"])
+    assert (s.reason_code, s.reason_params["threshold"]) == ("below_threshold", "0.99")

@@ -26,7 +26,8 @@ CASES_CSV = """query,answer
 
 @pytest.fixture
 def run(tmp_path):
-    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var"), "HELPDESK_ASSIST_EMBEDDINGS__MODEL": "use-multilingual"}
+    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var"), "HELPDESK_ASSIST_EMBEDDINGS__MODEL": "use-multilingual",
+           "HELPDESK_ASSIST_ADMIN_LANGUAGE": "en"}
 
     def invoke(*args: str):
         return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
@@ -99,7 +100,7 @@ def test_eval_json_last_line_has_exactly_the_documented_keys(run, files, tmp_pat
 
 
 def test_status_says_fallback_loudly(tmp_path):
-    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var")}
+    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var"), "HELPDESK_ASSIST_ADMIN_LANGUAGE": "en"}
     r = CliRunner().invoke(main, ["status"], env=env, catch_exceptions=False)
     assert r.exit_code == 0
     assert "status:     degraded" in r.stdout

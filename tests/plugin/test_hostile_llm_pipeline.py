@@ -18,6 +18,7 @@ from plugin.store import Store
 from plugin.store.suggestions import Suggestions
 from rag.engine import Engine
 from rag.llm.openai_backend import OpenAILLM
+from rag.models import answer_mode_words
 from tests.drain import drain
 from tests.plugin.fake_connector import FakeHelpdesk
 from tests.rag.llm.hostile import HOSTILE, HostileLLMServer, serve_hostile_llm, ticket
@@ -101,13 +102,16 @@ def test_no_hostile_completion_reaches_the_reply_or_the_agents_draft(engine, hos
     for name in names:
         s = records.for_ticket("fake", ids[name])
         assert s is not None and s.mode == ("shadow" if shadow else "public"), name
-        assert s.answer_mode.startswith("extractive: answer has"), f"{name}: {s.answer_mode}"
+        assert s.answer_mode == "extractive:ungrounded", f"{name}: {s.answer_mode}"
         posted = [p for p in helpdesk.posted if p.ticket_id == ids[name]]
         assert [p.private for p in posted] == ([True] if shadow else [False, True])
         note = next(p for p in posted if p.private)
         assert note.message.paragraphs[0] == s.answer_text  # the draft is the checked answer
         # ... and says why it is the entries (the label in the ticket's language)
-        assert dict(note.message.facts)[words(s.language)("answer")] == s.answer_mode
+        said = dict(note.message.facts)[words(s.language)("answer")]
+        assert said == answer_mode_words(s.answer_mode, words(s.language))
+        if s.language == "ru":
+            assert "ссылки, контакты" in said, said
         for p in posted:
             text = p.text()
             leaked = [f for f in FOREIGN if f in text]

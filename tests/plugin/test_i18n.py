@@ -10,6 +10,7 @@ import pytest
 from babel.messages.pofile import read_po
 
 from plugin import i18n
+from plugin.store.suggestions import Suggestion
 from scripts.messages import catalog_path, extracted
 
 KEYS = extracted()
@@ -59,3 +60,49 @@ def test_one_wording_for_one_thing() -> None:
     assert reason_label("not_enough", "en") == REASON_LABELS["not_enough"]
     ru = {m.string for m in _catalog("ru") if m.id}
     assert not any(re.search(r"не о моей проблеме", t) for t in ru)  # the old second wording is gone
+
+
+def _abstained(**fields: object) -> Suggestion:
+    return Suggestion(id="s1", source="redmine", ticket_id="7", created_at=0, mode="abstain", language="ru", **fields)
+
+
+def test_the_engines_reason_reaches_agents_in_their_language() -> None:
+    """The engine gives a code and values; the note and the mail forward word them from the catalog."""
+    from plugin.service.mail import Why
+    from plugin.service.messages import abstain_reason, agent_note
+    from rag.models import ABSTAIN_REASONS
+
+    s = _abstained(reason="category 'Принтеры' is switched off: agents answer it", reason_code="category_off",
+                   reason_params={"category": "Принтеры"})
+    assert abstain_reason(s) == "категория 'Принтеры' отключена: на неё отвечают специалисты поддержки"
+    assert abstain_reason(s, "en") == s.reason
+    note = agent_note(s, similar=[])
+    assert note.paragraphs[0] == abstain_reason(s) and ("почему", abstain_reason(s)) in note.facts
+    low = _abstained(reason_code="below_threshold", reason_params={"confidence": "0.41", "threshold": "0.60"})
+    forward = Why(i18n.N_("no confident answer ({reason})"),
+                  {"reason": Why(ABSTAIN_REASONS[low.reason_code], low.reason_params)})
+    assert forward.text(i18n.words("ru")) == "нет уверенного ответа (уверенность 0.41 ниже порога 0.60)"
+    assert forward.text() == "no confident answer (confidence 0.41 is below the threshold 0.60)"  # the log's
+
+
+def test_a_reason_recorded_before_codes_is_shown_as_it_was() -> None:
+    from plugin.service.messages import abstain_reason
+
+    old = _abstained(reason="nothing relevant found in the knowledge base")
+    assert abstain_reason(old) == old.reason
+
+
+def test_check_results_render_in_either_language() -> None:
+    from connectors.base import CheckResult, Text
+
+    r = CheckResult.of(i18n.N_("intake address"), False, i18n.N_(
+        "The mail server does not take mail from {sender} to {intake} ({cause}): check the SMTP settings and the "
+        "helpdesk's intake address."), sender="a@x", intake="b@y",
+        cause=Text.of(i18n.N_("SMTP refused the login for '{user}': check email.smtp_username and email.smtp_password "
+                         "(or HELPDESK_ASSIST_EMAIL__SMTP_PASSWORD)"), user="bot"))
+    assert r.detail.startswith("The mail server does not take mail from a@x to b@y (SMTP refused the login for 'bot'")
+    name, detail = r.render(i18n.words("ru"))
+    assert name == "адрес приёма обращений"
+    assert detail.startswith("Почтовый сервер не принимает письма от a@x для b@y (SMTP отклонил вход для 'bot'")
+    plain = CheckResult.of(i18n.N_("workflow"), False, Text.plain("{not a placeholder}"))
+    assert plain.render(i18n.words("ru")) == ("последовательность статусов", "{not a placeholder}")

@@ -97,7 +97,8 @@ def test_item4_a_30_minute_outage_loses_nothing_and_health_says_since_when(glpi,
     # `helpdesk-assist status` in another process reads the same state file.
     env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var"), "HELPDESK_ASSIST_SECRET_KEY": "k" * 32,
            "HELPDESK_ASSIST_GLPI__ENABLED": "true", "HELPDESK_ASSIST_GLPI__URL": glpi.url,
-           "HELPDESK_ASSIST_GLPI__USER_TOKEN": glpi.bot_token, "HELPDESK_ASSIST_EMBEDDINGS__MODEL": "use-multilingual"}
+           "HELPDESK_ASSIST_GLPI__USER_TOKEN": glpi.bot_token, "HELPDESK_ASSIST_EMBEDDINGS__MODEL": "use-multilingual",
+           "HELPDESK_ASSIST_ADMIN_LANGUAGE": "en"}
     r = CliRunner().invoke(main, ["status"], env=env, catch_exceptions=False)
     assert r.exit_code == 0
     assert f"glpi:       UNREACHABLE since {_iso(started)}" in r.stdout

@@ -150,7 +150,13 @@ def test_abstention_posts_only_a_private_note_saying_why(engine, helpdesk, tmp_p
     assert [p.private for p in helpdesk.posted] == [True]
     s = records.for_ticket("fake", t.id)
     assert s.mode == "abstain"
-    assert "below the threshold" in helpdesk.posted[0].text()
+    # The reason is kept as a code with its values (and in English for the log); the agents read it in
+    # the note's language, here the ticket's Russian.
+    assert (s.reason_code, s.reason_params["threshold"]) == ("below_threshold", "0.99")
+    assert "below the threshold 0.99" in s.reason
+    note = helpdesk.posted[0].text()
+    assert f"уверенность {s.reason_params['confidence']} ниже порога 0.99" in note
+    assert "below the threshold" not in note
 
 
 def test_private_notes_never_reach_the_public_reply(engine, helpdesk, tmp_path):

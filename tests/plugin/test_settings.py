@@ -161,3 +161,21 @@ def test_email_allowed_domains_names_the_key_and_the_bad_value(bad):
     with pytest.raises(ConfigError) as e:
         load_settings(env={}, email={"allowed_domains": ["example.ru", bad]})
     assert "email.allowed_domains" in str(e.value) and "not a domain name" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("helpdesk", ["helpdesk"]), ("helpdesk, ops ,", ["helpdesk", "ops"]), ('["a,b", "c"]', ["a,b", "c"])],
+)
+def test_every_list_setting_takes_one_string_from_the_environment(value, expected):
+    # Every environment variable is one string: a list setting takes "a, b" or a JSON list, as api.keys does.
+    s = load_settings(env={"HELPDESK_ASSIST_REDMINE__PROJECTS": value, "HELPDESK_ASSIST_GLPI__ENTITIES": "3, 7"})
+    assert s.redmine.projects == expected
+    assert s.glpi.entities == [3, 7]
+
+
+def test_a_bad_list_item_from_the_environment_names_the_variable_and_the_item():
+    with pytest.raises(ConfigError) as e:
+        load_settings(env={"HELPDESK_ASSIST_GLPI__ENTITIES": "3, x"})
+    msg = str(e.value)
+    assert "HELPDESK_ASSIST_GLPI__ENTITIES, item 2" in msg and "'x'" in msg

@@ -49,7 +49,7 @@ def check(**over: str) -> Result:
         "forward_to": "intake@example.test",
         "timeout_s": "10",
     } | over
-    env = {"HELPDESK_ASSIST_SECRET_KEY": "k" * 32} | {f"HELPDESK_ASSIST_EMAIL__{k.upper()}": v for k, v in email.items()}
+    env = {"HELPDESK_ASSIST_SECRET_KEY": "k" * 32, "HELPDESK_ASSIST_ADMIN_LANGUAGE": "en"} | {f"HELPDESK_ASSIST_EMAIL__{k.upper()}": v for k, v in email.items()}
     return CliRunner().invoke(main, ["check"], env=env, catch_exceptions=False)
 
 
