@@ -108,7 +108,7 @@ def test_open_without_key(tmp_path):
 def test_report_command(tmp_path):
     fill_january(tmp_path / "var" / "state.sqlite3").close()
     config = tmp_path / "config.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'var'}\n", encoding="utf-8")
+    config.write_text(f"data_dir: {tmp_path / 'var'}\nadmin_language: en\n", encoding="utf-8")
     out = tmp_path / "report.json"
     runner = CliRunner()
     r = runner.invoke(main, ["-c", str(config), "report", "--from", "2026-01-01", "--to", "2026-01-31",
@@ -133,7 +133,7 @@ def test_analyze_command(tmp_path):
     export = write_csv(tmp_path / "t.csv", [("Описание", "Решение"), ("Не приходят письма", "Перезапустите Outlook."),
                                              ("Сломался стул", ""), ("", "ответ без вопроса")])
     config = tmp_path / "config.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'var'}\n", encoding="utf-8")
+    config.write_text(f"data_dir: {tmp_path / 'var'}\nadmin_language: en\n", encoding="utf-8")
     out = tmp_path / "replay.html"
     r = CliRunner().invoke(main, ["-c", str(config), "analyze", str(export), "--kb", str(kb), "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
