@@ -142,3 +142,15 @@ def test_analyze_command(tmp_path):
     assert "unreadable: " in r.stderr and "row 4" in r.stderr
     assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert not (tmp_path / "var").exists()  # the configured data dir is never touched
+
+
+def test_pages_without_any_data(tmp_path):
+    services = boundary_services(tmp_path / "var")
+    client = create_app(services.settings, services=services).test_client()
+    for path in ("/analytics?lang=en", "/analytics?lang=en&gaps=1", "/analytics?format=csv", "/analytics?format=json",
+                 "/analytics/economics?lang=ru", "/analytics/economics?format=csv&projection=1000",
+                 "/analytics/gaps.csv", "/analytics?from=2020-01-01&to=2029-12-31"):
+        r = client.get(path, headers=auth())
+        assert r.status_code == 200, (path, r.get_data(as_text=True)[:300])
+    data = client.get("/analytics?format=json", headers=auth()).get_json()
+    assert data["total"]["seen"] == 0 and data["total"]["deflection_rate"] is None and data["holdout"] is None
