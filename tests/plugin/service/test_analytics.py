@@ -259,3 +259,17 @@ def test_economic_parameters_from_settings_name_a_bad_key():
                        ({"users": "many"}, "users")):
         with pytest.raises(ConfigError, match=named):
             load_settings(env={}, analytics={"economics": bad})
+
+
+def test_csv_exports_do_not_run_formulas(tmp_path):
+    store = Store.open(tmp_path / "state.sqlite3")
+    for i in range(3):
+        _suggest(store, f"f{i}", "glpi", "=HYPERLINK(\"http://evil\")", "abstain", 0.1, 0.5, None, 5,
+                 query="=cmd|' /C calc'!A0 почта не работает")
+    r = build_report(store.analytics, AnalyticsSettings(gap_min_size=2), since=datetime(2026, 1, 1, tzinfo=UTC),
+                     until=datetime(2026, 2, 1, tzinfo=UTC), now=NOW,
+                     embed=HashingEmbedder().embed)
+    for text in (gaps_csv(r), report_csv(r)):
+        cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+        assert not any(c.startswith(("=", "+", "@")) for c in cells)
+        assert any(c.startswith("'=") for c in cells)
