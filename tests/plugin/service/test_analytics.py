@@ -239,7 +239,8 @@ def test_exports(store):
 
 
 @pytest.mark.parametrize(("start", "end", "field"), [("2026-13-01", None, "from"), (None, "yesterday", "to"),
-                                                      ("2026-02-01", "2026-01-01", "to")])
+                                                      ("2026-02-01", "2026-01-01", "to"),
+                                                      ("9999-12-31", "9999-12-31", "from"), (None, "0001-01-05", "to")])
 def test_bad_period_names_the_field(start, end, field):
     with pytest.raises(ValueError, match=field):
         period(start, end)
