@@ -96,6 +96,7 @@ def test_economic_page_bad_parameter(client):
     assert r.status_code == 400
     html = r.get_data(as_text=True)
     assert "users: expected a number" in html and "deflection: expected a number" in html
+    assert client.get("/analytics/economics?users=1e300", headers=auth()).status_code == 400
     assert client.get("/analytics/economics?format=csv&users=-1", headers=auth()).status_code == 400
 
 
