@@ -15,7 +15,7 @@ import click
 from helpdesk_errors import HelpdeskError
 from plugin import logredact
 from plugin.i18n import N_, Translate, words
-from plugin.service import admin, knowledge
+from plugin.service import admin, console, knowledge
 from plugin.service.apikeys import ensure_local_key, local_key_path
 from plugin.settings import Settings, load_settings
 from plugin.store import Store
@@ -321,6 +321,33 @@ def queue_discard(obj: _Ctx, item_id: int, reason: str) -> None:
     if not discarded:
         _fail(RuntimeError(_("item {id} is not pending or dead (or does not exist)").format(id=item_id)), _)
     click.echo(_("item {id} discarded").format(id=item_id))
+
+
+@main.group("admin")
+def admin_group() -> None:
+    """The admin console's accounts."""
+
+
+@admin_group.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["admin", "analyst"]), default="analyst", show_default=True,
+              help="admin: sees and changes; analyst: sees only.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (one line).")
+@click.pass_obj
+def admin_create_user(obj: _Ctx, name: str, role: str, password_stdin: bool) -> None:
+    """Create a local account for the console (or set a new password and role). The password is asked
+    for (twice), or read from standard input with --password-stdin; never an argument."""
+    _ = obj.words
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(_("Password"), hide_input=True, confirmation_prompt=_("Repeat the password"))
+    try:
+        created = console.create_user(_store(obj), name, password, role=role, by="cli")
+    except ValueError as e:
+        _fail(e, _)
+    done = _("created {login} ({role})") if created else _("updated {login} ({role})")
+    click.echo(done.format(login=console.normalize_login(name), role=role))
 
 
 def _store(obj: _Ctx) -> Store:

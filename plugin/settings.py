@@ -448,11 +448,54 @@ class SignInThrottleSettings(_Section):
     lock_s: float = Field(default=900.0, ge=1.0, le=86_400.0)
 
 
+class ChatSettings(_Section):
+    """The self-service chat (``/``, ``/chat``, ``/api/chat/*``, the widget)."""
+
+    enabled: bool = True
+    #: A header set by the company's SSO reverse proxy naming the signed-in person (``X-Remote-User``).
+    #: Empty: not trusted (the default: anyone could send it); each browser then gets an anonymous,
+    #: signed cookie. Only enable it when the service is reachable through that proxy alone.
+    identity_header: str = Field(default="", max_length=100)
+    #: Origins that may embed the chat (the widget's iframe on the helpdesk's pages), e.g.
+    #: ``https://glpi.example.com``. Empty: the chat cannot be framed.
+    frame_ancestors: list[str] = Field(default_factory=list)
+    #: Longest message accepted (characters).
+    max_message_chars: int = Field(default=1000, ge=50, le=10_000)
+    #: Messages in one conversation; then the person is asked to start a new one or open a ticket.
+    max_turns: int = Field(default=30, ge=2, le=500)
+    #: Clarifying questions asked in one conversation at most.
+    max_clarify_rounds: int = Field(default=2, ge=0, le=2)
+    #: Messages one person may send per minute (then a 429 with a clear message).
+    messages_per_minute: int = Field(default=12, ge=1, le=10_000)
+    #: Messages one client address (IPv6: its /64) may send per minute, all its people together.
+    ip_messages_per_minute: int = Field(default=60, ge=1, le=100_000)
+    #: How long the anonymous cookie keeps a person's conversations (days).
+    cookie_days: float = Field(default=365.0, gt=0, le=3650)
+    #: How long a "send me a link" link restores conversations (hours).
+    restore_link_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+
+    @field_validator("frame_ancestors")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
+                    or any(c in origin for c in " ;,'\""):
+                raise ValueError(f"frame_ancestors: {origin!r} is not an origin like https://glpi.example.com")
+        return [o.rstrip("/") for o in v]
+
+
 class AdminSettings(_Section):
     """The admin console."""
 
     ldap: LDAPSettings = Field(default_factory=LDAPSettings)
     throttle: SignInThrottleSettings = Field(default_factory=SignInThrottleSettings)
+    #: A console session ends after this long without a request (minutes).
+    idle_timeout_min: float = Field(default=30.0, ge=1.0, le=24 * 60)
+    #: ... and at the latest this long after signing in (hours).
+    session_max_h: float = Field(default=12.0, ge=0.1, le=24 * 30)
+    #: The largest knowledge-base file the console accepts for import (megabytes).
+    max_upload_mb: float = Field(default=50.0, gt=0, le=1000)
 
 
 class OutageSettings(_Section):
@@ -493,7 +536,7 @@ class AnalyticsSettings(_Section):
     gap_max_requests: int = Field(default=2000, ge=10, le=50_000)
     #: The economic model's parameters (plugin.service.economics.EconomicParameters; unset: the seed's).
     economics: dict[str, float | str] = Field(default_factory=dict)
-    #: Serve /analytics without an API key (only on a trusted network, until the admin console's sign-in).
+    #: Serve /admin/analytics without the console sign-in or an API key (only on a trusted network).
     open_without_key: bool = False
 
     @field_validator("economics")
@@ -557,6 +600,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     outages: OutageSettings = Field(default_factory=OutageSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -15,12 +15,15 @@ from typing import Any
 
 from connectors.base import Connector, TicketCreator
 from plugin.jobs.worker import Handler, PollJob, Waker, Worker
-from plugin.service import admin, knowledge
+from plugin.service import admin, console, knowledge
+from plugin.service.chat import ChatService
+from plugin.service.chat_identity import ChatIdentities
 from plugin.service.engines import build_engine
 from plugin.service.links import LinkSigner
 from plugin.service.mail import MailFlow
 from plugin.service.outages import Featurize, OutageWatch
 from plugin.service.outcomes import OutcomeService
+from plugin.service.policy import Policies
 from plugin.service.registry import build_connectors, pollers, ticket_creator
 from plugin.service.tickets import Pipeline
 from plugin.settings import Settings
@@ -44,16 +47,24 @@ class Services:
     mail: MailFlow | None
     #: What opens tickets on people's behalf (the chat's hand-off), when one is configured.
     creator: TicketCreator | None
+    #: The self-service chat (its hand-off goes through the inbox with :attr:`creator`).
+    chat: ChatService
     #: Shared by everything that enqueues and every worker of this process.
     waker: Waker
     #: This process's worker (started by ``serve`` with ``worker.embedded``, or run by ``worker``).
     worker: Worker
     #: Outage detection, when ``outages.enabled`` (the pipeline's; banners for the console and the chat).
-    outages: OutageWatch | None = None
+    outages: OutageWatch | None
+    #: The decision policy in effect: the settings with the admin's stored overrides (asked per request).
+    policies: Policies
+    #: The admin console's sign-in (local accounts, the directory, the throttle).
+    accounts: console.Accounts
+    #: Knowledge-base imports started from the console (run in threads of this process).
+    kb_imports: console.ImportJobs
 
     def new_worker(self, *, owner: str | None = None) -> Worker:
         """Another worker over this process's inbox (tests run several; ``serve`` uses :attr:`worker`)."""
-        return _worker(self.settings, self.store, self.pipeline, self.mail, self.waker, owner)
+        return _worker(self.settings, self.store, self.pipeline, self.mail, self.chat, self.waker, owner)
 
     def health(self) -> dict[str, Any]:
         return admin.health(
@@ -79,21 +90,37 @@ def build_services(
     store = Store.open(root / "state.sqlite3", clock=clock)
     # Without a connector no link is ever sent, so a missing key only needs a per-process one.
     secret = settings.secret_key.get_secret_value() or secrets.token_hex(32)
-    links = LinkSigner(secret, settings.links.lifetime_days * 86_400, settings.links.public_url.rstrip("/"))
+    links = LinkSigner(secret, console.link_lifetime_s(settings, store), settings.links.public_url.rstrip("/"))
     conns = build_connectors(settings) if connectors is None else connectors
     waker = Waker()
     outages = OutageWatch(store, settings.outages, lambda: outage_features(engine), clock=clock) if (
         settings.outages.enabled) else None
-    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, outages=outages)
+    policies = console.policies(settings, store)
+    pipeline = Pipeline(settings, engine, store, conns, links, wake=waker.wake, outages=outages, policies=policies)
     mail = MailFlow(settings.email, pipeline) if settings.email.enabled else None
     if mail is not None:
         pipeline.appliers["email"] = mail.apply_outcome
         pipeline.open_checks["email"] = mail.conversation_open
     outcomes = OutcomeService(pipeline)
+    creator = ticket_creator(settings, conns)
+    identities = ChatIdentities(secret, restore_max_age_s=settings.chat.restore_link_hours * 3600)
+    mailer = None
+    if settings.email.enabled:
+        from connectors.email.smtp import SmtpSender
+
+        e = settings.email
+        mailer = SmtpSender(e.smtp_host, e.smtp_port, e.smtp_security, e.smtp_username,
+                            e.smtp_password.get_secret_value(), e.timeout_s).send
+    chat = ChatService(settings, engine, store, pipeline, creator, wake=waker.wake, identities=identities,
+                       mailer=mailer)
+    pipeline.appliers["chat"] = chat.apply_outcome
+    pipeline.open_checks["chat"] = chat.conversation_open
     return Services(
         settings=settings, engine=engine, llm_fallback_reason=llm_reason, store=store, connectors=conns,
-        links=links, pipeline=pipeline, outcomes=outcomes, mail=mail, creator=ticket_creator(settings, conns),
-        waker=waker, worker=_worker(settings, store, pipeline, mail, waker, None), outages=outages,
+        links=links, pipeline=pipeline, outcomes=outcomes, mail=mail, creator=creator, chat=chat,
+        waker=waker, worker=_worker(settings, store, pipeline, mail, chat, waker, None), outages=outages,
+        policies=policies, accounts=console.Accounts(settings, store, clock=clock),
+        kb_imports=console.ImportJobs(engine, store),
     )
 
 
@@ -113,12 +140,14 @@ def outage_features(engine: Engine) -> Featurize:
 
 
 def _worker(
-    settings: Settings, store: Store, pipeline: Pipeline, mail: MailFlow | None, waker: Waker, owner: str | None
+    settings: Settings, store: Store, pipeline: Pipeline, mail: MailFlow | None, chat: ChatService, waker: Waker,
+    owner: str | None,
 ) -> Worker:
     """A worker with every handler and poller of this configuration. A poll revives an event the worker
     gave up on: seeing the ticket again means the helpdesk answers again (a webhook-only failure would
     otherwise wait for `queue retry`)."""
     handlers: dict[str, Handler] = dict(pipeline.handlers())
+    handlers.update(chat.handlers())
     jobs = [
         PollJob(name=name, poll=poller.poll, interval_s=interval, enqueue=pipeline.enqueue_polled)
         for name, poller, interval in pollers(settings, dict(pipeline.connectors))

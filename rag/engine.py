@@ -241,6 +241,14 @@ class Engine:
                 self._index_learned()
         return added
 
+    def forget_learned(self, pair_id: int) -> bool:
+        """Delete one learned pair (a wrong one an admin found) from the store and the vectors."""
+        with self._lock:
+            if not self.store.delete_learned(pair_id):
+                return False
+            self.vectors.delete("learned", [f"l{pair_id}"])
+            return True
+
     # -- retrieval -----------------------------------------------------------------------------------
     def search(
         self, query: str, *, top_k: int | None = None, category: str | None = None
@@ -408,6 +416,8 @@ class Engine:
         policy = policy or self.config.policy
         language = detect_language(query, default=self.config.default_language)
         hits, prediction = self.search(query, category=category)
+        if policy.disabled_entries:
+            hits = [h for h in hits if h.entry_id not in policy.disabled_entries]
         level1 = category or (prediction.levels[0] if prediction.levels else None)
         threshold = policy.threshold_for(level1)
         best = hits[0].confidence if hits else 0.0

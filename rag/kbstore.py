@@ -175,6 +175,10 @@ class KBStore:
             for r in self._db().execute(sql)
         ]
 
+    def delete_learned(self, pair_id: int) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM learned WHERE id = ?", (pair_id,)).rowcount == 1
+
     def mark_learned_indexed(self, ids: Iterable[int]) -> None:
         with self._tx() as db:
             db.executemany("UPDATE learned SET indexed = 1 WHERE id = ?", [(i,) for i in ids])

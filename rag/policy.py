@@ -20,11 +20,14 @@ class DecisionPolicy:
     category_thresholds: Mapping[str, float] = field(default_factory=dict)
     #: First-level categories the engine always abstains on (agents only).
     disabled_categories: frozenset[str] = frozenset()
+    #: Knowledge-base entries (ids) switched off by an admin: never among the hits (until switched on).
+    disabled_entries: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         # Frozen all the way down: a policy in use is never changed, only replaced.
         object.__setattr__(self, "category_thresholds", MappingProxyType(dict(self.category_thresholds)))
         object.__setattr__(self, "disabled_categories", frozenset(self.disabled_categories))
+        object.__setattr__(self, "disabled_entries", frozenset(self.disabled_entries))
         for name, value in (("threshold", self.threshold), *self.category_thresholds.items()):
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"threshold {name!r} must be between 0 and 1, got {value}")

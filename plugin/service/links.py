@@ -73,19 +73,28 @@ class LinkSigner:
     """Signs and reads confirmation links. ``clock`` is injectable for tests."""
 
     def __init__(
-        self, secret: str, lifetime_s: float, public_url: str, *, clock: Callable[[], float] = time.time
+        self, secret: str, lifetime_s: float | Callable[[], float], public_url: str, *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``lifetime_s``: seconds, or a function asked at each read (the admin's run-time override)."""
         if not secret:
             raise LinkError("a secret key is required to sign confirmation links")
-        if lifetime_s <= 0:
-            raise LinkError(f"the link lifetime must be positive, got {lifetime_s}")
+        self._lifetime = lifetime_s if callable(lifetime_s) else (lambda: float(lifetime_s))
+        if self.lifetime_s <= 0:
+            raise LinkError(f"the link lifetime must be positive, got {self.lifetime_s}")
         self._secret = secret
-        self.lifetime_s = lifetime_s
-        # itsdangerous compares whole seconds.
-        self._max_age = max(1, int(lifetime_s))
         self.public_url = public_url.rstrip("/")
         self._clock = clock
         self._serializer = self._make_serializer(clock)
+
+    @property
+    def lifetime_s(self) -> float:
+        return float(self._lifetime())
+
+    @property
+    def _max_age(self) -> int:
+        # itsdangerous compares whole seconds.
+        return max(1, int(self.lifetime_s))
 
     def _make_serializer(self, clock: Callable[[], float]) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(

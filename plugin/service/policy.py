@@ -36,8 +36,8 @@ class Policy:
 
 def from_settings(settings: Settings, overrides: Mapping[str, Any] | None = None) -> Policy:
     """The policy of ``settings`` with ``overrides`` laid over it. Override keys: ``threshold``,
-    ``category_thresholds`` (merged per category), ``disabled_categories`` (replaces), ``shadow_mode``,
-    ``shadow.<source>``."""
+    ``category_thresholds`` (merged per category), ``disabled_categories`` (replaces), ``disabled_entries``
+    (entry ids), ``shadow_mode``, ``shadow.<source>``."""
     o = dict(overrides or {})
     d = settings.decision
     thresholds = {**d.category_thresholds, **dict(o.get("category_thresholds") or {})}
@@ -45,6 +45,7 @@ def from_settings(settings: Settings, overrides: Mapping[str, Any] | None = None
         threshold=float(o.get("threshold", d.threshold)),
         category_thresholds=thresholds,
         disabled_categories=frozenset(o.get("disabled_categories", d.disabled_categories)),
+        disabled_entries=frozenset(o.get("disabled_entries") or ()),
     )
     shadow = {name: getattr(settings, name).shadow_mode for name in SHADOW_SOURCES}
     shadow.update({k.removeprefix("shadow."): v for k, v in o.items() if k.startswith("shadow.")})

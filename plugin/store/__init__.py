@@ -8,6 +8,8 @@
 - :mod:`.mail`        mail conversations;
 - :mod:`.analytics`   the report's facts, folded from the outcome history;
 - :mod:`.incidents`   outage incidents and their requests.
+- :mod:`.admin`       the admin console: accounts, overrides, audit log, sign-in throttle counters.
+- :mod:`.chat`        chat conversations and their turns.
 
 Nothing here imports Flask or the service layer.
 """
@@ -19,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from plugin.store.admin import AdminRecords, ThrottleCounters
 from plugin.store.analytics import Analytics
+from plugin.store.chat import ChatStore
 from plugin.store.db import Database
 from plugin.store.health import Health
 from plugin.store.inbox import Inbox
@@ -45,6 +49,9 @@ class Store:
     mail: MailConversations
     analytics: Analytics
     incidents: Incidents
+    admin: AdminRecords
+    throttle: ThrottleCounters
+    chat: ChatStore
 
     @classmethod
     def open(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Store:
@@ -52,7 +59,8 @@ class Store:
         db = Database(path, clock=clock)
         migrate(db)
         return cls(db=db, inbox=Inbox(db), health=Health(db), suggestions=Suggestions(db),
-                   mail=MailConversations(db), analytics=Analytics(db), incidents=Incidents(db))
+                   mail=MailConversations(db), analytics=Analytics(db), incidents=Incidents(db),
+                   admin=AdminRecords(db), throttle=ThrottleCounters(db), chat=ChatStore(db))
 
     @property
     def clock(self) -> Callable[[], float]:

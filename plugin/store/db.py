@@ -39,6 +39,10 @@ CREATE TABLE IF NOT EXISTS schema_versions (
 )
 """
 
+def _casefold(value: object) -> str | None:
+    return None if value is None else str(value).casefold()
+
+
 def clip_error(error: str) -> str:
     """``error`` cut to :data:`MAX_ERROR_CHARS` characters (an ellipsis marks the cut)."""
     error = str(error)
@@ -85,6 +89,8 @@ class Database:
             self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         db.row_factory = sqlite3.Row
+        # SQLite's lower() folds ASCII only: searches in Russian text use this one.
+        db.create_function("casefold", 1, _casefold, deterministic=True)
         db.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")

@@ -243,6 +243,87 @@ CREATE TABLE IF NOT EXISTS incident_members (
 CREATE INDEX IF NOT EXISTS incident_members_request ON incident_members (request_id);
 """
 
+# The admin console (issue 12): local accounts, run-time overrides of the policy, the audit log, and the
+# sign-in throttle's counters (shared by every process).
+ADMIN_V1 = """
+CREATE TABLE IF NOT EXISTS admin_users (
+    login TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'analyst')),
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS admin_overrides (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    changed_by TEXT NOT NULL,
+    changed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    before TEXT,
+    after TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    ip TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (at);
+CREATE INDEX IF NOT EXISTS audit_log_action ON audit_log (action, at);
+CREATE TABLE IF NOT EXISTS signin_throttle (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+# The self-service chat (issue 10): a conversation belongs to one owner (an opaque identity: a signed
+# cookie's id, a trusted login); its id is unguessable (secrets.token_urlsafe). A turn is one message
+# of the person and what we answered (an answer, a clarifying question, or "an agent will help"); an
+# answer is also a suggestion with source "chat" (ticket_id "<conversation>:<n>"), so that a rating is an
+# outcome event like a ticket's. The hand-off (a ticket opened on the person's behalf) is an inbox item;
+# its state and the ticket's number are kept on the conversation.
+CHAT_V1 = """
+CREATE TABLE IF NOT EXISTS chat_conversations (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    language TEXT NOT NULL DEFAULT 'ru',
+    title TEXT NOT NULL DEFAULT '',
+    clarify_rounds INTEGER NOT NULL DEFAULT 0,
+    handoff_state TEXT NOT NULL DEFAULT '' CHECK (handoff_state IN ('', 'pending', 'created', 'failed')),
+    handoff_at REAL,
+    handoff_error TEXT NOT NULL DEFAULT '',
+    ticket_source TEXT NOT NULL DEFAULT '',
+    ticket_id TEXT NOT NULL DEFAULT '',
+    ticket_url TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS chat_conversations_owner ON chat_conversations (owner, updated_at);
+CREATE TABLE IF NOT EXISTS chat_turns (
+    conversation_id TEXT NOT NULL REFERENCES chat_conversations (id) ON DELETE CASCADE,
+    n INTEGER NOT NULL,
+    at REAL NOT NULL,
+    message TEXT NOT NULL,
+    query TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'new',
+    method TEXT NOT NULL DEFAULT 'alone',
+    reply TEXT NOT NULL CHECK (reply IN ('answer', 'clarify', 'handoff', 'incident')),
+    answer_text TEXT NOT NULL DEFAULT '',
+    answer_mode TEXT NOT NULL DEFAULT '',
+    sources TEXT NOT NULL DEFAULT '[]',
+    answer_ids TEXT NOT NULL DEFAULT '[]',
+    entry_ids TEXT NOT NULL DEFAULT '[]',
+    clarification TEXT,
+    suggestion_id TEXT,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conversation_id, n)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("state.inbox", 1, INBOX_V1),
     Migration("state.inbox", 2, INBOX_V2),
@@ -253,4 +334,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("state.inbox", 3, INBOX_V3),
     Migration("reasons", 1, REASONS_V1),
     Migration("incidents", 1, INCIDENTS_V1),
+    Migration("admin", 1, ADMIN_V1),
+    Migration("chat", 1, CHAT_V1),
 )

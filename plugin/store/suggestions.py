@@ -270,6 +270,75 @@ class Suggestions:
         return out
 
 
+    def search(self, text: str = "", *, source: str | None = None, limit: int = 100) -> list[Suggestion]:
+        """The newest first; ``text`` found (case-insensitively) in the request, the title, the ticket id
+        or the category."""
+        sql = _SELECT + " WHERE (? IS NULL OR s.source = ?)"
+        args: list[Any] = [source, source]
+        if text:
+            sql += (" AND (instr(casefold(s.query), casefold(?)) > 0"
+                    " OR instr(casefold(s.ticket_title), casefold(?)) > 0"
+                    " OR s.ticket_id = ? OR instr(casefold(s.category), casefold(?)) > 0)")
+            args += [text, text, text, text]
+        sql += " ORDER BY s.created_at DESC LIMIT ?"
+        args.append(limit)
+        return [_suggestion(r) for r in self.db.read().execute(sql, args).fetchall()]
+
+    def entry_counts(self, entry_id: str) -> dict[str, int]:
+        """How often an entry was suggested (among a suggestion's entries), and how often a suggestion
+        it led was confirmed or rejected."""
+        db = self.db.read()
+        suggested = db.execute(
+            "SELECT COUNT(*) FROM suggestions s WHERE EXISTS"
+            " (SELECT 1 FROM json_each(s.entries) j WHERE json_extract(j.value, '$.entry_id') = ?)", (entry_id,)
+        ).fetchone()[0]
+        out = {"suggested": int(suggested), "confirmed": 0, "rejected": 0}
+        for r in db.execute(
+            "SELECT d.kind, COUNT(*) AS n FROM suggestions s JOIN decisive_outcomes d ON d.suggestion_id = s.id"
+            " WHERE json_extract(s.entries, '$[0].entry_id') = ? GROUP BY d.kind", (entry_id,)
+        ):
+            out[r["kind"]] = int(r["n"])
+        return out
+
+    def most_rejected(self, limit: int = 20) -> list[tuple[str, str, int, int]]:
+        """Entries that led rejected suggestions, most rejected first: (entry id, title, rejected, confirmed)."""
+        rows = self.db.read().execute(
+            "SELECT json_extract(s.entries, '$[0].entry_id') AS entry_id,"
+            " MAX(json_extract(s.entries, '$[0].title')) AS title,"
+            " SUM(d.kind = 'rejected') AS rejected, SUM(d.kind = 'confirmed') AS confirmed"
+            " FROM suggestions s JOIN decisive_outcomes d ON d.suggestion_id = s.id"
+            " WHERE entry_id IS NOT NULL GROUP BY entry_id HAVING rejected > 0"
+            " ORDER BY rejected DESC, confirmed ASC LIMIT ?", (limit,)
+        ).fetchall()
+        return [(r["entry_id"], r["title"] or "", int(r["rejected"]), int(r["confirmed"])) for r in rows]
+
+    def sources(self) -> list[str]:
+        return [r[0] for r in self.db.read().execute("SELECT DISTINCT source FROM suggestions ORDER BY source")]
+
+    def window_counts(self, since: float) -> dict[str, int]:
+        """What happened since ``since``: tickets seen (suggestions made), answered publicly, kept to
+        the agents (abstain or shadow), confirmed, rejected, handed off."""
+        db = self.db.read()
+        modes = dict(
+            (r["mode"], r["n"]) for r in db.execute(
+                "SELECT mode, COUNT(*) AS n FROM suggestions WHERE created_at >= ? GROUP BY mode", (since,)
+            )
+        )
+        kinds = dict(
+            (r["kind"], r["n"]) for r in db.execute(
+                "SELECT kind, COUNT(*) AS n FROM outcome_events WHERE at >= ? GROUP BY kind", (since,)
+            )
+        )
+        return {
+            "seen": sum(modes.values()),
+            "answered": modes.get("public", 0),
+            "agents_only": modes.get("abstain", 0) + modes.get("shadow", 0),
+            "confirmed": kinds.get("confirmed", 0),
+            "rejected": kinds.get("rejected", 0),
+            "handed_off": kinds.get("handed_off", 0),
+        }
+
+
 def _suggestion(row: Any) -> Suggestion:
     data = dict(row)
     data["entries"] = [EntryRef(**e) for e in json.loads(data.get("entries") or "[]")]

@@ -1,9 +1,10 @@
-"""The analytics and economic pages: ``GET /analytics`` (``?from=&to=&format=html|csv|json&lang=``),
-``GET /analytics/gaps.csv`` and ``GET /analytics/economics`` (``?from=&to=&<parameter>=&deflection=&projection=
-&format=csv``).
+"""The analytics and economic pages, under ``/admin``: ``GET /admin/analytics``
+(``?from=&to=&format=html|csv|json&lang=``), ``GET /admin/analytics/gaps.csv`` and
+``GET /admin/analytics/economics`` (``?from=&to=&<parameter>=&deflection=&projection=&format=csv``).
 
-Until the admin console's sign-in covers them, they need the API key of ``/api`` (``Authorization:
-Bearer`` or ``X-API-Key``), unless ``analytics.open_without_key`` is set (a trusted network only).
+They are pages of the admin console (under ``/admin``, in its navigation): anyone signed in to it, analyst
+or admin, sees them; a script fetches the CSV / JSON with the API key of ``/api`` (``Authorization: Bearer``
+or ``X-API-Key``) instead; ``analytics.open_without_key`` opens them to a trusted network.
 Every request only reads: forms use GET and change nothing. Bad input is a 400 naming the field.
 The numbers come from :mod:`plugin.service.analytics`, the rendering from :mod:`plugin.reports.analytics`.
 """
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request, url_for
 from pydantic import ValidationError
 
 from plugin.reports.analytics import (
@@ -33,11 +34,12 @@ from plugin.service.apikeys import presented_key
 from plugin.service.economics import EconomicParameters
 from plugin.service.outages import banners
 from plugin.web import i18n as web_i18n
+from plugin.web.admin import console_user
 from plugin.web.api import API_EXTENSION, ApiState
 from plugin.web.context import current_services
 from plugin.web.security import page_headers
 
-analytics_bp = Blueprint("analytics", __name__, template_folder="templates")
+analytics_bp = Blueprint("analytics", __name__, template_folder="templates", url_prefix="/admin")
 
 _FORMATS = ("html", "csv", "json")
 
@@ -56,15 +58,21 @@ def _allowed() -> bool:
     if current_services().settings.analytics.open_without_key:
         return True
     key = presented_key(request.headers)
-    state: ApiState | None = current_app.extensions.get(API_EXTENSION)
-    return key is not None and state is not None and state.keys.matches(key)
+    if key is not None:
+        state: ApiState | None = current_app.extensions.get(API_EXTENSION)
+        return state is not None and state.keys.matches(key)
+    return console_user() is not None
 
 
 @analytics_bp.before_request
 def _require_key() -> Any:
     if _allowed():
         return None
-    response = jsonify(error="Unauthorized", detail="an API key is required: send 'Authorization: Bearer <key>' "
+    if request.args.get("format", "html") == "html" and not request.path.endswith(".csv") and (
+            presented_key(request.headers) is None):
+        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+    response = jsonify(error="Unauthorized",
+                       detail="sign in to the admin console, or send an API key: 'Authorization: Bearer <key>' "
                        "or 'X-API-Key: <key>' (or set analytics.open_without_key on a trusted network)")
     response.headers["WWW-Authenticate"] = 'Bearer realm="helpdesk-assist"'
     return response, 401

@@ -17,8 +17,11 @@ from plugin.service.intake import StoreUnavailable, accept_events
 from plugin.service.registry import webhook_sources
 from plugin.settings import Settings, load_settings
 from plugin.web import i18n as web_i18n
+from plugin.web.admin import admin_bp
 from plugin.web.analytics import analytics_bp
 from plugin.web.api import API_EXTENSION, ApiState, api
+from plugin.web.chat import chat_bp
+from plugin.web.chat_api import chat_api
 from plugin.web.confirm import confirm_bp
 from plugin.web.context import EXTENSION, current_services
 from plugin.wiring import Services, build_services, ensure_knowledge_base
@@ -48,6 +51,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     app.register_blueprint(api)
     app.register_blueprint(confirm_bp)
     app.register_blueprint(analytics_bp)
+    app.register_blueprint(admin_bp)
+    if settings.chat.enabled:
+        app.register_blueprint(chat_bp)
+        app.register_blueprint(chat_api)
     app.register_blueprint(
         create_blueprint(
             lambda: webhook_sources(dict(current_services().connectors)),

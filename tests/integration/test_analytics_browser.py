@@ -72,7 +72,7 @@ def test_analytics_page(served, browser, tmp_path, viewport, name):
     auth = {"Authorization": f"Bearer {API_KEYS[0]}"}
     context = browser.new_context(viewport=viewport, extra_http_headers=auth, java_script_enabled=False)
     page = context.new_page()
-    page.goto(f"{served}/analytics?{JANUARY}&lang=en")
+    page.goto(f"{served}/admin/analytics?{JANUARY}&lang=en")
     # Stylesheet loaded under CSP: the tiles are laid out by app.css.
     assert page.locator("ul.tiles").evaluate("e => getComputedStyle(e).display") == "flex"
     assert page.locator("h1").inner_text() == "Analytics"
@@ -97,7 +97,7 @@ def test_analytics_page(served, browser, tmp_path, viewport, name):
     context.close()
     js = browser.new_context(viewport=viewport, extra_http_headers=auth, bypass_csp=True)
     page = js.new_page()
-    page.goto(f"{served}/analytics?{JANUARY}&lang=ru")
+    page.goto(f"{served}/admin/analytics?{JANUARY}&lang=ru")
     assert _axe(page) == []
     js.close()
 
@@ -107,7 +107,7 @@ def test_economic_page(served, browser, tmp_path):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, extra_http_headers=auth,
                                   java_script_enabled=False)
     page = context.new_page()
-    page.goto(f"{served}/analytics/economics?{JANUARY}&lang=en")
+    page.goto(f"{served}/admin/analytics/economics?{JANUARY}&lang=en")
     assert page.locator("h1").inner_text() == "Economic report"
     assert "9\u202f800\u202f000 RUB" in page.locator("table").first.inner_text()
     page.locator("#p-deflection").fill("0.5")
@@ -124,14 +124,14 @@ def test_economic_page(served, browser, tmp_path):
     page.screenshot(path=str(artifacts / "economics_print.png"), full_page=True)
     # A bad value: the field is named, marked invalid, the page is not a 500.
     page.emulate_media(media="screen")
-    response = page.goto(f"{served}/analytics/economics?{JANUARY}&users=lots&lang=en")
+    response = page.goto(f"{served}/admin/analytics/economics?{JANUARY}&users=lots&lang=en")
     assert response is not None and response.status == 400
     assert page.locator("#p-users").get_attribute("aria-invalid") == "true"
     assert "users: expected a number" in page.locator("#e-users").inner_text()
     context.close()
     js = browser.new_context(viewport={"width": 390, "height": 844}, extra_http_headers=auth, bypass_csp=True)
     page = js.new_page()
-    page.goto(f"{served}/analytics/economics?{JANUARY}&lang=ru")
+    page.goto(f"{served}/admin/analytics/economics?{JANUARY}&lang=ru")
     assert _axe(page) == []
     page.screenshot(path=str(artifacts / "economics_phone.png"), full_page=True)
     js.close()
