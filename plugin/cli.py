@@ -559,6 +559,7 @@ def report(obj: _Ctx, start: str | None, end: str | None, fmt: str, output: Path
     from plugin.service.analytics import build_report, period
 
     settings = obj.settings
+    _ = obj.words
     try:
         since, until = period(start, end)
     except ValueError as e:
@@ -581,12 +582,14 @@ def report(obj: _Ctx, start: str | None, end: str | None, fmt: str, output: Path
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")
         t = result.total
-        click.echo(f"{output}: {t.seen} requests, {t.answered} answered, {t.confirmed} confirmed, "
-                   f"{t.deflected} deflected ({100 * (t.deflection_rate or 0):.1f}%)", err=True)
+        click.echo(_("{file}: {seen} requests, {answered} answered, {confirmed} confirmed, {deflected} deflected "
+                     "({rate})").format(file=output, seen=t.seen, answered=t.answered, confirmed=t.confirmed,
+                                        deflected=t.deflected, rate=f"{100 * (t.deflection_rate or 0):.1f}%"),
+                   err=True)
     if gaps_csv is not None:
         gaps_csv.parent.mkdir(parents=True, exist_ok=True)
         gaps_csv.write_text(render_gaps(result), encoding="utf-8")
-        click.echo(f"{gaps_csv}: {len(result.gaps)} knowledge gaps", err=True)
+        click.echo(_("{file}: {n} knowledge gaps").format(file=gaps_csv, n=len(result.gaps)), err=True)
 
 
 @main.command()
@@ -609,6 +612,7 @@ def analyze(obj: _Ctx, export: Path, kb_file: Path | None, as_of: str | None, ma
     from plugin.service.analytics import economic_parameters
     from plugin.service.economics import EconomicParameters
 
+    _ = obj.words
     params: EconomicParameters = economic_parameters(obj.settings.analytics)
     try:
         result = run_analysis(obj.settings, export, kb_file, as_of, output, progress=True,
@@ -617,7 +621,7 @@ def analyze(obj: _Ctx, export: Path, kb_file: Path | None, as_of: str | None, ma
     except ValueError as e:
         raise click.UsageError(str(e)) from e
     for problem in result.unreadable[:50]:
-        click.echo(f"unreadable: {problem}", err=True)
+        click.echo(_("unreadable: {problem}").format(problem=problem), err=True)
     summary = {
         "tickets": result.tickets, "replayed": result.replayed, "answered_share": result.answered_share,
         "match_rate": result.match_rate, "deflection": result.deflection, "unreadable": len(result.unreadable),
@@ -626,9 +630,11 @@ def analyze(obj: _Ctx, export: Path, kb_file: Path | None, as_of: str | None, ma
     if as_json:
         _echo_json(summary)
         return
-    click.echo(f"{result.tickets} tickets, {result.replayed} replayed: answered {100 * result.answered_share:.1f}%, "
-               f"matched {'-' if result.match_rate is None else f'{100 * result.match_rate:.1f}%'}, projected "
-               f"deflection {100 * result.deflection:.1f}%; {len(result.unreadable)} unreadable rows; report: {output}")
+    click.echo(_("{tickets} tickets, {replayed} replayed: answered {answered}, matched {matched}, projected "
+                 "deflection {deflection}; {unreadable} unreadable rows; report: {file}").format(
+        tickets=result.tickets, replayed=result.replayed, answered=f"{100 * result.answered_share:.1f}%",
+        matched="-" if result.match_rate is None else f"{100 * result.match_rate:.1f}%",
+        deflection=f"{100 * result.deflection:.1f}%", unreadable=len(result.unreadable), file=output))
 
 
 # -- incidents ------------------------------------------------------------------------------------
@@ -647,6 +653,7 @@ def incident_list(obj: _Ctx, show_all: bool, as_json: bool) -> None:
 
     from plugin.service.outages import user_message
 
+    _ = obj.words
     store = _store(obj)
     rows = store.incidents.find(status=None if show_all else "open")
     if as_json:
@@ -654,11 +661,14 @@ def incident_list(obj: _Ctx, show_all: bool, as_json: bool) -> None:
                     for r in rows])
         return
     if not rows:
-        click.echo("no open incident" if not show_all else "no incident")
+        click.echo(_("no open incident") if not show_all else _("no incident"))
     for r in rows:
         opened = datetime.fromtimestamp(r.opened_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        click.echo(f"{r.id}  {r.status}  opened {opened}  {r.size} requests")
-        click.echo(f"  users are told: {user_message(r, obj.settings.default_language)}")
+        status = _("open") if r.status == "open" else _("closed")
+        click.echo(_("{id}  {status}  opened {opened}  {n} requests").format(id=r.id, status=status, opened=opened,
+                                                                          n=r.size))
+        click.echo("  " + _("users are told: {message}").format(
+            message=user_message(r, obj.settings.default_language)))
         for m in store.incidents.members(r.id):
             click.echo(f"  {m.source} #{m.ticket_id} ({m.channel}): {m.text[:80]}")
 
@@ -671,9 +681,10 @@ def incident_close(obj: _Ctx, incident_id: str, by: str) -> None:
     """Close an incident: its banner goes, later similar requests get ordinary answers again."""
     from plugin.service.outages import close
 
+    _ = obj.words
     if not close(_store(obj), incident_id, by=by):
-        _fail(RuntimeError(f"incident {incident_id} is not open (or does not exist)"))
-    click.echo(f"incident {incident_id} closed")
+        _fail(RuntimeError(_("incident {id} is not open (or does not exist)").format(id=incident_id)), _)
+    click.echo(_("incident {id} closed").format(id=incident_id))
 
 
 @incident.command("message")
@@ -682,11 +693,12 @@ def incident_close(obj: _Ctx, incident_id: str, by: str) -> None:
 @click.pass_obj
 def incident_message(obj: _Ctx, incident_id: str, text: str) -> None:
     """Set what users are told about an incident (instead of the default wording)."""
+    _ = obj.words
     if not text.strip():
-        raise click.BadParameter("the message must not be empty", param_hint="TEXT")
+        raise click.BadParameter(_("the message must not be empty"), param_hint="TEXT")
     if not _store(obj).incidents.set_message(incident_id, text.strip()):
-        _fail(RuntimeError(f"incident {incident_id} does not exist"))
-    click.echo(f"incident {incident_id}: message set")
+        _fail(RuntimeError(_("incident {id} does not exist").format(id=incident_id)), _)
+    click.echo(_("incident {id}: message set").format(id=incident_id))
 
 
 if __name__ == "__main__":  # pragma: no cover

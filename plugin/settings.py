@@ -515,6 +515,13 @@ class OutageSettings(_Section):
     join_similarity: float = Field(default=0.6, gt=0.0, le=1.0)
 
 
+#: The parameters of the economic model (``analytics.economics``).
+ECONOMIC_PARAMETERS = (
+    "support_staff", "users", "staff_cost_per_month", "training_cost_per_year", "downtime_hours_per_user_month",
+    "downtime_cost_per_hour", "agent_minutes_per_ticket", "working_hours_per_month", "currency",
+)
+
+
 class AnalyticsSettings(_Section):
     """The analytics page, ``report``, the holdout and the economic report (issue 13)."""
 
@@ -534,6 +541,27 @@ class AnalyticsSettings(_Section):
     economics: dict[str, float | str] = Field(default_factory=dict)
     #: Serve /admin/analytics without the console sign-in or an API key (only on a trusted network).
     open_without_key: bool = False
+
+    @field_validator("economics")
+    @classmethod
+    def _known_parameters(cls, v: dict[str, float | str]) -> dict[str, float | str]:
+        # The names of plugin.service.economics.EconomicParameters (checked against it by a test), so that
+        # a misspelt parameter stops the start, not the first report.
+        for key, value in v.items():
+            if key not in ECONOMIC_PARAMETERS:
+                raise ValueError(f"unknown parameter {key!r}; expected one of {', '.join(ECONOMIC_PARAMETERS)}")
+            if key == "currency":
+                if not isinstance(value, str) or not 1 <= len(value) <= 8:
+                    raise ValueError("currency: 1 to 8 characters, e.g. RUB")
+                continue
+            try:
+                number = float(value)  # from the environment, numbers come as text
+            except ValueError:
+                number = -1.0
+            if not number >= 0 or (key == "working_hours_per_month" and number == 0):
+                raise ValueError(f"{key}: expected a number of 0 or more, got {value!r}")
+            v[key] = number
+        return v
 
 
 class Settings(BaseSettings):

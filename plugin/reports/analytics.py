@@ -101,7 +101,8 @@ def funnel_chart(funnels: list[Funnel], title: str, language: Language, *, verti
     rows = [(label(name), values) for name, values in _rows(funnels)]
     if vertical:
         return columns(rows, _series(language), title=title, legend=False)
-    return hbars(rows, _series(language), title=title, legend=False)
+    # Narrower than the replay report's charts: still legible when a phone scales them down.
+    return hbars(rows, _series(language), title=title, legend=False, width=560, label_width=150)
 
 
 def legend(language: Language) -> Markup:
@@ -195,7 +196,7 @@ def render_economics_body(view: EconomicView, *, language: str = "ru", errors: d
 def economics_csv(view: EconomicView) -> str:
     """Every parameter, then each scenario's figures: one ``section,name,value`` row each."""
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = _SafeWriter(buf)
     w.writerow(["section", "name", "value"])
     for name, _ in PARAMETERS:
         w.writerow(["parameter", name, getattr(view.p, name)])
@@ -212,10 +213,31 @@ def economics_csv(view: EconomicView) -> str:
     return buf.getvalue()
 
 
+class _SafeWriter:
+    """A csv writer that keeps a spreadsheet from running a cell as a formula: text written by users (a
+    request, a category, an entry's title) that starts with = + - @ or a control character gets a ``'``."""
+
+    def __init__(self, buf: io.StringIO):
+        self._w = csv.writer(buf)
+
+    def writerow(self, row: Iterable[object]) -> None:
+        self._w.writerow([_cell(v) for v in row])
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)  # a negative number stays a number
+            return value
+        except ValueError:
+            return "'" + value
+    return value
+
+
 def report_csv(report: Report) -> str:
     """The report as long-form CSV: ``section,group,metric,value`` (one number a row)."""
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = _SafeWriter(buf)
     w.writerow(["section", "group", "metric", "value"])
     fields = [k for k in Funnel.model_fields if k != "name"]
     for section, funnels in (("total", [report.total]), ("channel", report.by_channel),
@@ -253,7 +275,7 @@ def gaps_csv(report: Report) -> str:
     """The knowledge gaps as a list of entries to write, importable once answered
     (``kb import FILE --map question=question --map answer=answer --map category1=category``)."""
     buf = io.StringIO()
-    w = csv.writer(buf)
+    w = _SafeWriter(buf)
     w.writerow(["question", "answer", "category", "requests", "agent_hours_saved", "categories"])
     for g in report.gaps:
         top = g.categories[0][0] if g.categories else ""

@@ -46,6 +46,7 @@ def hbars(
 ) -> Markup:
     """Horizontal bars, one per row, each stacked from the row's values; the total is printed after it."""
     top, gap = (40 if legend else 8), 6
+    limit = 34 if label_width >= 240 else max(8, label_width // 7)  # characters of a label that fit
     height = top + len(rows) * (bar_height + gap) + 10
     plot = width - label_width - 70
     biggest = scale_max if scale_max is not None else max((total(v) for _, v in rows), default=0.0)
@@ -58,7 +59,7 @@ def hbars(
     ]
     for i, (label, values) in enumerate(rows):
         y = top + i * (bar_height + gap)
-        shown = label if len(label) <= 34 else label[:33] + "…"
+        shown = label if len(label) <= limit else label[: limit - 1] + "…"
         parts.append(
             f'<text x="{label_width - 6}" y="{y + bar_height - 5}" text-anchor="end" {_FONT}>'
             f"<title>{escape(label)}</title>{escape(shown)}</text>"

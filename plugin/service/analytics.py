@@ -405,16 +405,20 @@ def build_report(
 def parse_day(value: str, name: str) -> date:
     """``YYYY-MM-DD``, or a ValueError naming the field."""
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError:
         raise ValueError(f"{name}: expected a date like 2026-01-31, got {value[:40]!r}") from None
+    if not 2000 <= day.year <= 2100:
+        raise ValueError(f"{name}: expected a date between 2000 and 2100, got {value[:40]!r}")
+    return day
 
 
 def period(start: str | None, end: str | None, *, now: datetime | None = None) -> tuple[datetime, datetime]:
     """``[from, to + 1 day)`` in UTC; without ``from``, the 30 days up to ``to`` (default: today)."""
     today = (now or datetime.now(UTC)).date()
+    given = parse_day(start, "from") if start else None
     last = parse_day(end, "to") if end else today
-    first = parse_day(start, "from") if start else last - timedelta(days=29)
+    first = given if given is not None else last - timedelta(days=29)
     if last < first:
         raise ValueError(f"to: {last} comes before from: {first}")
     if (last - first).days > 3660:

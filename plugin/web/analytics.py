@@ -161,9 +161,9 @@ def economics_page() -> Any:
     over: dict[str, float] = {}
     for name, _ in PARAMETERS:
         try:
-            value = _number(name)
+            value = _number(name, high=1e12)
         except ValueError:
-            errors[name] = f"{name}: expected a number of 0 or more"
+            errors[name] = f"{name}: expected a number from 0 to 10^12"
             continue
         if value is not None:
             over[name] = value

@@ -102,6 +102,7 @@ def test_economic_page_bad_parameter(client):
     assert r.status_code == 400
     html = r.get_data(as_text=True)
     assert "users: expected a number" in html and "deflection: expected a number" in html
+    assert client.get("/admin/analytics/economics?users=1e300", headers=auth()).status_code == 400
     assert client.get("/admin/analytics/economics?format=csv&users=-1", headers=auth()).status_code == 400
 
 
@@ -114,7 +115,7 @@ def test_open_without_key(tmp_path):
 def test_report_command(tmp_path):
     fill_january(tmp_path / "var" / "state.sqlite3").close()
     config = tmp_path / "config.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'var'}\n", encoding="utf-8")
+    config.write_text(f"data_dir: {tmp_path / 'var'}\nadmin_language: en\n", encoding="utf-8")
     out = tmp_path / "report.json"
     runner = CliRunner()
     r = runner.invoke(main, ["-c", str(config), "report", "--from", "2026-01-01", "--to", "2026-01-31",
@@ -139,7 +140,7 @@ def test_analyze_command(tmp_path):
     export = write_csv(tmp_path / "t.csv", [("Описание", "Решение"), ("Не приходят письма", "Перезапустите Outlook."),
                                              ("Сломался стул", ""), ("", "ответ без вопроса")])
     config = tmp_path / "config.yaml"
-    config.write_text(f"data_dir: {tmp_path / 'var'}\n", encoding="utf-8")
+    config.write_text(f"data_dir: {tmp_path / 'var'}\nadmin_language: en\n", encoding="utf-8")
     out = tmp_path / "replay.html"
     r = CliRunner().invoke(main, ["-c", str(config), "analyze", str(export), "--kb", str(kb), "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
@@ -148,3 +149,16 @@ def test_analyze_command(tmp_path):
     assert "unreadable: " in r.stderr and "row 4" in r.stderr
     assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
     assert not (tmp_path / "var").exists()  # the configured data dir is never touched
+
+
+def test_pages_without_any_data(tmp_path):
+    services = boundary_services(tmp_path / "var")
+    client = create_app(services.settings, services=services).test_client()
+    for path in ("/admin/analytics?lang=en", "/admin/analytics?lang=en&gaps=1", "/admin/analytics?format=csv",
+                 "/admin/analytics?format=json", "/admin/analytics/economics?lang=ru",
+                 "/admin/analytics/economics?format=csv&projection=1000", "/admin/analytics/gaps.csv",
+                 "/admin/analytics?from=2020-01-01&to=2029-12-31"):
+        r = client.get(path, headers=auth())
+        assert r.status_code == 200, (path, r.get_data(as_text=True)[:300])
+    data = client.get("/admin/analytics?format=json", headers=auth()).get_json()
+    assert data["total"]["seen"] == 0 and data["total"]["deflection_rate"] is None and data["holdout"] is None

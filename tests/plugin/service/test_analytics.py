@@ -239,7 +239,8 @@ def test_exports(store):
 
 
 @pytest.mark.parametrize(("start", "end", "field"), [("2026-13-01", None, "from"), (None, "yesterday", "to"),
-                                                      ("2026-02-01", "2026-01-01", "to")])
+                                                      ("2026-02-01", "2026-01-01", "to"),
+                                                      ("9999-12-31", "9999-12-31", "from"), (None, "0001-01-05", "to")])
 def test_bad_period_names_the_field(start, end, field):
     with pytest.raises(ValueError, match=field):
         period(start, end)
@@ -248,9 +249,28 @@ def test_bad_period_names_the_field(start, end, field):
 def test_economic_parameters_from_settings_name_a_bad_key():
     from helpdesk_errors import ConfigError
     from plugin.service.analytics import economic_parameters
+    from plugin.service.economics import EconomicParameters
+    from plugin.settings import ECONOMIC_PARAMETERS, load_settings
 
-    assert economic_parameters(AnalyticsSettings(economics={"users": 100})).users == 100
-    with pytest.raises(ConfigError, match=r"analytics\.economics\.userz"):
-        economic_parameters(AnalyticsSettings(economics={"userz": 5}))
-    with pytest.raises(ConfigError, match=r"analytics\.economics\.support_staff"):
-        economic_parameters(AnalyticsSettings(economics={"support_staff": -1}))
+    assert set(ECONOMIC_PARAMETERS) == set(EconomicParameters.model_fields)
+    assert economic_parameters(AnalyticsSettings(economics={"users": 100, "currency": "EUR"})).users == 100
+    env = {"HELPDESK_ASSIST_ANALYTICS__ECONOMICS__SUPPORT_STAFF": "4"}
+    assert economic_parameters(load_settings(env=env).analytics).support_staff == 4
+    for bad, named in (({"userz": 5}, "userz"), ({"support_staff": -1}, "support_staff"),
+                       ({"users": "many"}, "users")):
+        with pytest.raises(ConfigError, match=named):
+            load_settings(env={}, analytics={"economics": bad})
+
+
+def test_csv_exports_do_not_run_formulas(tmp_path):
+    store = Store.open(tmp_path / "state.sqlite3")
+    for i in range(3):
+        _suggest(store, f"f{i}", "glpi", "=HYPERLINK(\"http://evil\")", "abstain", 0.1, 0.5, None, 5,
+                 query="=cmd|' /C calc'!A0 почта не работает")
+    r = build_report(store.analytics, AnalyticsSettings(gap_min_size=2), since=datetime(2026, 1, 1, tzinfo=UTC),
+                     until=datetime(2026, 2, 1, tzinfo=UTC), now=NOW,
+                     embed=HashingEmbedder().embed)
+    for text in (gaps_csv(r), report_csv(r)):
+        cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+        assert not any(c.startswith(("=", "+", "@")) for c in cells)
+        assert any(c.startswith("'=") for c in cells)

@@ -77,7 +77,7 @@ def test_admin_message_and_cli(tmp_path):
         last = watch.observe(source="glpi", ticket_id=str(i), text=text)
     incident_id = last.incident_id
     config = tmp_path / "config.yaml"
-    config.write_text(f"data_dir: {data}\n", encoding="utf-8")
+    config.write_text(f"data_dir: {data}\nadmin_language: en\n", encoding="utf-8")
     runner = CliRunner()
     r = runner.invoke(main, ["-c", str(config), "incident", "list"])
     assert r.exit_code == 0 and incident_id in r.output and "glpi #0" in r.output
@@ -90,6 +90,9 @@ def test_admin_message_and_cli(tmp_path):
     assert r.exit_code == 2 and "not open" in r.output
     r = runner.invoke(main, ["-c", str(config), "incident", "list"])
     assert "no open incident" in r.output
+    ru = tmp_path / "ru.yaml"
+    ru.write_text(f"data_dir: {data}\nadmin_language: ru\n", encoding="utf-8")
+    assert "открытых инцидентов нет" in runner.invoke(main, ["-c", str(ru), "incident", "list"]).output
 
 
 def test_requests_further_apart_than_the_window_open_nothing(tmp_path):
