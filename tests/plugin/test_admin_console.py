@@ -455,3 +455,15 @@ def test_an_admin_rewords_and_closes_an_outage_incident_and_an_analyst_only_sees
     assert ("incident_message", "inc-console-test", "root") in actions
     assert ("refused", "/admin/incidents/inc-console-test/close", "ann") in actions or any(
         a == "refused" for a, _, who in actions if who == "ann")
+
+
+def test_chat_answers_are_listed_with_the_tickets(app, services):
+    conv = services.chat.start("c:console-test-person", "Как подключить принтер, который стоит у меня в кабинете?")
+    turn = conv.turns[0]
+    assert turn.reply == "answer" and turn.suggestion_id
+    c = app.test_client()
+    sign_in(c, "ann", ANALYST_PW)
+    page = c.get("/admin/tickets?source=chat&lang=en").get_data(as_text=True)
+    assert f"chat #{conv.id}:1" in page and "Как подключить принтер" in page
+    detail = c.get(f"/admin/tickets/{turn.suggestion_id}?lang=en")
+    assert detail.status_code == 200 and "Как подключить принтер" in detail.get_data(as_text=True)
