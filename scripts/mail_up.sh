@@ -83,6 +83,9 @@ auth_mechanisms = plain login
 auth_failure_delay = 0
 log_path = $DOVECOT_LOG
 mail_location = maildir:~/Maildir
+# IDLE learns of new mail through inotify; where a busy machine has no inotify instance left, Dovecot falls
+# back to looking every 30 s (the default), longer than a test waits: look every second instead.
+mailbox_idle_check_interval = 1 secs
 first_valid_uid = 5000
 last_valid_uid = 5000
 passdb {
