@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -408,51 +406,66 @@ def calibrate(obj: _Ctx, file: Path) -> None:
 @click.option("--kb", "kb_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--cases", "cases_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--learn-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Confirmed pairs to learn first (and to refit the calibration on).")
-@click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold).")
+              help="Confirmed pairs to learn first (category model, reranker, calibration).")
+@click.option("--folds", type=click.IntRange(min=2), default=None,
+              help="K-fold cross-validation: learn from K-1 folds of the cases, measure the K-th, for each fold.")
+@click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold; when that is "
+              "unset, the engine's calibrated default, and with --folds the one reaching the first --target on "
+              "the other folds).")
+@click.option("--target", "targets", type=click.FloatRange(0.0, 1.0), multiple=True,
+              help="Target precision@1 for the answered-coverage report (default 0.85 and 0.90).")
+@click.option("--embedding-cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Keep the vectors of every text embedded in this .npz file and reuse them in later runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on the last line.")
 @click.pass_obj
-def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None, threshold: float | None,
+def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None, folds: int | None,
+             threshold: float | None, targets: tuple[float, ...], embedding_cache: Path | None,
              as_json: bool) -> None:
     """Measure retrieval on labelled cases with a temporary index (the configured one is untouched)."""
     from dataset.importers import read_kb
-    from rag.eval import evaluate, fit_calibration
-    from rag.eval import learn_from as learn_pairs
+    from plugin.service.quality import run_eval
 
+    if folds is not None and learn_from is not None:
+        raise click.UsageError("--folds learns from the cases themselves; leave out --learn-from")
     settings = obj.settings
-    threshold = settings.decision.threshold if threshold is None else threshold
+    if threshold is None:
+        # Unset in the settings too: the engine's calibrated default (per fold with --folds).
+        threshold = settings.decision.threshold
     kb_result = read_kb(kb_file, progress=True)
     for problem in kb_result.rejected:
         click.echo(f"rejected: {problem}", err=True)
     cases = _read_cases(cases_file)
-    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-assist-eval-"))
+    learning = None
+    if learn_from is not None:
+        if learn_from.resolve() == cases_file.resolve():
+            click.echo("warning: learning from the cases being evaluated measures memory, not quality; "
+                       "use a separate file of confirmed pairs or --folds", err=True)
+        learning = _read_cases(learn_from)
     try:
-        scratch = settings.model_copy(
-            update={"vector_store": settings.vector_store.model_copy(update={"mode": "embedded"})}
+        metrics, embedder_name = run_eval(
+            settings, kb_result.entries, cases, learning=learning, learning_name=learn_from.name if learn_from else "",
+            folds=folds, threshold=threshold, targets=targets or (0.85, 0.90), embedding_cache=embedding_cache,
         )
-        services = build_services(scratch, data_dir=tmp)
-        engine = services.engine
-        engine.import_entries(kb_result.entries, progress=True)
-        if learn_from is not None:
-            if learn_from.resolve() == cases_file.resolve():
-                click.echo("warning: learning from the cases being evaluated measures memory, not quality; "
-                           "use a separate file of confirmed pairs", err=True)
-            learning = _read_cases(learn_from)
-            learned, unknown = learn_pairs(engine, learning, progress=True)
-            click.echo(f"learned {learned} confirmed pairs ({unknown} answers not in the KB)", err=True)
-            fit_calibration(engine, learning, fitted_on=learn_from.name, progress=True)
-        metrics, _ = evaluate(engine, cases, threshold=threshold, progress=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     if as_json:
         _echo_json(metrics)
         return
     a = metrics["answered"]
-    click.echo(f"cases: {metrics['n']}   embedder: {services.engine.embedder.name}")
+    how = f"{folds}-fold cross-validation" if folds else ("learned from " + learn_from.name if learn_from else "as is")
+    click.echo(f"cases: {metrics['n']}   embedder: {embedder_name}   ({how})")
     click.echo(f"hit@1 {metrics['hit@1']:.3f}   hit@3 {metrics['hit@3']:.3f}   MRR@10 {metrics['mrr@10']:.3f}   "
                f"category accuracy {metrics['category_accuracy'] if metrics['category_accuracy'] is not None else '-'}")
-    click.echo(f"at threshold {a['threshold']:.2f}: answers {a['coverage']:.1%} of requests, "
+    t = a["threshold"]
+    click.echo(f"at threshold {t if isinstance(t, str) else f'{t:.2f}'}: answers {a['coverage']:.1%} of requests, "
                f"right first {a['precision@1'] or 0:.1%}, in top 3 {a['precision@3'] or 0:.1%}")
+    for row in metrics["at_precision"]:
+        click.echo(f"at precision@1 >= {row['target']:.2f}: could answer {row['coverage']:.1%} "
+                   f"(threshold {row['threshold'] if row['threshold'] is not None else '-'})")
+    click.echo("reliability (confidence of the first answer -> how often it was right):")
+    for b in metrics["reliability"]["bins"]:
+        click.echo(f"  {b['bin']}  n={b['n']:4d}  predicted {b['predicted']:.2f}  observed {b['observed']:.2f}")
+    click.echo(f"  expected calibration error {metrics['reliability']['ece']}")
 
 
 if __name__ == "__main__":  # pragma: no cover
