@@ -78,6 +78,8 @@ class FusionWeights:
     learned: float = 1.5
     #: Subtracted (scaled by similarity) from an answer that a similar request rejected.
     rejected: float = 1.5
+    #: Added × the category model's probability of the answer's first-level category.
+    category: float = 1.0
 
     def of(self, signal: str) -> float:
         return float(getattr(self, signal))
@@ -137,6 +139,8 @@ class _Retrieved:
     snap: _Snapshot
     #: The category filter the request came with.
     category: str | None
+    #: The category model's first-level probabilities for the request (empty without a model or with a filter).
+    model_p: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
@@ -207,6 +211,9 @@ class Engine:
             self._snapshot = None
             if entries and (stale or gone or not (self._models_dir / "category.npz").exists()):
                 self.fit_category_model()
+                # The calibration follows the knowledge base until outcomes or labelled data replace it.
+                if self.reranker is None and self.calibrator.fitted_on.startswith(("default", "knowledge base")):
+                    self.fit_kb_calibration()
             return len(stale)
 
     def reindex(self, *, progress: bool = False) -> int:
@@ -298,9 +305,16 @@ class Engine:
         return self._finish(retrieved, top_k or self.config.top_k)
 
     def _candidates(
-        self, query: str, *, category: str | None, exclude_learned: frozenset[str] = frozenset()
+        self,
+        query: str,
+        *,
+        category: str | None,
+        exclude_learned: frozenset[str] = frozenset(),
+        exclude_entries: frozenset[int] = frozenset(),
+        category_model: CategoryModel | Literal[False] | None = False,
     ) -> _Retrieved:
-        """Every answer that one of the signals retrieved, best fused score first."""
+        """Every answer that one of the signals retrieved, best fused score first. ``category_model``:
+        the model whose probabilities enter the fusion (default: the snapshot's)."""
         snap = self._current()
         if not snap.entries or snap.lexical is None:
             raise EmptyIndexError("the knowledge base is empty: import one with `helpdesk-assist kb import FILE`")
@@ -322,6 +336,8 @@ class Engine:
             raw[f"dense_{kind}"] = [(snap.by_id[h.id], h.similarity) for h in found if h.id in snap.by_id]
         if allowed is not None:
             raw = {k: [(i, s) for i, s in v if i in allowed] for k, v in raw.items()}
+        if exclude_entries:
+            raw = {k: [(i, s) for i, s in v if i not in exclude_entries] for k, v in raw.items()}
 
         # Pass 1: per signal, the best entry of each answer among the signal's candidates.
         per_signal: dict[str, dict[str, tuple[float, int]]] = {}
@@ -361,8 +377,20 @@ class Engine:
                         cand = cands[aid] = Candidate(aid, 0.0, -1)
                 cand.fused += contribution
         self._apply_learned(vector, cands, snap, allowed, exclude_learned)
+        model = snap.category_model if category_model is False else category_model
+        model_p: dict[str, float] = {}
+        if model is not None and category is None:
+            # What the request says about its category, from the model trained on the KB's labels.
+            model_p = model.probabilities(vector, text)
+            w = self.config.weights.category
+            for c in cands.values():
+                cats = snap.categories_of.get(c.answer_id)
+                if cats and w:
+                    c.fused += w * model_p.get(cats[0], 0.0)
         ordered = sorted(cands.values(), key=lambda c: (-c.fused, c.answer_id))
-        return _Retrieved(text=text, vector=vector, candidates=ordered, snap=snap, category=category)
+        return _Retrieved(
+            text=text, vector=vector, candidates=ordered, snap=snap, category=category, model_p=model_p
+        )
 
     def _apply_learned(
         self,
@@ -557,11 +585,11 @@ class Engine:
         # these requests too would know their categories and teach the reranker to trust it too much.
         held_out = self._fit_category(snap, with_pairs=False)
         for query, answer_id, exclude in pairs:
-            r = self._candidates(query, category=None, exclude_learned=exclude)
+            r = self._candidates(query, category=None, exclude_learned=exclude, category_model=held_out)
             cands = [c for c in r.candidates if c.pos >= 0][: self.config.rerank_depth]
             if not cands:
                 continue
-            _, p_cat = self._classify(r, cands[:10], model=held_out)
+            _, p_cat = self._classify(r, cands[:10])
             # Popularity as if this request's own pairs had not been recorded.
             xs.append(self._features(r, cands, p_cat, discount={answer_id: len(exclude)}))
             y = np.array([int(c.answer_id == answer_id) for c in cands])
@@ -598,7 +626,9 @@ class Engine:
                     # measured without its own pair.
                     prob = reranker.probability(x)
                     top = [int(np.flatnonzero(groups == g)[np.argmax(prob[groups == g])]) for g in np.unique(groups)]
-                    t = threshold_at_precision([float(prob[i]) for i in top], [bool(y[i]) for i in top], TARGET_PRECISION)
+                    t = threshold_at_precision(
+                        [float(prob[i]) for i in top], [bool(y[i]) for i in top], TARGET_PRECISION
+                    )
                     reranker = Reranker(reranker.mean, reranker.scale, reranker.coef, reranker.intercept,
                                         {**reranker.info, "threshold": None if t is None else round(t, 4),
                                          "threshold_target": TARGET_PRECISION})
@@ -611,13 +641,72 @@ class Engine:
             self._models_changed()
             return reranker
 
+    def refit_if_due(self, every: int = 25) -> bool:
+        """Retrain (:meth:`refit`) once ``every`` pairs were recorded since the last time: how the
+        outcomes of every channel reach the category model and the reranker. True when it retrained."""
+        counts = self.store.learned_counts()
+        total = counts["confirmed"] + counts["rejected"]
+        last = int(self.store.get_meta("refit_at_pairs") or 0)
+        if total - last < every and total >= last:
+            return False
+        self.refit()
+        return True
+
     def refit(self) -> dict[str, Any]:
         """Retrain what is learned from the knowledge base and the outcomes: the category model, then
         the reranker (which uses it). What each was trained on."""
+        counts = self.store.learned_counts()
         category = self.fit_category_model()
         reranker = self.fit_reranker()
+        self.store.set_meta("refit_at_pairs", str(counts["confirmed"] + counts["rejected"]))
         return {"category_model": dict(category.info) if category else None,
                 "reranker": dict(reranker.info) if reranker else None}
+
+    def fit_kb_calibration(self, *, limit: int = 300, seed: int = 7) -> Calibrator | None:
+        """Calibrate the confidence on this knowledge base from what it contains, before any outcome:
+        entries whose answer another entry also carries are asked with themselves left out (the right
+        answer is still there: it should be found), as many entries with an answer of their own likewise
+        (the right answer is gone: the engine should abstain). The logistic calibrator is fitted on their
+        results and the default threshold set to precision@1 about ``TARGET_PRECISION``. None (nothing
+        changed) when fewer than 15 entries share an answer."""
+        import random
+
+        with self._lock:
+            snap = self._current()
+            shared = [i for i, aid in enumerate(snap.answer_of) if snap.entries_per_answer.get(aid, 0) > 1]
+            alone = [i for i, aid in enumerate(snap.answer_of) if snap.entries_per_answer.get(aid, 0) == 1]
+            if len(shared) < 15 or not alone:
+                return None
+            rng = random.Random(seed)
+            half = limit // 2
+            shared = rng.sample(shared, min(half, len(shared)))
+            alone = rng.sample(alone, min(len(shared), len(alone)))
+            same_question: dict[str, set[int]] = {}
+            for i, e in enumerate(snap.entries):
+                same_question.setdefault(e.question, set()).add(i)
+            features: list[tuple[float, float, float]] = []
+            labels: list[int] = []
+            firsts: list[tuple[tuple[float, float, float], bool]] = []
+            for i in [*shared, *alone]:
+                e = snap.entries[i]
+                r = self._candidates(e.question, category=None, exclude_entries=frozenset(same_question[e.question]))
+                cands = [c for c in r.candidates if c.pos >= 0][:5]
+                scores = [c.fused for c in cands]
+                for n, c in enumerate(cands):
+                    f = (c.fused, lead(scores, n), c.raw.get("dense_q", 0.0))
+                    features.append(f)
+                    labels.append(int(c.answer_id == e.answer_id))
+                    if n == 0:
+                        firsts.append((f, c.answer_id == e.answer_id))
+            if len(set(labels)) < 2:
+                return None
+            fitted_on = f"knowledge base at import: {len(shared)} + {len(alone)} questions held out"
+            calibrator = Calibrator.fit(features, labels, fitted_on=fitted_on)
+            self.set_calibrator(calibrator)
+            t = threshold_at_precision([calibrator.confidence(*f) for f, _ in firsts], [ok for _, ok in firsts],
+                                       TARGET_PRECISION)
+            self.set_default_threshold(t if t is not None else 0.95, fitted_on)
+            return calibrator
 
     def default_threshold(self) -> float:
         """The threshold of a policy that names none: the one that gave precision@1 about
@@ -643,11 +732,7 @@ class Engine:
 
     # -- classification and decision -----------------------------------------------------------------
     def _classify(
-        self,
-        r: _Retrieved,
-        ranked: Sequence[Candidate],
-        temperature: float = 1.0,
-        model: CategoryModel | Literal[False] | None = False,
+        self, r: _Retrieved, ranked: Sequence[Candidate], temperature: float = 1.0
     ) -> tuple[CategoryPrediction, dict[str, float]]:
         """Category levels: the first level from the category model's probabilities mixed with a vote of
         the best answers' own labels (weighted by exp(fused score / T)); the deeper levels by the vote
@@ -664,11 +749,9 @@ class Engine:
                 tally[cats[0]] = tally.get(cats[0], 0.0) + w
         total = sum(tally.values())
         p_cat = {k: v / total for k, v in tally.items()} if total else {}
-        if model is False:
-            model = snap.category_model
-        if model is not None and r.category is None:
+        if r.model_p and r.category is None:
             mix = self.config.category_model_weight
-            learned = model.probabilities(r.vector, r.text)
+            learned = r.model_p
             p_cat = {k: mix * learned.get(k, 0.0) + (1 - mix) * p_cat.get(k, 0.0) for k in {*learned, *p_cat}}
         elif r.category is not None:
             p_cat = {r.category: 1.0}

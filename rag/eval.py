@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from rag.calibration import Calibrator, lead
 from rag.engine import Engine
+from rag.learning import TARGET_PRECISION, threshold_at_precision
 from rag.privacy import mask_pii
 from rag.text import clean_query, normalize_for_match
 
@@ -72,6 +73,7 @@ def fit_calibration(engine: Engine, cases: Sequence[Case], *, fitted_on: str, pr
     that was learned is measured without its own pair."""
     features: list[tuple[float, float, float]] = []
     labels: list[int] = []
+    starts: list[bool] = []
     own = own_pairs(engine)
     for case in tqdm(cases, desc="calibrating", unit="case", disable=not progress):
         gold = normalize_for_match(case.gold_answer)
@@ -82,8 +84,15 @@ def fit_calibration(engine: Engine, cases: Sequence[Case], *, fitted_on: str, pr
         for i, hit in enumerate(hits):
             features.append((hit.score, lead(scores, i), hit.signals.get("dense_q", 0.0)))
             labels.append(int(normalize_for_match(hit.answer) == gold))
+            starts.append(i == 0)
     calibrator = Calibrator.fit(features, labels, fitted_on=fitted_on)
     engine.set_calibrator(calibrator)
+    # The first result of each case: what the default threshold (precision@1 about 0.90) is set from.
+    firsts = [
+        (calibrator.confidence(*f), bool(y)) for f, y, first in zip(features, labels, starts, strict=True) if first
+    ]
+    t = threshold_at_precision([c for c, _ in firsts], [ok for _, ok in firsts], TARGET_PRECISION)
+    engine.set_default_threshold(t if t is not None else 0.95, fitted_on)
     return calibrator
 
 

@@ -46,6 +46,7 @@ def test_quality_bar_on_the_probe_set(sample_engine: Engine) -> None:  # noqa: F
     right_first = 0
     wrong: list[str] = []
     confident_wrong: list[str] = []
+    readme_wrong: list[str] = []
     for probe in data["probes"]:
         gold = answer_of[probe["entry"]]
         result = sample_engine.ask(probe["text"], compose=False)
@@ -55,9 +56,8 @@ def test_quality_bar_on_the_probe_set(sample_engine: Engine) -> None:  # noqa: F
         else:
             wrong.append(f"{probe['text']!r}: first {result.hits[0].title if result.hits else None!r}, "
                          f"expected {probe['entry']!r}")
-        if probe.get("readme"):
-            # A README example is right, or, at the very least, not answered with a wrong entry.
-            assert first == gold, wrong[-1]
+        if probe.get("readme") and first != gold:
+            readme_wrong.append(wrong[-1])
         if first != gold and result.decision == "answer":
             confident_wrong.append(wrong[-1])
     share = right_first / len(data["probes"])
@@ -68,5 +68,7 @@ def test_quality_bar_on_the_probe_set(sample_engine: Engine) -> None:  # noqa: F
         result = sample_engine.ask(text, compose=False)
         if result.decision == "answer":
             answered_off_topic.append(f"{text!r} -> {result.hits[0].title!r} ({result.hits[0].confidence:.2f})")
+    print(f"off-topic answered: {answered_off_topic}")
+    assert not readme_wrong, readme_wrong
     assert not answered_off_topic, answered_off_topic
     assert share >= 0.90, wrong
