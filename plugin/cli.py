@@ -352,6 +352,14 @@ def stats(obj: _Ctx, as_json: bool) -> None:
     click.echo(f"learned: {data['learned']['confirmed']} confirmed, {data['learned']['rejected']} rejected")
     click.echo(f"embedding model: {data['embedding_model']}" + ("  (FALLBACK)" if data["embedding_fallback"] else ""))
     click.echo(f"calibration: {data['calibration']}")
+    cm, rr, dt = data.get("category_model"), data.get("reranker"), data.get("default_threshold")
+    click.echo("category model: " + (f"{cm['entries']} entries + {cm['confirmed_requests']} confirmed requests, "
+                                     f"{cm['categories']} categories, trained {cm['trained_at']}" if cm else "none"))
+    click.echo("reranker: " + (f"{rr['confirmed_requests']} confirmed requests ({rr['candidates']} candidates), "
+                               f"trained {rr['trained_at']}" if rr else "none yet (fewer than 40 confirmed "
+                               "requests): fused order and the calibrator"))
+    click.echo("default threshold: " + (f"{dt['threshold']} (precision@1 about {dt['target_precision']} on "
+                                        f"{dt['fitted_on']})" if dt else "0.5 (nothing calibrated on this KB yet)"))
     click.echo("sources: " + ", ".join(f"{k} ({v})" for k, v in data["sources"].items()))
     click.echo("categories:")
     for name, n in data["categories_level1"].items():

@@ -64,6 +64,8 @@ log = logging.getLogger(__name__)
 SIGNALS = ("bm25", "char", "dense_q", "dense_qa")
 #: The threshold when nothing was calibrated on this knowledge base yet.
 DEFAULT_THRESHOLD = 0.5
+#: The reranker is trained on at most this many (the newest) confirmed requests.
+MAX_TRAINING_REQUESTS = 2000
 
 
 @dataclass(frozen=True)
@@ -604,9 +606,12 @@ class Engine:
         """Train the reranker on the confirmed pairs, each measured with its own pair left out. With
         fewer than ``min_pairs`` distinct confirmed requests it is removed (fused order, calibrator)."""
         with self._lock:
-            pairs = [p for p in self.store.learned() if p.polarity > 0]
+            # The newest requests first, at most MAX_TRAINING_REQUESTS of them (a refit stays bounded).
+            pairs = [p for p in reversed(self.store.learned()) if p.polarity > 0]
             seen: dict[str, Any] = {}
             for p in pairs:
+                if len(seen) >= MAX_TRAINING_REQUESTS:
+                    break
                 seen.setdefault(clean_query(p.query), p)
             # A request learned twice is left out with all its copies.
             copies: dict[str, list[int]] = {}

@@ -3,6 +3,7 @@ evaluation, the embedding cache and the query/passage prefixes — on a small kn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from rag.models import KBEntry
 from rag.policy import DecisionPolicy
 
 
-@dataclass(frozen=True)
+@dataclass
 class Case:
     query: str
     gold_answer: str
@@ -169,7 +170,7 @@ def test_cached_embedder_reuses_vectors_across_runs(tmp_path: Path) -> None:
     calls: list[list[str]] = []
 
     class Counting(HashingEmbedder):
-        def embed(self, texts):  # type: ignore[no-untyped-def]
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
             calls.append(list(texts))
             return super().embed(texts)
 
