@@ -67,12 +67,16 @@ class RetrievalSettings(_Section):
 class DecisionSettings(_Section):
     #: Minimum calibrated confidence of the best answer to answer rather than abstain. Unset: the
     #: engine's calibrated default, the threshold that gave precision@1 about 0.90 on this knowledge base
-    #: (fitted at import, replaced as confirmed outcomes accumulate; 0.5 until then).
+    #: (from `kb calibrate` or the reranker's confirmed requests; 0.5 until then).
     threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     #: Per first-level category overrides, e.g. ``{"Безопасность": 0.8}``.
     category_thresholds: dict[str, float] = Field(default_factory=dict)
     #: Categories for which the engine always abstains (agents only).
     disabled_categories: list[str] = Field(default_factory=list)
+    #: Fit the confidence and the default threshold on the knowledge base itself at import (held-out
+    #: questions), until `kb calibrate` or confirmed outcomes replace them. Conservative: abstains more
+    #: (README, "Answer quality": on the sample KB no off-topic request answered with it, 4 of 32 without).
+    calibrate_at_import: bool = False
 
     @field_validator("category_thresholds")
     @classmethod

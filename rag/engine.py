@@ -104,6 +104,10 @@ class EngineConfig:
     rerank_depth: int = 20
     #: Share of the category model in the first-level category (the rest is the retrieval vote).
     category_model_weight: float = 0.6
+    #: Fit the calibrator and the default threshold on the knowledge base itself at import
+    #: (:meth:`Engine.fit_kb_calibration`); ``decision.calibrate_at_import`` in the settings. Conservative
+    #: rather than calibrated (README, "Answer quality").
+    calibrate_at_import: bool = False
 
     def store_config(self) -> VectorStoreConfig:
         return self.vector_store or VectorStoreConfig(path=self.data_dir / "chroma")
@@ -213,8 +217,9 @@ class Engine:
             self._snapshot = None
             if entries and (stale or gone or not (self._models_dir / "category.npz").exists()):
                 self.fit_category_model()
-                # The calibration follows the knowledge base until outcomes or labelled data replace it.
-                if self.reranker is None and self.calibrator.fitted_on.startswith(("default", "knowledge base")):
+                # Opt-in: measured conservative rather than calibrated (README, "Answer quality").
+                if (self.config.calibrate_at_import and self.reranker is None
+                        and self.calibrator.fitted_on.startswith(("default", "knowledge base"))):
                     self.fit_kb_calibration()
             return len(stale)
 

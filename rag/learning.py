@@ -140,7 +140,7 @@ class Reranker:
         return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), dict(d["info"]))
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, *, info: Mapping[str, Any], c: float = 0.3) -> Reranker:
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, info: Mapping[str, Any], c: float = 3.0) -> Reranker:
         """Logistic regression (L2) on the candidates of the training requests: right answer or not."""
         from sklearn.linear_model import LogisticRegression
 

@@ -31,6 +31,7 @@ def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineCon
         candidates=settings.retrieval.candidates,
         top_k=settings.retrieval.top_k,
         policy=policy.from_settings(settings).decision,
+        calibrate_at_import=settings.decision.calibrate_at_import,
         default_language=settings.default_language,
     )
 
