@@ -45,7 +45,7 @@ lint: $(VENV)/.installed-dev
 
 eval: $(VENV)/.installed
 	$(BIN)/helpdesk-assist eval --kb ../shared/datasets/rutube/knowledge_base.xlsx \
-		--cases ../shared/datasets/rutube/cases_dev.xlsx
+		--cases ../shared/datasets/rutube/cases_dev.xlsx --folds 5
 
 bench: $(VENV)/.installed-dev
 	PYTHONPATH=. $(BIN)/python bench/bench_engine.py

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +428,19 @@ def stats(obj: _Ctx, as_json: bool) -> None:
     click.echo(_("embedding model: {model}").format(model=data["embedding_model"])
                + ("  " + _("(FALLBACK)") if data["embedding_fallback"] else ""))
     click.echo(_("calibration: {calibration}").format(calibration=data["calibration"]))
+    cm, rr, dt = data.get("category_model"), data.get("reranker"), data.get("default_threshold")
+    click.echo(_("category model: {text}").format(text=_(
+        "{entries} entries + {confirmed} confirmed requests, {categories} categories, trained {at}").format(
+        entries=cm["entries"], confirmed=cm["confirmed_requests"], categories=cm["categories"], at=cm["trained_at"])
+        if cm else _("none")))
+    click.echo(_("reranker: {text}").format(text=_(
+        "{confirmed} confirmed requests ({candidates} candidates), trained {at}").format(
+        confirmed=rr["confirmed_requests"], candidates=rr["candidates"], at=rr["trained_at"]) if rr else _(
+        "none yet (fewer than 40 confirmed requests): fused order and the calibrator")))
+    click.echo(_("default threshold: {text}").format(text=_(
+        "{threshold} (precision@1 about {target} on {fitted_on})").format(
+        threshold=dt["threshold"], target=dt["target_precision"], fitted_on=dt["fitted_on"]) if dt else _(
+        "0.5 (nothing calibrated on this KB yet)")))
     click.echo(_("sources: {sources}").format(sources=", ".join(f"{k} ({v})" for k, v in data["sources"].items())))
     click.echo(_("categories:"))
     for name, n in data["categories_level1"].items():
@@ -487,56 +498,73 @@ def calibrate(obj: _Ctx, file: Path) -> None:
 @click.option("--kb", "kb_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--cases", "cases_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--learn-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Confirmed pairs to learn first (and to refit the calibration on).")
-@click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold).")
+              help="Confirmed pairs to learn first (category model, reranker, calibration).")
+@click.option("--folds", type=click.IntRange(min=2), default=None,
+              help="K-fold cross-validation: learn from K-1 folds of the cases, measure the K-th, for each fold.")
+@click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold; when that is "
+              "unset, the engine's calibrated default, and with --folds the one reaching the first --target on "
+              "the other folds).")
+@click.option("--target", "targets", type=click.FloatRange(0.0, 1.0), multiple=True,
+              help="Target precision@1 for the answered-coverage report (default 0.85 and 0.90).")
+@click.option("--embedding-cache", type=click.Path(dir_okay=False, path_type=Path),
+              help="Keep the vectors of every text embedded in this .npz file and reuse them in later runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on the last line.")
 @click.pass_obj
-def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None, threshold: float | None,
+def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None, folds: int | None,
+             threshold: float | None, targets: tuple[float, ...], embedding_cache: Path | None,
              as_json: bool) -> None:
     """Measure retrieval on labelled cases with a temporary index (the configured one is untouched)."""
     from dataset.importers import read_kb
-    from rag.eval import evaluate, fit_calibration
-    from rag.eval import learn_from as learn_pairs
+    from plugin.service.quality import run_eval
 
+    if folds is not None and learn_from is not None:
+        raise click.UsageError("--folds learns from the cases themselves; leave out --learn-from")
     settings = obj.settings
     _ = obj.words
-    threshold = settings.decision.threshold if threshold is None else threshold
+    if threshold is None:
+        # Unset in the settings too: the engine's calibrated default (per fold with --folds).
+        threshold = settings.decision.threshold
     kb_result = read_kb(kb_file, progress=True)
     for problem in kb_result.rejected:
         click.echo(_("rejected: {text}").format(text=problem), err=True)
     cases = _read_cases(cases_file, _)
-    tmp = Path(tempfile.mkdtemp(prefix="helpdesk-assist-eval-"))
+    learning = None
+    if learn_from is not None:
+        if learn_from.resolve() == cases_file.resolve():
+            click.echo(_("warning: {text}").format(text=_(
+                "learning from the cases being evaluated measures memory, not quality; use a separate file "
+                "of confirmed pairs or --folds")), err=True)
+        learning = _read_cases(learn_from, _)
     try:
-        scratch = settings.model_copy(
-            update={"vector_store": settings.vector_store.model_copy(update={"mode": "embedded"})}
+        metrics, embedder_name = run_eval(
+            settings, kb_result.entries, cases, learning=learning, learning_name=learn_from.name if learn_from else "",
+            folds=folds, threshold=threshold, targets=targets or (0.85, 0.90), embedding_cache=embedding_cache,
         )
-        services = build_services(scratch, data_dir=tmp)
-        engine = services.engine
-        engine.import_entries(kb_result.entries, progress=True)
-        if learn_from is not None:
-            if learn_from.resolve() == cases_file.resolve():
-                click.echo(_("warning: {text}").format(text=_(
-                    "learning from the cases being evaluated measures memory, not quality; use a separate file "
-                    "of confirmed pairs")), err=True)
-            learning = _read_cases(learn_from, _)
-            learned, unknown = learn_pairs(engine, learning, progress=True)
-            click.echo(_("learned {n} confirmed pairs ({unknown} answers not in the KB)").format(
-                n=learned, unknown=unknown), err=True)
-            fit_calibration(engine, learning, fitted_on=learn_from.name, progress=True)
-        metrics, _results = evaluate(engine, cases, threshold=threshold, progress=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from e
     if as_json:
         _echo_json(metrics)
         return
     a = metrics["answered"]
-    click.echo(_("cases: {n}   embedder: {model}").format(n=metrics["n"], model=services.engine.embedder.name))
+    how = (_("{k}-fold cross-validation").format(k=folds) if folds else
+           (_("learned from {file}").format(file=learn_from.name) if learn_from else _("as is")))
+    click.echo(_("cases: {n}   embedder: {model}").format(n=metrics["n"], model=embedder_name) + f"   ({how})")
     accuracy = metrics["category_accuracy"]
     click.echo(f"hit@1 {metrics['hit@1']:.3f}   hit@3 {metrics['hit@3']:.3f}   MRR@10 {metrics['mrr@10']:.3f}   "
                + _("category accuracy {accuracy}").format(accuracy=accuracy if accuracy is not None else "-"))
+    t = a["threshold"]
     click.echo(_("at threshold {threshold}: answers {coverage} of requests, right first {first}, in top 3 {top3}")
-               .format(threshold=f"{a['threshold']:.2f}", coverage=f"{a['coverage']:.1%}",
+               .format(threshold=t if isinstance(t, str) else f"{t:.2f}", coverage=f"{a['coverage']:.1%}",
                        first=f"{a['precision@1'] or 0:.1%}", top3=f"{a['precision@3'] or 0:.1%}"))
+    for row in metrics["at_precision"]:
+        click.echo(_("at precision@1 >= {target}: could answer {coverage} (threshold {threshold})").format(
+            target=f"{row['target']:.2f}", coverage=f"{row['coverage']:.1%}",
+            threshold=row["threshold"] if row["threshold"] is not None else "-"))
+    click.echo(_("reliability (confidence of the first answer -> how often it was right):"))
+    for b in metrics["reliability"]["bins"]:
+        click.echo("  " + _("{bin}  n={n}  predicted {predicted}  observed {observed}").format(
+            bin=b["bin"], n=f"{b['n']:4d}", predicted=f"{b['predicted']:.2f}", observed=f"{b['observed']:.2f}"))
+    click.echo("  " + _("expected calibration error {ece}").format(ece=metrics["reliability"]["ece"]))
 
 
 # -- report / analyze --------------------------------------------------------------------------------

@@ -68,6 +68,11 @@ class EmbeddingSettings(_Section):
     fallback: Literal["use-multilingual", "none"] = "use-multilingual"
     device: str = "cpu"
     batch_size: int = Field(default=64, ge=1, le=4096)
+    #: Text put before every request (and entry question) / every passage (question + answer) for models
+    #: trained with prefixes; unset: the model's known ones (rag.embeddings.KNOWN_PREFIXES: e5 "query: " /
+    #: "passage: ", FRIDA "search_query: " / "search_document: ", bge-m3 none), "" for none.
+    query_prefix: str | None = Field(default=None, max_length=500)
+    passage_prefix: str | None = Field(default=None, max_length=500)
 
 
 class VectorStoreSettings(_Section):
@@ -86,12 +91,18 @@ class RetrievalSettings(_Section):
 
 
 class DecisionSettings(_Section):
-    #: Minimum calibrated confidence of the best answer to answer rather than abstain.
-    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: Minimum calibrated confidence of the best answer to answer rather than abstain. Unset: the
+    #: engine's calibrated default, the threshold that gave precision@1 about 0.90 on this knowledge base
+    #: (from `kb calibrate` or the reranker's confirmed requests; 0.5 until then).
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
     #: Per first-level category overrides, e.g. ``{"Безопасность": 0.8}``.
     category_thresholds: dict[str, float] = Field(default_factory=dict)
     #: Categories for which the engine always abstains (agents only).
     disabled_categories: list[str] = Field(default_factory=list)
+    #: Fit the confidence and the default threshold on the knowledge base itself at import (held-out
+    #: questions), until `kb calibrate` or confirmed outcomes replace them. Conservative: abstains more
+    #: (README, "Answer quality": on the sample KB no off-topic request answered with it, 4 of 32 without).
+    calibrate_at_import: bool = False
 
     @field_validator("category_thresholds")
     @classmethod

@@ -37,6 +37,36 @@ class Embedder(ABC):
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Return an array of shape (len(texts), dim), rows L2-normalized."""
 
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Requests, and the entries' own questions (compared with requests as equals)."""
+        return self.embed(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Documents to be found: an entry's question with its answer."""
+        return self.embed(texts)
+
+
+#: Prefixes that models trained with them expect (model card of each), matched by a part of the name,
+#: first match wins: (part, query prefix, passage prefix). ``embeddings.query_prefix`` /
+#: ``passage_prefix`` override them.
+KNOWN_PREFIXES: tuple[tuple[str, str, str], ...] = (
+    ("multilingual-e5-large-instruct",
+     "Instruct: Given a helpdesk request, retrieve knowledge-base entries that answer it\nQuery: ", ""),
+    ("e5-", "query: ", "passage: "),
+    ("frida", "search_query: ", "search_document: "),
+    ("nomic-embed", "search_query: ", "search_document: "),
+    ("bge-m3", "", ""),
+)
+
+
+def known_prefixes(model: str) -> tuple[str, str]:
+    """The (query, passage) prefixes that ``model`` expects, ``("", "")`` when none is known."""
+    name = model.casefold()
+    for part, query, passage in KNOWN_PREFIXES:
+        if part in name:
+            return query, passage
+    return "", ""
+
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -47,7 +77,17 @@ def _normalize(vectors: np.ndarray) -> np.ndarray:
 class SentenceTransformerEmbedder(Embedder):
     """A sentence-transformers model from a local path or a hub id (cache or mirror)."""
 
-    def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 64, offline: bool = True):
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        offline: bool = True,
+        query_prefix: str | None = None,
+        passage_prefix: str | None = None,
+    ):
+        """``query_prefix`` / ``passage_prefix``: None takes the model's known ones (:data:`KNOWN_PREFIXES`)."""
         from sentence_transformers import SentenceTransformer
 
         path = Path(model).expanduser()
@@ -70,9 +110,20 @@ class SentenceTransformerEmbedder(Embedder):
         if dim is None:
             raise ModelLoadError(f"embedding model {model!r} does not report its dimension")
         self.dim = int(dim)
-        self.name = f"st:{model}"
+        known_query, known_passage = known_prefixes(model)
+        self.query_prefix = known_query if query_prefix is None else query_prefix
+        self.passage_prefix = known_passage if passage_prefix is None else passage_prefix
+        # Vectors made with other prefixes are other vectors: the name (kept with the index) says which.
+        prefixes = f"|query={self.query_prefix!r}|passage={self.passage_prefix!r}"
+        self.name = f"st:{model}" + (prefixes if self.query_prefix or self.passage_prefix else "")
         self.batch_size = batch_size
         self._lock = threading.Lock()
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed([self.query_prefix + t for t in texts])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embed([self.passage_prefix + t for t in texts])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -152,13 +203,16 @@ def load_embedder(
     device: str = "cpu",
     batch_size: int = 64,
     offline: bool = True,
+    query_prefix: str | None = None,
+    passage_prefix: str | None = None,
 ) -> LoadedEmbedder:
     """Load the configured model, or the bundled fallback (logged at WARNING with the reason)."""
     if model == USE_FALLBACK:
         return LoadedEmbedder(USEEmbedder(), requested=model)
     try:
         return LoadedEmbedder(
-            SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, offline=offline),
+            SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, offline=offline,
+                                        query_prefix=query_prefix, passage_prefix=passage_prefix),
             requested=model,
         )
     except ModelLoadError as e:
@@ -168,3 +222,51 @@ def load_embedder(
             "embedding_fallback: %s; USING THE BUNDLED FALLBACK ENCODER (multilingual USE v3) instead", e
         )
         return LoadedEmbedder(USEEmbedder(), requested=model, fallback_reason=str(e))
+
+
+class CachedEmbedder(Embedder):
+    """Remembers the vector of every text it has embedded (evaluation and experiments embed the same
+    requests many times); with ``path``, also across runs, in a plain ``.npz`` file (no pickles).
+    The name is the wrapped model's, so an index built through the cache is that model's index."""
+
+    def __init__(self, inner: Embedder, path: Path | None = None):
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.path = path
+        self._cache: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if path is not None and path.exists():
+            with np.load(path, allow_pickle=False) as data:
+                if str(data["model"]) == inner.name:
+                    self._cache = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            for text, vector in zip(missing, self.inner.embed(missing), strict=True):
+                self._cache[text] = vector
+            self._dirty = True
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.vstack([self._cache[t] for t in texts]).astype(np.float32)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        prefix = getattr(self.inner, "query_prefix", "")
+        return self.embed([prefix + t for t in texts])
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        prefix = getattr(self.inner, "passage_prefix", "")
+        return self.embed([prefix + t for t in texts])
+
+    def save(self) -> None:
+        """Write the cache to ``path`` (when one was given and something new was embedded)."""
+        if self.path is None or not self._dirty:
+            return
+        texts = list(self._cache)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        np.savez(tmp, model=np.array(self.name), texts=np.array(texts, dtype=str),
+                 vectors=np.vstack([self._cache[t] for t in texts]).astype(np.float32))
+        tmp.replace(self.path)
+        self._dirty = False

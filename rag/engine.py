@@ -14,14 +14,16 @@ category, configurable) the engine abstains.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -31,6 +33,17 @@ from rag.calibration import Calibrator, lead
 from rag.embeddings import Embedder, LoadedEmbedder
 from rag.errors import EmptyIndexError, RagError
 from rag.kbstore import KBStore, UpsertReport
+from rag.learning import (
+    MIN_PAIRS,
+    RERANK_FEATURES,
+    TARGET_PRECISION,
+    Candidate,
+    CategoryModel,
+    Reranker,
+    candidate_features,
+    now_iso,
+    threshold_at_precision,
+)
 from rag.lexical import LexicalIndex
 from rag.models import (
     AnswerHit,
@@ -50,6 +63,10 @@ from rag.text import clean_query, detect_language
 log = logging.getLogger(__name__)
 
 SIGNALS = ("bm25", "char", "dense_q", "dense_qa")
+#: The threshold when nothing was calibrated on this knowledge base yet.
+DEFAULT_THRESHOLD = 0.5
+#: The reranker is trained on at most this many (the newest) confirmed requests.
+MAX_TRAINING_REQUESTS = 2000
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,8 @@ class FusionWeights:
     learned: float = 1.5
     #: Subtracted (scaled by similarity) from an answer that a similar request rejected.
     rejected: float = 1.5
+    #: Added × the category model's probability of the answer's first-level category.
+    category: float = 1.0
 
     def of(self, signal: str) -> float:
         return float(getattr(self, signal))
@@ -82,6 +101,14 @@ class EngineConfig:
     #: Similarity of a learned request from which it starts to count, and the span to full weight.
     learned_floor: float = 0.5
     learned_span: float = 0.2
+    #: How many of the best fused candidates the reranker reorders.
+    rerank_depth: int = 20
+    #: Share of the category model in the first-level category (the rest is the retrieval vote).
+    category_model_weight: float = 0.6
+    #: Fit the calibrator and the default threshold on the knowledge base itself at import
+    #: (:meth:`Engine.fit_kb_calibration`); ``decision.calibrate_at_import`` in the settings. Conservative
+    #: rather than calibrated (README, "Answer quality").
+    calibrate_at_import: bool = False
 
     def store_config(self) -> VectorStoreConfig:
         return self.vector_store or VectorStoreConfig(path=self.data_dir / "chroma")
@@ -103,6 +130,24 @@ class _Snapshot:
     #: Positions of the entries of each first-level category (for category filters).
     positions_of_category: dict[str, frozenset[int]]
     calibrator: Calibrator
+    #: How many entries carry each answer.
+    entries_per_answer: dict[str, int] = field(default_factory=dict)
+    category_model: CategoryModel | None = None
+    reranker: Reranker | None = None
+
+
+@dataclass
+class _Retrieved:
+    """The candidates of one request, before classification and reranking."""
+
+    text: str
+    vector: np.ndarray
+    candidates: list[Candidate]
+    snap: _Snapshot
+    #: The category filter the request came with.
+    category: str | None
+    #: The category model's first-level probabilities for the request (empty without a model or with a filter).
+    model_p: dict[str, float] = field(default_factory=dict)
 
 
 class Engine:
@@ -130,6 +175,8 @@ class Engine:
         self._lexical_dir = config.data_dir / "lexical"
         self._lock = threading.RLock()
         self._snapshot: _Snapshot | None = None
+        self._popularity_cache: tuple[int, dict[str, tuple[int, int]]] | None = None
+        self._models_dir = config.data_dir / "models"
 
     # -- indexing ------------------------------------------------------------------------------------
     def import_entries(
@@ -155,8 +202,8 @@ class Engine:
                 batch = stale[start : start + step]
                 meta = [_entry_meta(e) for e in batch]
                 ids = [e.id for e in batch]
-                self.vectors.upsert("q", ids, self.embedder.embed([e.question for e in batch]), meta)
-                self.vectors.upsert("qa", ids, self.embedder.embed([_qa_text(e) for e in batch]), meta)
+                self.vectors.upsert("q", ids, self.embedder.embed_queries([e.question for e in batch]), meta)
+                self.vectors.upsert("qa", ids, self.embedder.embed_passages([_qa_text(e) for e in batch]), meta)
                 self.store.mark_indexed(batch)
                 bar.update(len(batch))
             bar.close()
@@ -169,6 +216,12 @@ class Engine:
                 self.store.set_meta("index_version", stable_id(str(time.time_ns()), str(len(entries))))
             self.store.set_meta("embedding_model", self.embedder.name)
             self._snapshot = None
+            if entries and (stale or gone or not (self._models_dir / "category.npz").exists()):
+                self.fit_category_model()
+                # Opt-in: measured conservative rather than calibrated (README, "Answer quality").
+                if (self.config.calibrate_at_import and self.reranker is None
+                        and self.calibrator.fitted_on.startswith(("default", "knowledge base"))):
+                    self.fit_kb_calibration()
             return len(stale)
 
     def reindex(self, *, progress: bool = False) -> int:
@@ -182,7 +235,7 @@ class Engine:
         pairs = self.store.learned(unindexed_only=True)
         if not pairs:
             return
-        vectors = self.embedder.embed([clean_query(p.query) for p in pairs])
+        vectors = self.embedder.embed_queries([clean_query(p.query) for p in pairs])
         self.vectors.upsert(
             "learned",
             [f"l{p.id}" for p in pairs],
@@ -192,7 +245,7 @@ class Engine:
         self.store.mark_learned_indexed(p.id for p in pairs)
 
     def _current(self) -> _Snapshot:
-        version = self.store.get_meta("index_version") or ""
+        version = (self.store.get_meta("index_version") or "") + "/" + (self.store.get_meta("models_version") or "")
         snap = self._snapshot
         if snap is not None and snap.version == version:
             return snap
@@ -202,7 +255,7 @@ class Engine:
             if built_with:
                 self.vectors.ensure_model(self.embedder.name, self.embedder.dim)
             entries = self.store.entries()
-            lexical = LexicalIndex.load(self._lexical_dir) if entries and version else None
+            lexical = LexicalIndex.load(self._lexical_dir) if entries and self.store.get_meta("index_version") else None
             if lexical is not None and lexical.n_docs != len(entries):
                 raise RagError("the lexical index is out of date; run `helpdesk-assist kb reindex`")
             answer_of = [e.answer_id for e in entries]
@@ -216,6 +269,9 @@ class Engine:
                 categories_of=_categories_of(entries, answer_of),
                 positions_of_category=_positions_of_category(entries),
                 calibrator=self.calibrator,
+                entries_per_answer=dict(Counter(answer_of)),
+                category_model=CategoryModel.load(self._models_dir / "category.npz"),
+                reranker=self.reranker,
             )
             self._snapshot = snap
             return snap
@@ -241,26 +297,32 @@ class Engine:
                 self._index_learned()
         return added
 
-    def forget_learned(self, pair_id: int) -> bool:
-        """Delete one learned pair (a wrong one an admin found) from the store and the vectors."""
-        with self._lock:
-            if not self.store.delete_learned(pair_id):
-                return False
-            self.vectors.delete("learned", [f"l{pair_id}"])
-            return True
-
     # -- retrieval -----------------------------------------------------------------------------------
     def search(
-        self, query: str, *, top_k: int | None = None, category: str | None = None
+        self,
+        query: str,
+        *,
+        top_k: int | None = None,
+        category: str | None = None,
+        exclude_learned: frozenset[str] = frozenset(),
     ) -> tuple[list[AnswerHit], CategoryPrediction]:
-        """The best distinct answers with calibrated confidences, and the predicted category."""
-        hits, ranked = self._retrieve(query, top_k=top_k or self.config.top_k, category=category)
-        return hits, self._classify(ranked, self._current())
+        """The best distinct answers with calibrated confidences, and the predicted category.
+        ``exclude_learned`` (ids ``l<n>`` of learned pairs) leaves those pairs out, as if they had not
+        been learned (evaluation and training measure a request without its own pair)."""
+        retrieved = self._candidates(query, category=category, exclude_learned=exclude_learned)
+        return self._finish(retrieved, top_k or self.config.top_k)
 
-    def _retrieve(
-        self, query: str, *, top_k: int, category: str | None, keep: int = 10
-    ) -> tuple[list[AnswerHit], list[tuple[str, float]]]:
-        """Best ``top_k`` distinct answers, and the best ``keep`` (answer id, fused score) pairs."""
+    def _candidates(
+        self,
+        query: str,
+        *,
+        category: str | None,
+        exclude_learned: frozenset[str] = frozenset(),
+        exclude_entries: frozenset[int] = frozenset(),
+        category_model: CategoryModel | Literal[False] | None = False,
+    ) -> _Retrieved:
+        """Every answer that one of the signals retrieved, best fused score first. ``category_model``:
+        the model whose probabilities enter the fusion (default: the snapshot's)."""
         snap = self._current()
         if not snap.entries or snap.lexical is None:
             raise EmptyIndexError("the knowledge base is empty: import one with `helpdesk-assist kb import FILE`")
@@ -271,7 +333,7 @@ class Engine:
         if category:
             allowed = snap.positions_of_category.get(category, frozenset())
             where = {"cat1": category}
-        vector = self.embedder.embed([text])[0]
+        vector = self.embedder.embed_queries([text])[0]
         widen = 4 if allowed is not None else 1
         raw: dict[str, list[tuple[int, float]]] = {
             "bm25": snap.lexical.bm25_top(text, n * widen),
@@ -282,6 +344,8 @@ class Engine:
             raw[f"dense_{kind}"] = [(snap.by_id[h.id], h.similarity) for h in found if h.id in snap.by_id]
         if allowed is not None:
             raw = {k: [(i, s) for i, s in v if i in allowed] for k, v in raw.items()}
+        if exclude_entries:
+            raw = {k: [(i, s) for i, s in v if i not in exclude_entries] for k, v in raw.items()}
 
         # Pass 1: per signal, the best entry of each answer among the signal's candidates.
         per_signal: dict[str, dict[str, tuple[float, int]]] = {}
@@ -294,79 +358,380 @@ class Engine:
             if per_answer:
                 per_signal[name] = per_answer
         # Pass 2: z-normalize each signal over its candidates; an answer it missed gets its floor.
-        fused: dict[str, float] = {}
-        signals: dict[str, dict[str, float]] = {}
-        best_entry: dict[str, tuple[float, int]] = {}
         answers = {aid for per_answer in per_signal.values() for aid in per_answer}
+        cands: dict[str, Candidate] = {}
+        best_contribution: dict[str, float] = {}
         for name, per_answer in per_signal.items():
             values = np.array([s for s, _ in per_answer.values()], dtype=np.float64)
             mean, sd = values.mean(), values.std() + 1e-6
             weight = self.config.weights.of(name)
+            order = sorted(per_answer, key=lambda a: -per_answer[a][0])
+            ranks = {aid: r for r, aid in enumerate(order, start=1)}
             for aid in answers:
+                cand = cands.get(aid)
                 if aid in per_answer:
                     score, pos = per_answer[aid]
-                    signals.setdefault(aid, {})[name] = score
-                    contribution = weight * (score - mean) / sd
-                    if aid not in best_entry or contribution > best_entry[aid][0]:
-                        best_entry[aid] = (contribution, pos)
+                    z = (score - mean) / sd
+                    contribution = weight * z
+                    if cand is None:
+                        cand = cands[aid] = Candidate(aid, 0.0, pos)
+                    cand.raw[name], cand.z[name], cand.rank[name] = score, z, ranks[aid]
+                    if aid not in best_contribution or contribution > best_contribution[aid]:
+                        best_contribution[aid] = contribution
+                        cand.pos = pos
                 else:
                     contribution = weight * (values.min() - mean) / sd
-                fused[aid] = fused.get(aid, 0.0) + contribution
-        self._apply_learned(vector, fused, signals, best_entry, snap, allowed)
-        ranked = sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))
-        hits: list[AnswerHit] = []
-        scores = [score for _, score in ranked[: max(top_k, 2)]]
-        for rank, (aid, score) in enumerate(ranked[:top_k]):
-            entry = snap.entries[best_entry[aid][1]]
-            dense = signals.get(aid, {}).get("dense_q", 0.0)
-            hits.append(
-                AnswerHit(
-                    answer_id=aid,
-                    answer=entry.answer,
-                    entry_id=entry.id,
-                    question=entry.question,
-                    title=entry.title,
-                    categories=entry.categories,
-                    score=round(score, 4),
-                    confidence=round(snap.calibrator.confidence(score, lead(scores, rank), dense), 4),
-                    signals={k: round(v, 4) for k, v in signals.get(aid, {}).items()},
-                )
-            )
-        return hits, ranked[:keep]
+                    if cand is None:
+                        cand = cands[aid] = Candidate(aid, 0.0, -1)
+                cand.fused += contribution
+        self._apply_learned(vector, cands, snap, allowed, exclude_learned)
+        model = snap.category_model if category_model is False else category_model
+        model_p: dict[str, float] = {}
+        if model is not None and category is None:
+            # What the request says about its category, from the model trained on the KB's labels.
+            model_p = model.probabilities(vector, text)
+            w = self.config.weights.category
+            for c in cands.values():
+                cats = snap.categories_of.get(c.answer_id)
+                if cats and w:
+                    c.fused += w * model_p.get(cats[0], 0.0)
+        ordered = sorted(cands.values(), key=lambda c: (-c.fused, c.answer_id))
+        return _Retrieved(
+            text=text, vector=vector, candidates=ordered, snap=snap, category=category, model_p=model_p
+        )
 
     def _apply_learned(
         self,
         vector: np.ndarray,
-        fused: dict[str, float],
-        signals: dict[str, dict[str, float]],
-        best_entry: dict[str, tuple[float, int]],
+        cands: dict[str, Candidate],
         snap: _Snapshot,
         allowed: frozenset[int] | None,
+        exclude: frozenset[str],
     ) -> None:
         """Raise answers that similar confirmed requests chose; lower those they rejected."""
         if self.vectors.count("learned") == 0:
             return
         cfg = self.config
         strongest: dict[tuple[str, int], tuple[float, int]] = {}
-        for hit in self.vectors.query("learned", vector, 20):
+        for hit in self.vectors.query("learned", vector, 20 + len(exclude)):
+            if hit.id in exclude:
+                continue
             pos = snap.by_id.get(str(hit.metadata.get("entry_id", "")))
             if pos is None or (allowed is not None and pos not in allowed):
                 continue
             key = (snap.answer_of[pos], int(hit.metadata.get("polarity", 0)))
             if key not in strongest or hit.similarity > strongest[key][0]:
                 strongest[key] = (hit.similarity, pos)
-        floor = min(fused.values(), default=0.0)
+        floor = min((c.fused for c in cands.values()), default=0.0)
         for (aid, polarity), (sim, pos) in strongest.items():
             strength = min(max((sim - cfg.learned_floor) / cfg.learned_span, 0.0), 1.5)
-            if strength <= 0:
-                continue
             if polarity > 0:
-                fused[aid] = fused.get(aid, floor) + cfg.weights.learned * strength
-                signals.setdefault(aid, {})["learned"] = sim
-                best_entry.setdefault(aid, (0.0, pos))
-            elif aid in fused:
-                fused[aid] -= cfg.weights.rejected * strength
-                signals.setdefault(aid, {})["rejected"] = sim
+                cand = cands.get(aid)
+                if cand is None:
+                    if strength <= 0:
+                        continue
+                    cand = cands[aid] = Candidate(aid, floor, pos)
+                cand.learned_sim = max(cand.learned_sim, sim)
+                if strength > 0:
+                    cand.fused += cfg.weights.learned * strength
+                    cand.raw["learned"] = sim
+                if cand.pos < 0:
+                    cand.pos = pos
+            elif aid in cands:
+                cands[aid].rejected_sim = max(cands[aid].rejected_sim, sim)
+                if strength > 0:
+                    cands[aid].fused -= cfg.weights.rejected * strength
+                    cands[aid].raw["rejected"] = sim
+
+    def _finish(self, r: _Retrieved, top_k: int, keep: int = 10) -> tuple[list[AnswerHit], CategoryPrediction]:
+        """Classify, rerank (when a reranker is trained) and turn the candidates into hits."""
+        snap = r.snap
+        cands = [c for c in r.candidates if c.pos >= 0]
+        prediction, p_cat = self._classify(r, cands[:keep])
+        reranker = snap.reranker
+        confidences: list[float]
+        if reranker is not None and cands:
+            depth = self.config.rerank_depth
+            head, tail = cands[:depth], cands[depth:]
+            x = self._features(r, head, p_cat)
+            p = reranker.probability(x)
+            order = sorted(range(len(head)), key=lambda i: (-p[i], i))
+            cands = [head[i] for i in order] + tail
+            confidences = [float(p[i]) for i in order] + [0.0] * len(tail)
+        else:
+            scores = [c.fused for c in cands[: max(top_k, 2)]]
+            confidences = [
+                snap.calibrator.confidence(c.fused, lead(scores, i), c.raw.get("dense_q", 0.0)) if i < top_k else 0.0
+                for i, c in enumerate(cands)
+            ]
+        hits: list[AnswerHit] = []
+        for c, confidence in zip(cands[:top_k], confidences, strict=False):
+            entry = snap.entries[c.pos]
+            signals = {k: round(v, 4) for k, v in c.raw.items()}
+            hits.append(
+                AnswerHit(
+                    answer_id=c.answer_id,
+                    answer=entry.answer,
+                    entry_id=entry.id,
+                    question=entry.question,
+                    title=entry.title,
+                    categories=entry.categories,
+                    score=round(c.fused, 4),
+                    confidence=round(confidence, 4),
+                    signals=signals,
+                )
+            )
+        return hits, prediction
+
+    def _features(
+        self,
+        r: _Retrieved,
+        cands: Sequence[Candidate],
+        p_cat: Mapping[str, float],
+        discount: Mapping[str, int] | None = None,
+    ) -> np.ndarray:
+        snap = r.snap
+        popularity = self._popularity()
+        if discount:
+            popularity = dict(popularity)
+            for aid, n in discount.items():
+                pos, neg = popularity.get(aid, (0, 0))
+                popularity[aid] = (max(pos - n, 0), neg)
+        cat1 = [snap.categories_of.get(c.answer_id, ("",))[:1] for c in cands]
+        best = max(p_cat.items(), key=lambda kv: kv[1])[0] if p_cat else None
+        return candidate_features(
+            cands,
+            depth=self.config.candidates,
+            query_chars=len(r.text),
+            entry_chars=[len(snap.entries[c.pos].question) for c in cands],
+            category_p=[p_cat.get(c1[0], 0.0) if c1 else 0.0 for c1 in cat1],
+            category_top=[bool(c1) and c1[0] == best for c1 in cat1],
+            confirmed=[popularity.get(c.answer_id, (0, 0))[0] for c in cands],
+            rejected=[popularity.get(c.answer_id, (0, 0))[1] for c in cands],
+            entries=[snap.entries_per_answer.get(c.answer_id, 1) for c in cands],
+        )
+
+    def _popularity(self) -> dict[str, tuple[int, int]]:
+        """Confirmed and rejected pairs per answer (cached until a pair is added)."""
+        version = self.store.learned_version()
+        cached = self._popularity_cache
+        if cached is None or cached[0] != version:
+            cached = (version, self.store.learned_per_answer())
+            self._popularity_cache = cached
+        return cached[1]
+
+    def forget_learned(self, ids: Iterable[int] | None = None) -> int:
+        """Remove learned pairs (every one with None; a wrong one an admin found) from the store and the
+        index; how many there were."""
+        with self._lock:
+            gone = self.store.delete_learned(ids)
+            self.vectors.delete("learned", [f"l{i}" for i in gone])
+            return len(gone)
+
+    # -- learned models --------------------------------------------------------------------------------
+    @property
+    def reranker(self) -> Reranker | None:
+        stored = self.store.get_meta("reranker")
+        return Reranker.from_json(stored) if stored else None
+
+    def _models_changed(self) -> None:
+        self.store.set_meta("models_version", stable_id(str(time.time_ns())))
+        self._snapshot = None
+
+    def fit_category_model(self) -> CategoryModel | None:
+        """Train the first-level category model on the entries' own labels and the confirmed requests
+        (under their answer's category); None (and no model) when there are fewer than two categories."""
+        with self._lock:
+            model = self._fit_category(self._current(), with_pairs=True)
+            path = self._models_dir / "category.npz"
+            if model is None:
+                path.unlink(missing_ok=True)
+            else:
+                model.save(path)
+            self._models_changed()
+            return model
+
+    def _fit_category(self, snap: _Snapshot, *, with_pairs: bool) -> CategoryModel | None:
+        ids, vectors, _ = self.vectors.vectors("q")
+        row_of = {i: n for n, i in enumerate(ids)}
+        xs: list[np.ndarray] = []
+        texts: list[str] = []
+        labels: list[str] = []
+        for e in snap.entries:
+            if e.categories and e.id in row_of:
+                xs.append(vectors[row_of[e.id]])
+                texts.append(_q_text(e))
+                labels.append(e.categories[0])
+        kb_rows = len(labels)
+        pairs = {p.id: p for p in self.store.learned() if p.polarity > 0} if with_pairs else {}
+        lids, lvectors, _ = self.vectors.vectors("learned") if pairs else ([], np.zeros((0, 0)), [])
+        for n, lid in enumerate(lids):
+            p = pairs.get(int(lid[1:]))
+            cats = snap.categories_of.get(p.answer_id) if p is not None else None
+            if p is not None and cats:
+                xs.append(lvectors[n])
+                texts.append(clean_query(p.query))
+                labels.append(cats[0])
+        if not xs:
+            return None
+        return CategoryModel.fit(
+            np.vstack(xs), texts, labels,
+            info={"entries": kb_rows, "confirmed_requests": len(labels) - kb_rows,
+                  "categories": len(set(labels)), "trained_at": now_iso()},
+        )
+
+    def reranker_training_set(
+        self, pairs: Sequence[tuple[str, str, frozenset[str]]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """Features, labels and request numbers of the candidates of (request, right answer id, learned
+        ids to leave out); also how many requests had their right answer among the candidates."""
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        groups: list[np.ndarray] = []
+        found = 0
+        snap = self._current()
+        # The category model that the features see was trained on the entries alone: one trained on
+        # these requests too would know their categories and teach the reranker to trust it too much.
+        held_out = self._fit_category(snap, with_pairs=False)
+        for query, answer_id, exclude in pairs:
+            r = self._candidates(query, category=None, exclude_learned=exclude, category_model=held_out)
+            cands = [c for c in r.candidates if c.pos >= 0][: self.config.rerank_depth]
+            if not cands:
+                continue
+            _, p_cat = self._classify(r, cands[:10])
+            # Popularity as if this request's own pairs had not been recorded.
+            xs.append(self._features(r, cands, p_cat, discount={answer_id: len(exclude)}))
+            y = np.array([int(c.answer_id == answer_id) for c in cands])
+            found += int(y.any())
+            ys.append(y)
+            groups.append(np.full(len(cands), len(groups)))
+        if not xs:
+            return np.zeros((0, len(RERANK_FEATURES))), np.zeros(0), np.zeros(0), 0
+        return np.vstack(xs), np.concatenate(ys), np.concatenate(groups), found
+
+    def fit_reranker(self, *, min_pairs: int = MIN_PAIRS) -> Reranker | None:
+        """Train the reranker on the confirmed pairs, each measured with its own pair left out. With
+        fewer than ``min_pairs`` distinct confirmed requests it is removed (fused order, calibrator)."""
+        with self._lock:
+            # The newest requests first, at most MAX_TRAINING_REQUESTS of them (a refit stays bounded).
+            pairs = [p for p in reversed(self.store.learned()) if p.polarity > 0]
+            seen: dict[str, Any] = {}
+            for p in pairs:
+                if len(seen) >= MAX_TRAINING_REQUESTS:
+                    break
+                seen.setdefault(clean_query(p.query), p)
+            # A request learned twice is left out with all its copies.
+            copies: dict[str, list[int]] = {}
+            for p in pairs:
+                copies.setdefault(clean_query(p.query), []).append(p.id)
+            reranker = None
+            if len(seen) >= min_pairs:
+                x, y, groups, found = self.reranker_training_set(
+                    [(p.query, p.answer_id, frozenset(f"l{i}" for i in copies[q])) for q, p in seen.items()]
+                )
+                if len(set(y.tolist())) == 2:
+                    reranker = Reranker.fit(x, y, info={
+                        "confirmed_requests": len(seen), "with_answer_retrieved": found,
+                        "candidates": len(y), "trained_at": now_iso(),
+                    })
+                    # The default threshold: precision@1 about TARGET_PRECISION on these requests, each
+                    # measured without its own pair.
+                    prob = reranker.probability(x)
+                    top = [int(np.flatnonzero(groups == g)[np.argmax(prob[groups == g])]) for g in np.unique(groups)]
+                    t = threshold_at_precision(
+                        [float(prob[i]) for i in top], [bool(y[i]) for i in top], TARGET_PRECISION
+                    )
+                    reranker = Reranker(reranker.mean, reranker.scale, reranker.coef, reranker.intercept,
+                                        {**reranker.info, "threshold": None if t is None else round(t, 4),
+                                         "threshold_target": TARGET_PRECISION})
+                    fitted_on = f"reranker, {len(seen)} confirmed requests"
+                    self.set_default_threshold(t if t is not None else 0.95, fitted_on)
+            if reranker is None:
+                self.store.set_meta("reranker", "")
+            else:
+                self.store.set_meta("reranker", reranker.to_json())
+            self._models_changed()
+            return reranker
+
+    def refit_if_due(self, every: int = 25) -> bool:
+        """Retrain (:meth:`refit`) once ``every`` pairs were recorded since the last time: how the
+        outcomes of every channel reach the category model and the reranker. True when it retrained."""
+        counts = self.store.learned_counts()
+        total = counts["confirmed"] + counts["rejected"]
+        last = int(self.store.get_meta("refit_at_pairs") or 0)
+        if total - last < every and total >= last:
+            return False
+        self.refit()
+        return True
+
+    def refit(self) -> dict[str, Any]:
+        """Retrain what is learned from the knowledge base and the outcomes: the category model, then
+        the reranker (which uses it). What each was trained on."""
+        counts = self.store.learned_counts()
+        category = self.fit_category_model()
+        reranker = self.fit_reranker()
+        self.store.set_meta("refit_at_pairs", str(counts["confirmed"] + counts["rejected"]))
+        return {"category_model": dict(category.info) if category else None,
+                "reranker": dict(reranker.info) if reranker else None}
+
+    def fit_kb_calibration(self, *, limit: int = 300, seed: int = 7) -> Calibrator | None:
+        """Calibrate the confidence on this knowledge base from what it contains, before any outcome:
+        entries whose answer another entry also carries are asked with themselves left out (the right
+        answer is still there: it should be found), as many entries with an answer of their own likewise
+        (the right answer is gone: the engine should abstain). The logistic calibrator is fitted on their
+        results and the default threshold set to precision@1 about ``TARGET_PRECISION``. None (nothing
+        changed) when fewer than 15 entries share an answer."""
+        import random
+
+        with self._lock:
+            snap = self._current()
+            shared = [i for i, aid in enumerate(snap.answer_of) if snap.entries_per_answer.get(aid, 0) > 1]
+            alone = [i for i, aid in enumerate(snap.answer_of) if snap.entries_per_answer.get(aid, 0) == 1]
+            if len(shared) < 15 or not alone:
+                return None
+            rng = random.Random(seed)
+            half = limit // 2
+            shared = rng.sample(shared, min(half, len(shared)))
+            alone = rng.sample(alone, min(len(shared), len(alone)))
+            same_question: dict[str, set[int]] = {}
+            for i, e in enumerate(snap.entries):
+                same_question.setdefault(e.question, set()).add(i)
+            features: list[tuple[float, float, float]] = []
+            labels: list[int] = []
+            firsts: list[tuple[tuple[float, float, float], bool]] = []
+            for i in [*shared, *alone]:
+                e = snap.entries[i]
+                r = self._candidates(e.question, category=None, exclude_entries=frozenset(same_question[e.question]))
+                cands = [c for c in r.candidates if c.pos >= 0][:5]
+                scores = [c.fused for c in cands]
+                for n, c in enumerate(cands):
+                    f = (c.fused, lead(scores, n), c.raw.get("dense_q", 0.0))
+                    features.append(f)
+                    labels.append(int(c.answer_id == e.answer_id))
+                    if n == 0:
+                        firsts.append((f, c.answer_id == e.answer_id))
+            if len(set(labels)) < 2:
+                return None
+            fitted_on = f"knowledge base at import: {len(shared)} + {len(alone)} questions held out"
+            calibrator = Calibrator.fit(features, labels, fitted_on=fitted_on)
+            self.set_calibrator(calibrator)
+            t = threshold_at_precision([calibrator.confidence(*f) for f, _ in firsts], [ok for _, ok in firsts],
+                                       TARGET_PRECISION)
+            self.set_default_threshold(t if t is not None else 0.95, fitted_on)
+            return calibrator
+
+    def default_threshold(self) -> float:
+        """The threshold of a policy that names none: the one that gave precision@1 about
+        ``TARGET_PRECISION`` on what this knowledge base was last calibrated with, else 0.5."""
+        stored = self.store.get_meta("default_threshold")
+        if not stored:
+            return DEFAULT_THRESHOLD
+        return float(json.loads(stored)["threshold"])
+
+    def set_default_threshold(self, threshold: float, fitted_on: str) -> None:
+        self.store.set_meta("default_threshold", json.dumps(
+            {"threshold": round(float(threshold), 4), "target_precision": TARGET_PRECISION, "fitted_on": fitted_on,
+             "at": now_iso()}, ensure_ascii=False))
 
     @property
     def calibrator(self) -> Calibrator:
@@ -379,34 +744,49 @@ class Engine:
 
     # -- classification and decision -----------------------------------------------------------------
     def _classify(
-        self, ranked: Sequence[tuple[str, float]], snap: _Snapshot, temperature: float = 1.0
-    ) -> CategoryPrediction:
-        """Category levels from the knowledge base's own labels: a vote of the best answers,
-        weighted by exp(fused score / T), level by level."""
-        if not ranked:
-            return CategoryPrediction()
+        self, r: _Retrieved, ranked: Sequence[Candidate], temperature: float = 1.0
+    ) -> tuple[CategoryPrediction, dict[str, float]]:
+        """Category levels: the first level from the category model's probabilities mixed with a vote of
+        the best answers' own labels (weighted by exp(fused score / T)); the deeper levels by the vote
+        of the answers under that first level. Also the first-level probabilities."""
+        snap = r.snap
         cats_of = snap.categories_of
-        top = ranked[0][1]
-        votes = [(cats_of.get(aid, ()), float(np.exp((score - top) / temperature))) for aid, score in ranked]
-        levels: list[str] = []
-        confidence = 0.0
-        alternatives: list[tuple[str, float]] = []
-        candidates = votes
-        for depth in range(3):
-            tally: dict[str, float] = {}
+        votes: list[tuple[tuple[str, ...], float]] = []
+        if ranked:
+            top = ranked[0].fused
+            votes = [(cats_of.get(c.answer_id, ()), float(np.exp((c.fused - top) / temperature))) for c in ranked]
+        tally: dict[str, float] = {}
+        for cats, w in votes:
+            if cats and cats[0]:
+                tally[cats[0]] = tally.get(cats[0], 0.0) + w
+        total = sum(tally.values())
+        p_cat = {k: v / total for k, v in tally.items()} if total else {}
+        if r.model_p and r.category is None:
+            mix = self.config.category_model_weight
+            learned = r.model_p
+            p_cat = {k: mix * learned.get(k, 0.0) + (1 - mix) * p_cat.get(k, 0.0) for k in {*learned, *p_cat}}
+        elif r.category is not None:
+            p_cat = {r.category: 1.0}
+        if not p_cat:
+            return CategoryPrediction(), p_cat
+        best, confidence = max(p_cat.items(), key=lambda kv: (kv[1], kv[0]))
+        alternatives = sorted(((k, round(v, 4)) for k, v in p_cat.items() if v > 0), key=lambda kv: -kv[1])[:5]
+        levels = [best]
+        candidates = [(c, w) for c, w in votes if c and c[0] == best]
+        for depth in range(1, 3):
+            sub: dict[str, float] = {}
             for cats, w in candidates:
                 if len(cats) > depth and cats[depth]:
-                    tally[cats[depth]] = tally.get(cats[depth], 0.0) + w
-            if not tally:
+                    sub[cats[depth]] = sub.get(cats[depth], 0.0) + w
+            if not sub:
                 break
-            total = sum(tally.values())
-            best, weight = max(tally.items(), key=lambda kv: (kv[1], kv[0]))
-            if depth == 0:
-                confidence = weight / total
-                alternatives = sorted(((k, round(v / total, 4)) for k, v in tally.items()), key=lambda kv: -kv[1])[:5]
-            levels.append(best)
-            candidates = [(c, w) for c, w in candidates if len(c) > depth and c[depth] == best]
-        return CategoryPrediction(levels=tuple(levels), confidence=round(confidence, 4), alternatives=alternatives)
+            level = max(sub.items(), key=lambda kv: (kv[1], kv[0]))[0]
+            levels.append(level)
+            candidates = [(c, w) for c, w in candidates if len(c) > depth and c[depth] == level]
+        prediction = CategoryPrediction(
+            levels=tuple(levels), confidence=round(confidence, 4), alternatives=alternatives
+        )
+        return prediction, p_cat
 
     def ask(
         self, query: str, *, category: str | None = None, compose: bool = True, policy: DecisionPolicy | None = None
@@ -419,7 +799,7 @@ class Engine:
         if policy.disabled_entries:
             hits = [h for h in hits if h.entry_id not in policy.disabled_entries]
         level1 = category or (prediction.levels[0] if prediction.levels else None)
-        threshold = policy.threshold_for(level1)
+        threshold = policy.threshold_for(level1, default=self.default_threshold())
         best = hits[0].confidence if hits else 0.0
         decision: Decision = "abstain"
         params: dict[str, str] = {}
@@ -466,6 +846,9 @@ class Engine:
             "index_built_with": self.store.get_meta("embedding_model"),
             "vectors": {kind: self.vectors.count(kind) for kind in ("q", "qa", "learned")},
             "calibration": self.calibrator.fitted_on,
+            "default_threshold": json.loads(self.store.get_meta("default_threshold") or "null"),
+            "category_model": dict(snap.category_model.info) if snap.category_model else None,
+            "reranker": {**snap.reranker.info, "weights": snap.reranker.weights()} if snap.reranker else None,
             "llm": getattr(self.llm, "name", None),
         }
 

@@ -181,6 +181,12 @@ def _tail(text: str, limit: int = MAX_CONTEXT_CHARS) -> str:
 # -------------------------------------------------------------------------------------------------
 
 
+def answer_threshold(engine: Any) -> float:
+    """The engine's answer threshold: its policy's, else its calibrated default."""
+    default = engine.default_threshold() if hasattr(engine, "default_threshold") else 0.5
+    return float(engine.config.policy.threshold_for(None, default=default))
+
+
 def _search(engine: Any, query: str, top_k: int, category: str | None = None) -> list[AnswerHit]:
     hits, _prediction = engine.search(query, top_k=top_k, category=category)
     return list(hits)
@@ -221,7 +227,7 @@ def resolve_followup(
     started = time.monotonic()
     default_language = getattr(getattr(engine, "config", None), "default_language", "ru")
     language = detect_language(message, default=default_language)
-    bar = threshold if threshold is not None else engine.config.policy.threshold
+    bar = threshold if threshold is not None else answer_threshold(engine)
     deep = top_k + 5 + sum(len(t.answer_ids) for t in history)
     rejected = {t.answer_ids[0] for t in history if t.rejected and t.answer_ids}
     last = history[-1] if history else None

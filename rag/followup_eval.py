@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.followup import FollowUp, Method, PastTurn, QueryTried, resolve_followup
+from rag.followup import FollowUp, Method, PastTurn, QueryTried, answer_threshold, resolve_followup
 from rag.llm.base import LLM
 from rag.models import AnswerHit
 from rag.text import normalize_for_match
@@ -116,7 +116,7 @@ def replay(engine: Any, conversation: EvalConversation, *, memory: bool = True, 
     """Replay one conversation; one result per turn."""
     history: list[PastTurn] = []
     results: list[TurnResult] = []
-    bar = engine.config.policy.threshold
+    bar = answer_threshold(engine)
     for n, turn in enumerate(conversation.turns, start=1):
         past = history if memory else []
         result = resolver(engine, turn.say, past, llm=llm if memory else None, **(llm_options or {}))

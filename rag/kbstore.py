@@ -175,13 +175,33 @@ class KBStore:
             for r in self._db().execute(sql)
         ]
 
-    def delete_learned(self, pair_id: int) -> bool:
-        with self._tx() as db:
-            return db.execute("DELETE FROM learned WHERE id = ?", (pair_id,)).rowcount == 1
-
     def mark_learned_indexed(self, ids: Iterable[int]) -> None:
         with self._tx() as db:
             db.executemany("UPDATE learned SET indexed = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def learned_version(self) -> int:
+        """Changes whenever a pair is added or removed (for caches of what is derived from them)."""
+        row = self._db().execute("SELECT COALESCE(MAX(id), 0) * 1000003 + COUNT(*) FROM learned").fetchone()
+        return int(row[0])
+
+    def learned_per_answer(self) -> dict[str, tuple[int, int]]:
+        """Answer id → (confirmed, rejected) pairs."""
+        out: dict[str, tuple[int, int]] = {}
+        for aid, pos, neg in self._db().execute(
+            "SELECT answer_id, SUM(polarity > 0), SUM(polarity < 0) FROM learned GROUP BY answer_id"
+        ):
+            out[str(aid)] = (int(pos), int(neg))
+        return out
+
+    def delete_learned(self, ids: Iterable[int] | None = None) -> list[int]:
+        """Forget the given pairs (all of them with None); the ids removed."""
+        with self._tx() as db:
+            if ids is None:
+                gone = [int(r[0]) for r in db.execute("SELECT id FROM learned")]
+            else:  # only those that exist: the caller is told what was there
+                gone = [int(i) for i in ids if db.execute("SELECT 1 FROM learned WHERE id = ?", (int(i),)).fetchone()]
+            db.executemany("DELETE FROM learned WHERE id = ?", [(i,) for i in gone])
+        return gone
 
     def learned_counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT polarity, COUNT(*) FROM learned GROUP BY polarity").fetchall()

@@ -14,8 +14,9 @@ from types import MappingProxyType
 
 @dataclass(frozen=True)
 class DecisionPolicy:
-    #: Minimum calibrated confidence of the best answer to answer rather than abstain.
-    threshold: float = 0.5
+    #: Minimum calibrated confidence of the best answer to answer rather than abstain; None: the engine's
+    #: calibrated default (precision@1 about 0.90 on its knowledge base, see Engine.default_threshold).
+    threshold: float | None = None
     #: Per first-level category overrides, e.g. ``{"Безопасность": 0.8}``.
     category_thresholds: Mapping[str, float] = field(default_factory=dict)
     #: First-level categories the engine always abstains on (agents only).
@@ -29,14 +30,15 @@ class DecisionPolicy:
         object.__setattr__(self, "disabled_categories", frozenset(self.disabled_categories))
         object.__setattr__(self, "disabled_entries", frozenset(self.disabled_entries))
         for name, value in (("threshold", self.threshold), *self.category_thresholds.items()):
-            if not 0.0 <= float(value) <= 1.0:
+            if value is not None and not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"threshold {name!r} must be between 0 and 1, got {value}")
 
-    def threshold_for(self, category: str | None) -> float:
-        """The threshold of a first-level category (its own, else the global one)."""
+    def threshold_for(self, category: str | None, default: float = 0.5) -> float:
+        """The threshold of a first-level category (its own, else the global one, else ``default``:
+        the engine passes its calibrated one)."""
         if category and category in self.category_thresholds:
             return float(self.category_thresholds[category])
-        return float(self.threshold)
+        return float(self.threshold) if self.threshold is not None else float(default)
 
     def is_disabled(self, category: str | None) -> bool:
         return bool(category) and category in self.disabled_categories

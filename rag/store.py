@@ -129,6 +129,14 @@ class VectorStore:
     def ids(self, kind: Kind) -> set[str]:
         return set(self._collection(kind).get(include=[])["ids"])
 
+    def vectors(self, kind: Kind) -> tuple[list[str], np.ndarray, list[Mapping[str, Any]]]:
+        """Every id of ``kind`` with its vector and metadata (for training on what is indexed)."""
+        got = self._collection(kind).get(include=["embeddings", "metadatas"])
+        ids = list(got["ids"])
+        embeddings = got.get("embeddings")
+        vectors = np.asarray(embeddings if embeddings is not None and len(ids) else np.zeros((0, 0)), dtype=np.float32)
+        return ids, vectors, [m or {} for m in (got.get("metadatas") or [{}] * len(ids))]
+
     def query(
         self, kind: Kind, vector: np.ndarray, n: int, where: Mapping[str, Any] | None = None
     ) -> list[VectorHit]:

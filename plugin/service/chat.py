@@ -360,7 +360,7 @@ class ChatService:
         hits = [h for h in hits if h.entry_id not in policy.disabled_entries]
         best = hits[0] if hits else None
         level1 = category or (best.categories[0] if best and best.categories else None)
-        threshold = policy.threshold_for(level1)
+        threshold = policy.threshold_for(level1, default=self.engine.default_threshold())
         if best is None or (best.confidence < threshold and not lenient) or policy.is_disabled(level1):
             # An agent will help: the person is offered the hand-off (nothing is recorded as a suggestion).
             return self.store.chat.add_turn(Turn(**base, reply="handoff"))

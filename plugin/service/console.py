@@ -233,8 +233,9 @@ class Steering:
     categories: list[CategoryRow]
 
 
-def steering(settings: Settings, store: Store, categories: list[str]) -> Steering:
-    """Each steering key's file value, override (who, when) and value in effect; one row per category."""
+def steering(settings: Settings, store: Store, categories: list[str], *, engine_default: float = 0.5) -> Steering:
+    """Each steering key's file value, override (who, when) and value in effect; one row per category.
+    ``engine_default``: the engine's calibrated threshold, in effect where neither names one."""
     file = file_values(settings)
     rows = store.admin.overrides()
     effective = {**file, **{k: r.value for k, r in rows.items()}}
@@ -244,11 +245,13 @@ def steering(settings: Settings, store: Store, categories: list[str]) -> Steerin
     for source in SHADOW_SOURCES:  # None in the file: follows the global switch
         effective[f"shadow.{source}"] = current.shadow_mode_for(source)
     policy = current.decision
+    if effective.get("threshold") is None:  # automatic: the engine's calibrated default
+        effective["threshold"] = round(engine_default, 3)
     names = sorted({*categories, *file["category_thresholds"], *file["disabled_categories"],
                     *effective["category_thresholds"], *effective["disabled_categories"]})
     cats = [
         CategoryRow(
-            name=n, enabled=not policy.is_disabled(n), threshold=policy.threshold_for(n),
+            name=n, enabled=not policy.is_disabled(n), threshold=policy.threshold_for(n, default=engine_default),
             own_threshold=n in policy.category_thresholds, file_enabled=n not in file["disabled_categories"],
             file_threshold=file["category_thresholds"].get(n),
         )
@@ -506,7 +509,7 @@ def learned_pairs(engine: Engine, *, limit: int = 500) -> list[LearnedPair]:
 
 def forget_learned(engine: Engine, store: Store, pair_id: int, *, by: str, ip: str = "") -> bool:
     pair = next((p for p in engine.store.learned() if p.id == pair_id), None)
-    if pair is None or not engine.forget_learned(pair_id):
+    if pair is None or engine.forget_learned([pair_id]) != 1:
         return False
     store.admin.audit(actor=by, action="learned_deleted", target=f"#{pair_id} -> {pair.entry_id}",
                       before={"polarity": pair.polarity, "origin": pair.origin}, ip=ip)

@@ -31,6 +31,7 @@ def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineCon
         candidates=settings.retrieval.candidates,
         top_k=settings.retrieval.top_k,
         policy=policy.from_settings(settings).decision,
+        calibrate_at_import=settings.decision.calibrate_at_import,
         default_language=settings.default_language,
     )
 
@@ -38,7 +39,8 @@ def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineCon
 def load_configured_embedder(settings: Settings) -> LoadedEmbedder:
     e = settings.embeddings
     return load_embedder(
-        e.model, fallback=e.fallback, device=e.device, batch_size=e.batch_size, offline=settings.offline
+        e.model, fallback=e.fallback, device=e.device, batch_size=e.batch_size, offline=settings.offline,
+        query_prefix=e.query_prefix, passage_prefix=e.passage_prefix,
     )
 
 

@@ -76,6 +76,8 @@ class LearnSummary:
     unknown_rows: list[int] = field(default_factory=list)
     #: Rows of the file that could not be read, with the reason.
     rejected: list[str] = field(default_factory=list)
+    #: What the category model and the reranker were retrained on (empty when nothing new was learned).
+    trained: dict[str, Any] = field(default_factory=dict)
 
 
 def learn_file(engine: Engine, file: Path, *, rejected: bool = False) -> LearnSummary:
@@ -91,6 +93,8 @@ def learn_file(engine: Engine, file: Path, *, rejected: bool = False) -> LearnSu
             summary.learned += 1
         else:
             summary.known += 1
+    if summary.learned:
+        summary.trained = engine.refit()
     return summary
 
 
@@ -102,4 +106,6 @@ def calibrate_file(engine: Engine, file: Path, *, progress: bool = False) -> tup
     cases.extend(read)  # frozen dataclasses: read-only attributes satisfy rag.eval.Case at run time
     if not cases:
         raise ValueError(f"{file}: no usable cases")
-    return fit_calibration(engine, cases, fitted_on=file.name, progress=progress), [str(p) for p in problems]
+    calibrator = fit_calibration(engine, cases, fitted_on=file.name, progress=progress)
+    engine.refit()
+    return calibrator, [str(p) for p in problems]

@@ -42,7 +42,7 @@ def from_settings(settings: Settings, overrides: Mapping[str, Any] | None = None
     d = settings.decision
     thresholds = {**d.category_thresholds, **dict(o.get("category_thresholds") or {})}
     decision = DecisionPolicy(
-        threshold=float(o.get("threshold", d.threshold)),
+        threshold=_threshold(o.get("threshold", d.threshold)),
         category_thresholds=thresholds,
         disabled_categories=frozenset(o.get("disabled_categories", d.disabled_categories)),
         disabled_entries=frozenset(o.get("disabled_entries") or ()),
@@ -51,6 +51,10 @@ def from_settings(settings: Settings, overrides: Mapping[str, Any] | None = None
     shadow.update({k.removeprefix("shadow."): v for k, v in o.items() if k.startswith("shadow.")})
     return Policy(decision=decision, shadow_mode=bool(o.get("shadow_mode", settings.pipeline.shadow_mode)),
                   shadow_by_source=shadow)
+
+
+def _threshold(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 class Policies:

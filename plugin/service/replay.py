@@ -437,7 +437,7 @@ def analyze(
     *,
     embedder: Embedder | LoadedEmbedder,
     llm: LLM | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     category_thresholds: Mapping[str, float] | None = None,
     disabled_categories: Sequence[str] = (),
     column_map: Mapping[str, str] | None = None,
@@ -526,6 +526,8 @@ def analyze(
             primed,
         )
         engine.import_entries(entries, progress=progress)
+        if threshold is None:  # the engine's calibrated default, as the service would use
+            threshold = engine.default_threshold()
         origin_of = {e.id: e.origin for e in entries}
         del entries
         results, gap_items, gap_vectors, pairs = _replay(engine, primed, matcher, replayed, origin_of, opts, progress)

@@ -393,6 +393,8 @@ class Pipeline:
             self.engine.learn(
                 s.query, s.entries[0].entry_id, positive=s.outcome == "solved", origin=f"{s.source}#{s.ticket_id}"
             )
+            # Every 25 outcomes the category model and the reranker are retrained from them.
+            self.engine.refit_if_due()
         except Exception as e:  # noqa: BLE001 - the KB may have changed since; the outcome still stands
             log.warning("learn_skipped: suggestion=%s: %s", s.id, e)
 

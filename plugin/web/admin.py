@@ -368,7 +368,8 @@ def _categories() -> list[str]:
 @admin_bp.route("/steering")
 def steering() -> Any:
     services = current_services()
-    view = console.steering(services.settings, services.store, _categories())
+    view = console.steering(services.settings, services.store, _categories(),
+                            engine_default=services.engine.default_threshold())
     return _render("admin/steering.html", s=view, error="", fmt=_fmt, entries_off=_entries_off())
 
 
@@ -426,7 +427,8 @@ def steering_change() -> Any:
         else:
             abort(400)
     except ValueError as e:
-        view = console.steering(settings, store, _categories())
+        view = console.steering(settings, store, _categories(),
+                                engine_default=current_services().engine.default_threshold())
         return _render("admin/steering.html", s=view, error=str(e), fmt=_fmt, entries_off=_entries_off()), 400
     flash("saved")
     return redirect(url_for("admin.steering"))

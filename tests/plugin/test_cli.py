@@ -89,7 +89,10 @@ def test_eval_json_last_line_has_exactly_the_documented_keys(run, files, tmp_pat
     r = run("eval", "--kb", str(faq), "--cases", str(cases), "--json", "--threshold", "0.0")
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(metrics) == {"n", "hit@1", "hit@3", "mrr@10", "category_accuracy", "answered"}
+    assert set(metrics) == {"n", "hit@1", "hit@3", "mrr@10", "category_accuracy", "answered", "at_precision",
+                            "reliability"}
+    assert [row["target"] for row in metrics["at_precision"]] == [0.85, 0.9]
+    assert sum(b["n"] for b in metrics["reliability"]["bins"]) == 3
     assert set(metrics["answered"]) == {"threshold", "coverage", "precision@1", "precision@3"}
     assert metrics["n"] == 3
     assert metrics["hit@3"] == 1.0
@@ -97,6 +100,24 @@ def test_eval_json_last_line_has_exactly_the_documented_keys(run, files, tmp_pat
     assert metrics["answered"]["coverage"] == 1.0
     # The configured index is untouched by eval.
     assert json.loads(run("kb", "stats", "--json").stdout)["sources"] == {"sample_kb.xlsx": 188}
+
+
+def test_eval_folds_cross_validates_and_refuses_a_learning_file(run, files, tmp_path):
+    _, cases = files
+    kb = tmp_path / "faq.csv"
+    kb.write_text(
+        "Тема,Вопрос из БЗ,Ответ из БЗ,Классификатор 1 уровня\n"
+        + "\n".join(f'Тема,"{q}","{a}",{c}' for q, a, c in (line.split(";") for line in KB_CSV.strip().splitlines()[1:5])),
+        encoding="utf-8",
+    )
+    r = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--json")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout.strip().splitlines()[-1])
+    assert metrics["folds"] == 3 and metrics["n"] == 3
+    assert [t["learned"] for t in metrics["trained"]] == [2, 2, 2]
+    bad = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--learn-from", str(cases))
+    assert bad.exit_code != 0 and "--folds" in bad.output
+    assert run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "9").exit_code != 0
 
 
 def test_status_says_fallback_loudly(tmp_path):

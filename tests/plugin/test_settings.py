@@ -13,7 +13,7 @@ def test_defaults_without_file_or_env():
     s = load_settings(env={})
     assert s.embeddings.model == "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
     assert s.llm.backend == "none"
-    assert s.decision.threshold == 0.5
+    assert s.decision.threshold is None  # the engine's calibrated default
     assert s.offline is True
 
 

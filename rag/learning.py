@@ -1,0 +1,257 @@
+"""What the engine learns beyond the fusion: a category classifier and a reranker with calibrated output.
+
+* :class:`CategoryModel` predicts the first-level category from the request itself: a logistic
+  regression (scikit-learn) over the sentence embedding and hashed character n-grams, trained on the
+  knowledge base's own labels (each entry's question under its category) plus the confirmed requests
+  (under their answer's category). The engine mixes its probabilities with the vote of the retrieved
+  answers' labels.
+* :class:`Reranker` reorders the retrieved candidates: a logistic regression over features of each
+  candidate (the four signals, their z-scores and ranks, the fused score and its lead, similarity to
+  confirmed and rejected requests of that answer, category agreement, the answer's popularity, lengths),
+  trained on confirmed pairs with each pair's own key held out. Its output is the probability that the
+  candidate is the right answer, so it is also the confidence (a calibration learned from outcomes).
+  With too few pairs the engine keeps the fused order and the logistic calibrator.
+
+Both are plain arrays (JSON / ``.npz``, no pickles) and say what they were trained on and when.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import HashingVectorizer
+
+SIGNALS = ("bm25", "char", "dense_q", "dense_qa")
+
+#: Below this many confirmed pairs (distinct requests) the reranker is not trained.
+MIN_PAIRS = 40
+
+RERANK_FEATURES: tuple[str, ...] = (
+    "fused",
+    "fused_lead",
+    "fused_gap_top",
+    "log_fused_rank",
+    *(f"z_{s}" for s in SIGNALS),
+    *(f"raw_{s}" for s in SIGNALS),
+    *(f"log_rank_{s}" for s in SIGNALS),
+    "n_signals",
+    "learned_sim",
+    "rejected_sim",
+    "category_p",
+    "category_top",
+    "log_confirmed",
+    "log_rejected",
+    "log_entries",
+    "log_query_chars",
+    "log_entry_chars",
+)
+
+
+@dataclass
+class Candidate:
+    """One distinct answer retrieved for a request, with what the signals said about it."""
+
+    answer_id: str
+    fused: float
+    #: Best entry of this answer (position in the snapshot).
+    pos: int
+    raw: dict[str, float] = field(default_factory=dict)
+    z: dict[str, float] = field(default_factory=dict)
+    rank: dict[str, int] = field(default_factory=dict)
+    learned_sim: float = 0.0
+    rejected_sim: float = 0.0
+
+
+def candidate_features(
+    candidates: Sequence[Candidate],
+    *,
+    depth: int,
+    query_chars: int,
+    entry_chars: Sequence[int],
+    category_p: Sequence[float],
+    category_top: Sequence[bool],
+    confirmed: Sequence[int],
+    rejected: Sequence[int],
+    entries: Sequence[int],
+) -> np.ndarray:
+    """The feature matrix of ``candidates`` (sorted by fused score), one row each."""
+    fused = [c.fused for c in candidates]
+    top = fused[0] if fused else 0.0
+    rows = []
+    for i, c in enumerate(candidates):
+        others = [s for j, s in enumerate(fused) if j != i]
+        rows.append([
+            c.fused,
+            c.fused - (max(others) if others else 0.0),
+            c.fused - top,
+            math.log(i + 1),
+            *(c.z.get(s, -3.0) for s in SIGNALS),
+            *(c.raw.get(s, 0.0) for s in SIGNALS),
+            *(math.log(c.rank.get(s, depth + 1)) for s in SIGNALS),
+            float(len(c.raw)),
+            c.learned_sim,
+            c.rejected_sim,
+            category_p[i],
+            float(category_top[i]),
+            math.log1p(confirmed[i]),
+            math.log1p(rejected[i]),
+            math.log(max(entries[i], 1)),
+            math.log1p(query_chars),
+            math.log1p(entry_chars[i]),
+        ])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(RERANK_FEATURES))
+
+
+@dataclass(frozen=True)
+class Reranker:
+    """Standardized logistic regression over :data:`RERANK_FEATURES`."""
+
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    #: What it was trained on and when (shown by ``kb stats``).
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
+        logit = z @ np.asarray(self.coef) + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))
+
+    def to_json(self) -> str:
+        return json.dumps({"features": list(RERANK_FEATURES), "mean": list(self.mean), "scale": list(self.scale),
+                           "coef": list(self.coef), "intercept": self.intercept, "info": dict(self.info)},
+                          ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Reranker | None:
+        """The stored reranker, or None when it was trained on other features (an older version)."""
+        d = json.loads(text)
+        if tuple(d.get("features", ())) != RERANK_FEATURES:
+            return None
+        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), dict(d["info"]))
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, *, info: Mapping[str, Any], c: float = 3.0) -> Reranker:
+        """Logistic regression (L2) on the candidates of the training requests: right answer or not."""
+        from sklearn.linear_model import LogisticRegression
+
+        if len(set(y.tolist())) < 2:
+            raise ValueError("the reranker needs both right and wrong candidates")
+        mean = x.mean(axis=0)
+        scale = x.std(axis=0)
+        scale[scale < 1e-9] = 1.0
+        model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
+        return cls(tuple(mean.tolist()), tuple(scale.tolist()), tuple(model.coef_[0].tolist()),
+                   float(model.intercept_[0]), dict(info))
+
+    def weights(self) -> dict[str, float]:
+        """Feature → weight (on standardized features), largest first: what the reranker relies on."""
+        pairs = sorted(zip(RERANK_FEATURES, self.coef, strict=True), key=lambda kv: -abs(kv[1]))
+        return {k: round(v, 3) for k, v in pairs}
+
+
+_CHAR = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 4), n_features=2**16, alternate_sign=False,
+                          norm="l2", lowercase=True)
+
+
+def _text_features(vectors: np.ndarray, texts: Sequence[str], char_weight: float) -> sp.csr_matrix:
+    chars = _CHAR.transform([t.replace("ё", "е") for t in texts]).tocsr() * char_weight
+    return sp.hstack([sp.csr_matrix(np.asarray(vectors, dtype=np.float64)), chars], format="csr")
+
+
+@dataclass(frozen=True)
+class CategoryModel:
+    """Multinomial logistic regression over [embedding, hashed char 2–4-grams] → first-level category."""
+
+    classes: tuple[str, ...]
+    #: Weights, shape (features, classes), kept sparse where the char n-grams are unused.
+    weights: sp.csr_matrix
+    bias: np.ndarray
+    char_weight: float
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def probabilities(self, vector: np.ndarray, text: str) -> dict[str, float]:
+        x = _text_features(vector.reshape(1, -1), [text], self.char_weight)
+        logits = np.asarray((x @ self.weights).todense()).ravel() + self.bias
+        logits -= logits.max()
+        p = np.exp(logits)
+        p /= p.sum()
+        return dict(zip(self.classes, p.tolist(), strict=True))
+
+    @classmethod
+    def fit(
+        cls,
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        *,
+        info: Mapping[str, Any],
+        c: float = 10.0,
+        char_weight: float = 1.0,
+        sample_weight: Sequence[float] | None = None,
+    ) -> CategoryModel | None:
+        """None when there are fewer than two categories to tell apart."""
+        from sklearn.linear_model import LogisticRegression
+
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            return None
+        x = _text_features(vectors, texts, char_weight)
+        model = LogisticRegression(C=c, max_iter=3000)
+        model.fit(x, list(labels), sample_weight=None if sample_weight is None else np.asarray(sample_weight))
+        coef = np.asarray(model.coef_)
+        bias = np.asarray(model.intercept_, dtype=np.float64)
+        if len(classes) == 2:  # sklearn keeps one row for two classes: logit of the second
+            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+            bias = np.array([-bias[0] / 2, bias[0] / 2])
+        coef[np.abs(coef) < 1e-6] = 0.0
+        return cls(tuple(str(k) for k in model.classes_), sp.csr_matrix(coef.T), bias, char_weight, dict(info))
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        w = self.weights.tocsr()
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, classes=np.array(self.classes, dtype=str), data=w.data, indices=w.indices, indptr=w.indptr,
+                 shape=np.array(w.shape), bias=self.bias, char_weight=np.array(self.char_weight),
+                 info=np.array(json.dumps(dict(self.info), ensure_ascii=False)))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> CategoryModel | None:
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as d:
+            w = sp.csr_matrix((d["data"], d["indices"], d["indptr"]), shape=tuple(d["shape"].tolist()))
+            return cls(tuple(d["classes"].tolist()), w, d["bias"], float(d["char_weight"]),
+                       json.loads(str(d["info"])))
+
+
+#: What the default threshold aims at: the right answer first in this share of the answered requests.
+TARGET_PRECISION = 0.90
+
+
+def threshold_at_precision(confidences: Sequence[float], right: Sequence[bool], target: float) -> float | None:
+    """The lowest threshold on the first answer's confidence at which at least ``target`` of the
+    requests answered get the right answer first; None when no threshold reaches it."""
+    order = sorted(range(len(confidences)), key=lambda i: -confidences[i])
+    hits = 0
+    found: float | None = None
+    for k, i in enumerate(order, start=1):
+        hits += int(right[i])
+        last = k == len(order) or confidences[order[k]] < confidences[i]
+        if last and hits / k >= target:
+            found = float(confidences[i])
+    return found
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

