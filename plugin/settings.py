@@ -88,6 +88,21 @@ class RetrievalSettings(_Section):
     top_k: int = Field(default=5, ge=1, le=50)
     #: How many candidates each signal contributes before fusion.
     candidates: int = Field(default=50, ge=5, le=1000)
+    #: Replace helpdesk jargon in requests before retrieval ("комп" → компьютер, "вайфай" → Wi-Fi; the table
+    #: is rag/jargon.py). ``jargon`` adds words or overrides them (``{"шара": "общая папка"}``); an empty
+    #: term switches a built-in word off.
+    expand_jargon: bool = True
+    jargon: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("jargon")
+    @classmethod
+    def _jargon_words(cls, v: dict[str, str]) -> dict[str, str]:
+        for word, term in v.items():
+            if not word.strip() or len(word.split()) != 1:
+                raise ValueError(f"jargon: {word!r} must be one word (the term may be several)")
+            if len(term) > 200:
+                raise ValueError(f"jargon: the term of {word!r} is longer than 200 characters")
+        return v
 
 
 class DecisionSettings(_Section):

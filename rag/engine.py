@@ -32,13 +32,16 @@ from rag.calibration import DEFAULT as DEFAULT_CALIBRATOR
 from rag.calibration import Calibrator, lead
 from rag.embeddings import Embedder, LoadedEmbedder
 from rag.errors import EmptyIndexError, RagError
+from rag.jargon import expand as expand_jargon
 from rag.kbstore import KBStore, UpsertReport
 from rag.learning import (
+    MIN_ANSWERED,
     MIN_PAIRS,
     RERANK_FEATURES,
     TARGET_PRECISION,
     Candidate,
     CategoryModel,
+    LearnedText,
     Reranker,
     candidate_features,
     now_iso,
@@ -65,6 +68,8 @@ log = logging.getLogger(__name__)
 SIGNALS = ("bm25", "char", "dense_q", "dense_qa")
 #: The threshold when nothing was calibrated on this knowledge base yet.
 DEFAULT_THRESHOLD = 0.5
+#: Weight of a confirmed request against an entry's question in the category model.
+CONFIRMED_REQUEST_WEIGHT = 2.0
 #: The reranker is trained on at most this many (the newest) confirmed requests.
 MAX_TRAINING_REQUESTS = 2000
 
@@ -105,10 +110,16 @@ class EngineConfig:
     rerank_depth: int = 20
     #: Share of the category model in the first-level category (the rest is the retrieval vote).
     category_model_weight: float = 0.6
+    #: The same share when the vote is the reranker's (its probabilities are calibrated: worth more).
+    category_model_weight_reranked: float = 0.5
     #: Fit the calibrator and the default threshold on the knowledge base itself at import
     #: (:meth:`Engine.fit_kb_calibration`); ``decision.calibrate_at_import`` in the settings. Conservative
     #: rather than calibrated (README, "Answer quality").
     calibrate_at_import: bool = False
+    #: Replace helpdesk jargon in requests before retrieval (rag/jargon.py), with these words added to
+    #: (or, with an empty term, removed from) the built-in table.
+    expand_jargon: bool = True
+    jargon: dict[str, str] = field(default_factory=dict)
 
     def store_config(self) -> VectorStoreConfig:
         return self.vector_store or VectorStoreConfig(path=self.data_dir / "chroma")
@@ -176,6 +187,7 @@ class Engine:
         self._lock = threading.RLock()
         self._snapshot: _Snapshot | None = None
         self._popularity_cache: tuple[int, dict[str, tuple[int, int]]] | None = None
+        self._learned_text_cache: tuple[int, LearnedText] | None = None
         self._models_dir = config.data_dir / "models"
 
     # -- indexing ------------------------------------------------------------------------------------
@@ -235,7 +247,7 @@ class Engine:
         pairs = self.store.learned(unindexed_only=True)
         if not pairs:
             return
-        vectors = self.embedder.embed_queries([clean_query(p.query) for p in pairs])
+        vectors = self.embedder.embed_queries([self._search_text(clean_query(p.query)) for p in pairs])
         self.vectors.upsert(
             "learned",
             [f"l{p.id}" for p in pairs],
@@ -327,17 +339,18 @@ class Engine:
         if not snap.entries or snap.lexical is None:
             raise EmptyIndexError("the knowledge base is empty: import one with `helpdesk-assist kb import FILE`")
         text = clean_query(query)
+        search_text = self._search_text(text)
         n = self.config.candidates
         allowed: frozenset[int] | None = None
         where = None
         if category:
             allowed = snap.positions_of_category.get(category, frozenset())
             where = {"cat1": category}
-        vector = self.embedder.embed_queries([text])[0]
+        vector = self.embedder.embed_queries([search_text])[0]
         widen = 4 if allowed is not None else 1
         raw: dict[str, list[tuple[int, float]]] = {
-            "bm25": snap.lexical.bm25_top(text, n * widen),
-            "char": snap.lexical.char_top(text, n * widen),
+            "bm25": snap.lexical.bm25_top(search_text, n * widen),
+            "char": snap.lexical.char_top(search_text, n * widen),
         }
         for kind in ("q", "qa"):
             found = self.vectors.query(kind, vector, n, where=where)
@@ -384,12 +397,12 @@ class Engine:
                     if cand is None:
                         cand = cands[aid] = Candidate(aid, 0.0, -1)
                 cand.fused += contribution
-        self._apply_learned(vector, cands, snap, allowed, exclude_learned)
+        self._apply_learned(text, vector, cands, snap, allowed, exclude_learned)
         model = snap.category_model if category_model is False else category_model
         model_p: dict[str, float] = {}
         if model is not None and category is None:
             # What the request says about its category, from the model trained on the KB's labels.
-            model_p = model.probabilities(vector, text)
+            model_p = model.probabilities(vector, search_text)
             w = self.config.weights.category
             for c in cands.values():
                 cats = snap.categories_of.get(c.answer_id)
@@ -400,8 +413,23 @@ class Engine:
             text=text, vector=vector, candidates=ordered, snap=snap, category=category, model_p=model_p
         )
 
+    def _search_text(self, text: str) -> str:
+        """What retrieval sees of a cleaned request: helpdesk jargon in the knowledge base's terms."""
+        return expand_jargon(text, self.config.jargon) if self.config.expand_jargon else text
+
+    def _learned_text(self) -> LearnedText:
+        """The confirmed requests' character and word vectors (rebuilt when a pair is added or removed)."""
+        version = self.store.learned_version()
+        cached = self._learned_text_cache
+        if cached is None or cached[0] != version:
+            pairs = [(f"l{p.id}", p.entry_id, clean_query(p.query)) for p in self.store.learned() if p.polarity > 0]
+            cached = (version, LearnedText.build(pairs))
+            self._learned_text_cache = cached
+        return cached[1]
+
     def _apply_learned(
         self,
+        text: str,
         vector: np.ndarray,
         cands: dict[str, Candidate],
         snap: _Snapshot,
@@ -423,6 +451,15 @@ class Engine:
             if key not in strongest or hit.similarity > strongest[key][0]:
                 strongest[key] = (hit.similarity, pos)
         floor = min((c.fused for c in cands.values()), default=0.0)
+        # In their own words: features of the reranker only (the fusion stays as measured).
+        for entry_id, (chars, words) in self._learned_text().similar(text, exclude).items():
+            pos = snap.by_id.get(entry_id)
+            if pos is None or (allowed is not None and pos not in allowed):
+                continue
+            cand = cands.get(snap.answer_of[pos])
+            if cand is not None:
+                cand.learned_char = max(cand.learned_char, chars)
+                cand.learned_word = max(cand.learned_word, words)
         for (aid, polarity), (sim, pos) in strongest.items():
             strength = min(max((sim - cfg.learned_floor) / cfg.learned_span, 0.0), 1.5)
             if polarity > 0:
@@ -458,6 +495,8 @@ class Engine:
             order = sorted(range(len(head)), key=lambda i: (-p[i], i))
             cands = [head[i] for i in order] + tail
             confidences = [float(p[i]) for i in order] + [0.0] * len(tail)
+            # The category again, now voted by how likely each candidate is the right answer.
+            prediction, _ = self._classify(r, [head[i] for i in order], votes=[float(p[i]) for i in order])
         else:
             scores = [c.fused for c in cands[: max(top_k, 2)]]
             confidences = [
@@ -570,12 +609,14 @@ class Engine:
             cats = snap.categories_of.get(p.answer_id) if p is not None else None
             if p is not None and cats:
                 xs.append(lvectors[n])
-                texts.append(clean_query(p.query))
+                texts.append(self._search_text(clean_query(p.query)))
                 labels.append(cats[0])
         if not xs:
             return None
+        # A confirmed request counts twice an entry's question: it is written the way requests are.
+        weights = [1.0] * kb_rows + [CONFIRMED_REQUEST_WEIGHT] * (len(labels) - kb_rows)
         return CategoryModel.fit(
-            np.vstack(xs), texts, labels,
+            np.vstack(xs), texts, labels, sample_weight=weights,
             info={"entries": kb_rows, "confirmed_requests": len(labels) - kb_rows,
                   "categories": len(set(labels)), "trained_at": now_iso()},
         )
@@ -639,7 +680,8 @@ class Engine:
                     prob = reranker.probability(x)
                     top = [int(np.flatnonzero(groups == g)[np.argmax(prob[groups == g])]) for g in np.unique(groups)]
                     t = threshold_at_precision(
-                        [float(prob[i]) for i in top], [bool(y[i]) for i in top], TARGET_PRECISION
+                        [float(prob[i]) for i in top], [bool(y[i]) for i in top], TARGET_PRECISION,
+                        min_answered=MIN_ANSWERED,
                     )
                     reranker = Reranker(reranker.mean, reranker.scale, reranker.coef, reranker.intercept,
                                         {**reranker.info, "threshold": None if t is None else round(t, 4),
@@ -716,7 +758,7 @@ class Engine:
             calibrator = Calibrator.fit(features, labels, fitted_on=fitted_on)
             self.set_calibrator(calibrator)
             t = threshold_at_precision([calibrator.confidence(*f) for f, _ in firsts], [ok for _, ok in firsts],
-                                       TARGET_PRECISION)
+                                       TARGET_PRECISION, min_answered=MIN_ANSWERED)
             self.set_default_threshold(t if t is not None else 0.95, fitted_on)
             return calibrator
 
@@ -744,25 +786,33 @@ class Engine:
 
     # -- classification and decision -----------------------------------------------------------------
     def _classify(
-        self, r: _Retrieved, ranked: Sequence[Candidate], temperature: float = 1.0
+        self,
+        r: _Retrieved,
+        ranked: Sequence[Candidate],
+        temperature: float = 1.0,
+        votes: Sequence[float] | None = None,
     ) -> tuple[CategoryPrediction, dict[str, float]]:
         """Category levels: the first level from the category model's probabilities mixed with a vote of
-        the best answers' own labels (weighted by exp(fused score / T)); the deeper levels by the vote
-        of the answers under that first level. Also the first-level probabilities."""
+        the best answers' own labels, each weighted by exp(fused score / T), or by ``votes`` (the
+        reranker's probability that it is the right answer: the vote is then the probability of each
+        category holding the right answer); the deeper levels by the vote of the answers under that
+        first level. Also the first-level probabilities."""
         snap = r.snap
         cats_of = snap.categories_of
-        votes: list[tuple[tuple[str, ...], float]] = []
-        if ranked:
+        weighted: list[tuple[tuple[str, ...], float]] = []
+        if votes is not None:
+            weighted = [(cats_of.get(c.answer_id, ()), w) for c, w in zip(ranked, votes, strict=True)]
+        elif ranked:
             top = ranked[0].fused
-            votes = [(cats_of.get(c.answer_id, ()), float(np.exp((c.fused - top) / temperature))) for c in ranked]
+            weighted = [(cats_of.get(c.answer_id, ()), float(np.exp((c.fused - top) / temperature))) for c in ranked]
         tally: dict[str, float] = {}
-        for cats, w in votes:
+        for cats, w in weighted:
             if cats and cats[0]:
                 tally[cats[0]] = tally.get(cats[0], 0.0) + w
         total = sum(tally.values())
         p_cat = {k: v / total for k, v in tally.items()} if total else {}
         if r.model_p and r.category is None:
-            mix = self.config.category_model_weight
+            mix = self.config.category_model_weight if votes is None else self.config.category_model_weight_reranked
             learned = r.model_p
             p_cat = {k: mix * learned.get(k, 0.0) + (1 - mix) * p_cat.get(k, 0.0) for k in {*learned, *p_cat}}
         elif r.category is not None:
@@ -772,7 +822,7 @@ class Engine:
         best, confidence = max(p_cat.items(), key=lambda kv: (kv[1], kv[0]))
         alternatives = sorted(((k, round(v, 4)) for k, v in p_cat.items() if v > 0), key=lambda kv: -kv[1])[:5]
         levels = [best]
-        candidates = [(c, w) for c, w in votes if c and c[0] == best]
+        candidates = [(c, w) for c, w in weighted if c and c[0] == best]
         for depth in range(1, 3):
             sub: dict[str, float] = {}
             for cats, w in candidates:

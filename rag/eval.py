@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from rag.calibration import Calibrator, lead
 from rag.engine import Engine
-from rag.learning import TARGET_PRECISION, threshold_at_precision
+from rag.learning import MIN_ANSWERED, TARGET_PRECISION, threshold_at_precision
 from rag.privacy import mask_pii
 from rag.text import clean_query, normalize_for_match
 
@@ -91,7 +91,8 @@ def fit_calibration(engine: Engine, cases: Sequence[Case], *, fitted_on: str, pr
     firsts = [
         (calibrator.confidence(*f), bool(y)) for f, y, first in zip(features, labels, starts, strict=True) if first
     ]
-    t = threshold_at_precision([c for c, _ in firsts], [ok for _, ok in firsts], TARGET_PRECISION)
+    t = threshold_at_precision([c for c, _ in firsts], [ok for _, ok in firsts], TARGET_PRECISION,
+                               min_answered=MIN_ANSWERED)
     engine.set_default_threshold(t if t is not None else 0.95, fitted_on)
     return calibrator
 

@@ -41,6 +41,12 @@ def _stemmers() -> tuple[Stemmer.Stemmer, Stemmer.Stemmer]:
     return Stemmer.Stemmer("russian"), Stemmer.Stemmer("english")
 
 
+def stem(word: str) -> str:
+    """The Snowball stem of one lower-case word (Russian for Cyrillic, English otherwise)."""
+    ru, en = _stemmers()
+    return ru.stemWord(word) if _CYR.search(word) else en.stemWord(word)
+
+
 def tokenize(text: str) -> list[str]:
     """Lower-case word stems without stop words: Russian Snowball for Cyrillic, English for Latin."""
     ru, en = _stemmers()

@@ -30,6 +30,8 @@ def engine_config(settings: Settings, data_dir: Path | None = None) -> EngineCon
         ),
         candidates=settings.retrieval.candidates,
         top_k=settings.retrieval.top_k,
+        expand_jargon=settings.retrieval.expand_jargon,
+        jargon=dict(settings.retrieval.jargon),
         policy=policy.from_settings(settings).decision,
         calibrate_at_import=settings.decision.calibrate_at_import,
         default_language=settings.default_language,

@@ -13,7 +13,8 @@ import pytest
 from rag.embeddings import CachedEmbedder, HashingEmbedder, known_prefixes
 from rag.engine import Engine, EngineConfig
 from rag.eval import CaseResult, coverage_at_precision, cross_validate, folds_of, reliability
-from rag.learning import RERANK_FEATURES, CategoryModel, Reranker, threshold_at_precision
+from rag.jargon import expand as expand_jargon
+from rag.learning import RERANK_FEATURES, CategoryModel, LearnedText, Reranker, threshold_at_precision
 from rag.models import KBEntry
 from rag.policy import DecisionPolicy
 
@@ -205,3 +206,98 @@ def test_prefixes_reach_a_real_model_and_name_the_index() -> None:
     assert np.allclose(prefixed.embed_queries(text), plain.embed(["query: printer is jammed"]), atol=1e-5)
     assert np.allclose(prefixed.embed_passages(text), plain.embed(["passage: printer is jammed"]), atol=1e-5)
     assert not np.allclose(prefixed.embed_queries(text), prefixed.embed_passages(text), atol=1e-3)
+
+
+def test_a_default_threshold_needs_enough_answered_requests() -> None:
+    # One lucky request at the top is no precision: with a minimum the cut must answer that many.
+    conf = [0.9, 0.5, 0.4, 0.3, 0.2, 0.1]
+    right = [True, False, True, True, False, False]
+    assert threshold_at_precision(conf, right, 0.9) == 0.9
+    assert threshold_at_precision(conf, right, 0.9, min_answered=2) is None
+    assert threshold_at_precision(conf, right, 0.75, min_answered=4) == 0.3
+
+
+def test_jargon_is_replaced_in_every_form_and_settings_extend_it() -> None:
+    assert expand_jargon("комп не включается вообще") == "компьютер не включается вообще"
+    assert expand_jargon("у компа гудит вентилятор") == "у компьютер гудит вентилятор"
+    assert expand_jargon("не подключается к вайфаю, пуш не приходит") == "не подключается к Wi-Fi, push не приходит"
+    # Proper words and unknown ones stay as written.
+    assert expand_jargon("Компьютер не видит принтер") == "Компьютер не видит принтер"
+    assert expand_jargon("нужна шара для отдела") == "нужна общая папка для отдела"
+    assert expand_jargon("нужна шара", {"шара": "сетевой диск S:"}) == "нужна сетевой диск S:"
+    assert expand_jargon("комп сломался", {"комп": ""}) == "комп сломался"
+    assert expand_jargon("принтак опять", {"принтак": "МФУ"}) == "МФУ опять"
+
+
+def test_jargon_reaches_retrieval_but_not_what_is_stored(tmp_path: Path) -> None:
+    kb = [KBEntry(id="wifi", question="Не работает Wi-Fi в офисе", answer="Перезапустите адаптер.", title="Wi-Fi"),
+          KBEntry(id="print", question="Не работает принтер в офисе", answer="Проверьте кабель.", title="Принтер")]
+    on = Engine(EngineConfig(data_dir=tmp_path / "on"), HashingEmbedder())
+    on.import_entries(kb)
+    hits, _ = on.search("в офисе не работает вайфай")
+    assert hits[0].entry_id == "wifi"
+    off = Engine(EngineConfig(data_dir=tmp_path / "off", expand_jargon=False), HashingEmbedder())
+    off.import_entries(kb)
+    assert off._search_text("не работает вайфай") == "не работает вайфай"
+    assert on._search_text("не работает вайфай") == "не работает Wi-Fi"
+    on.learn("в офисе не работает вайфай", "wifi", positive=True)
+    assert [p.query for p in on.store.learned()] == ["в офисе не работает вайфай"]
+
+
+def test_learned_text_finds_confirmed_requests_in_their_own_words() -> None:
+    lt = LearnedText.build([("l1", "locked", "учетку заблокировало"), ("l2", "forgot", "забыла пароль от почты"),
+                            ("l3", "locked", "заблокирована учетка после отпуска")])
+    sims = lt.similar("опять заблокировало учетку")
+    chars, words = sims["locked"]
+    assert sims.get("forgot", (0.0, 0.0))[0] < 0.3 < chars and sims.get("forgot", (0.0, 0.0))[1] == 0.0
+    assert chars > 0.5 and words > 0.5
+    assert "locked" not in lt.similar("учетку заблокировало", exclude=frozenset({"l1", "l3"}))
+    assert all(w == 0.0 for _, w in lt.similar("совсем другое").values())
+    assert LearnedText.build([]).similar("что угодно") == {}
+
+
+def test_candidates_carry_the_closest_confirmed_request_of_their_answer(engine: Engine) -> None:
+    engine.learn("учетку заблокировало третий раз за день", "locked", positive=True)
+    pair = f"l{engine.store.learned()[0].id}"
+    r = engine._candidates("учетку заблокировало опять", category=None)
+    locked = next(c for c in r.candidates if c.answer_id == KB[7].answer_id)
+    assert locked.learned_char > 0.5 and locked.learned_word > 0.5
+    r = engine._candidates("учетку заблокировало опять", category=None, exclude_learned=frozenset({pair}))
+    locked = next(c for c in r.candidates if c.answer_id == KB[7].answer_id)
+    assert locked.learned_char == 0.0 and locked.learned_word == 0.0
+
+
+def test_after_reranking_the_category_is_voted_by_the_rerankers_probabilities(engine: Engine) -> None:
+    r = engine._candidates("принтер жует бумагу", category=None)
+    cands = [c for c in r.candidates if c.pos >= 0]
+    votes = [1.0 if c.answer_id == KB[3].answer_id else 0.0 for c in cands]  # all on the Outlook answer
+    r.model_p = {}
+    prediction, _ = engine._classify(r, cands, votes=votes)
+    assert prediction.levels == MAIL
+    r.model_p = {"Печать": 1.0}
+    engine.config.category_model_weight_reranked = 0.8
+    assert engine._classify(r, cands, votes=votes)[0].levels[0] == "Печать"
+    engine.config.category_model_weight_reranked = 0.2
+    assert engine._classify(r, cands, votes=votes)[0].levels[0] == "Почта"
+
+
+def test_a_category_model_saved_before_the_word_features_still_loads(tmp_path: Path) -> None:
+    emb = HashingEmbedder()
+    texts = [e.question for e in KB]
+    labels = [e.categories[0] for e in KB]
+    model = CategoryModel.fit(emb.embed(texts), texts, labels, info={}, word_weight=0.0)
+    assert model is not None
+    model.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as d:
+        old = {k: d[k] for k in d.files if k != "word_weight"}
+    np.savez(tmp_path / "old.npz", **old)
+    loaded = CategoryModel.load(tmp_path / "old.npz")
+    assert loaded is not None and loaded.word_weight == 0.0
+    v = emb.embed(["спам"])[0]
+    assert loaded.probabilities(v, "спам") == pytest.approx(model.probabilities(v, "спам"))
+    worded = CategoryModel.fit(emb.embed(texts), texts, labels, info={})
+    assert worded is not None and worded.word_weight == 1.0
+    worded.save(tmp_path / "w.npz")
+    again = CategoryModel.load(tmp_path / "w.npz")
+    assert again is not None and again.word_weight == 1.0
+    assert again.probabilities(v, "спам") == pytest.approx(worded.probabilities(v, "спам"))
