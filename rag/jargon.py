@@ -66,24 +66,23 @@ def _table(extra: tuple[tuple[str, str], ...]) -> dict[str, str]:
     merged = {**BUILT_IN, **dict(extra)}
     table: dict[str, str] = {}
     for word, term in merged.items():
-        key = stem(word.casefold().replace("ё", "е"))
-        if key and term.strip():
+        key = stem(_fold(word))
+        if not key:
+            continue
+        # An empty term switches the word off; a term that is the word itself changes nothing.
+        if term.strip() and stem(_fold(term.strip())) != key:
             table[key] = term.strip()
-        elif key:
+        else:
             table.pop(key, None)
     return table
+
+
+def _fold(word: str) -> str:
+    return word.casefold().replace("ё", "е")
 
 
 def expand(text: str, extra: Mapping[str, str] | None = None) -> str:
     """``text`` with each jargon word replaced by the knowledge base's term; words already proper
     (whose term is themselves) and unknown words stay as they are."""
     table = _table(tuple(sorted((extra or {}).items())))
-
-    def swap(m: re.Match[str]) -> str:
-        word = m.group(0)
-        term = table.get(stem(word.casefold().replace("ё", "е")))
-        if term is None or stem(term.casefold()) == stem(word.casefold()):
-            return word
-        return term
-
-    return _TOKEN.sub(swap, text)
+    return _TOKEN.sub(lambda m: table.get(stem(_fold(m.group(0))), m.group(0)), text)

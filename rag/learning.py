@@ -287,7 +287,7 @@ class LearnedText:
         """From (pair id, entry id, request text) of the confirmed pairs."""
         texts = [t for _, _, t in pairs]
         if not texts:
-            empty = sp.csr_matrix((0, 2**18))
+            empty = sp.csr_matrix((0, _LEARNED_CHAR.n_features))
             return cls((), (), empty, empty)
         return cls(tuple(i for i, _, _ in pairs), tuple(e for _, e, _ in pairs),
                    _LEARNED_CHAR.transform([t.replace("ё", "е") for t in texts]).tocsr(),

@@ -49,13 +49,7 @@ def stem(word: str) -> str:
 
 def tokenize(text: str) -> list[str]:
     """Lower-case word stems without stop words: Russian Snowball for Cyrillic, English for Latin."""
-    ru, en = _stemmers()
-    out = []
-    for word in _WORD.findall(text.casefold().replace("ё", "е")):
-        if word in STOPWORDS:
-            continue
-        out.append(ru.stemWord(word) if _CYR.search(word) else en.stemWord(word))
-    return out
+    return [stem(word) for word in _WORD.findall(text.casefold().replace("ё", "е")) if word not in STOPWORDS]
 
 
 _CHAR = HashingVectorizer(
