@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,8 @@ from rag.learning import (
     LearnedText,
     Reranker,
     candidate_features,
+    cross_fit,
+    exclusive,
     now_iso,
     threshold_at_precision,
 )
@@ -110,8 +112,6 @@ class EngineConfig:
     rerank_depth: int = 20
     #: Share of the category model in the first-level category (the rest is the retrieval vote).
     category_model_weight: float = 0.6
-    #: The same share when the vote is the reranker's (its probabilities are calibrated: worth more).
-    category_model_weight_reranked: float = 0.5
     #: Fit the calibrator and the default threshold on the knowledge base itself at import
     #: (:meth:`Engine.fit_kb_calibration`); ``decision.calibrate_at_import`` in the settings. Conservative
     #: rather than calibrated (README, "Answer quality").
@@ -491,11 +491,12 @@ class Engine:
             depth = self.config.rerank_depth
             head, tail = cands[:depth], cands[depth:]
             x = self._features(r, head, p_cat)
-            p = reranker.probability(x)
+            p = exclusive(reranker.probability(x))
             order = sorted(range(len(head)), key=lambda i: (-p[i], i))
             cands = [head[i] for i in order] + tail
-            confidences = [float(p[i]) for i in order] + [0.0] * len(tail)
-            # The category again, now voted by how likely each candidate is the right answer.
+            calibrated = reranker.confidence(p)
+            confidences = [float(calibrated[i]) for i in order] + [0.0] * len(tail)
+            # The category again: the category of the right answer where it is among the candidates.
             prediction, _ = self._classify(r, [head[i] for i in order], votes=[float(p[i]) for i in order])
         else:
             scores = [c.fused for c in cands[: max(top_k, 2)]]
@@ -671,21 +672,17 @@ class Engine:
                     [(p.query, p.answer_id, frozenset(f"l{i}" for i in copies[q])) for q, p in seen.items()]
                 )
                 if len(set(y.tolist())) == 2:
-                    reranker = Reranker.fit(x, y, info={
+                    reranker, conf, right = cross_fit(x, y, groups, info={
                         "confirmed_requests": len(seen), "with_answer_retrieved": found,
                         "candidates": len(y), "trained_at": now_iso(),
                     })
                     # The default threshold: precision@1 about TARGET_PRECISION on these requests, each
-                    # measured without its own pair.
-                    prob = reranker.probability(x)
-                    top = [int(np.flatnonzero(groups == g)[np.argmax(prob[groups == g])]) for g in np.unique(groups)]
-                    t = threshold_at_precision(
-                        [float(prob[i]) for i in top], [bool(y[i]) for i in top], TARGET_PRECISION,
-                        min_answered=MIN_ANSWERED,
-                    )
-                    reranker = Reranker(reranker.mean, reranker.scale, reranker.coef, reranker.intercept,
-                                        {**reranker.info, "threshold": None if t is None else round(t, 4),
-                                         "threshold_target": TARGET_PRECISION})
+                    # measured without its own pair and by a reranker that was not trained on it.
+                    t = threshold_at_precision(conf.tolist(), right.tolist(), TARGET_PRECISION,
+                                               min_answered=MIN_ANSWERED)
+                    reranker = replace(reranker, info={**reranker.info, "threshold": None if t is None else round(t, 4),
+                                                       "threshold_target": TARGET_PRECISION,
+                                                       "platt": [round(v, 4) for v in reranker.platt]})
                     fitted_on = f"reranker, {len(seen)} confirmed requests"
                     self.set_default_threshold(t if t is not None else 0.95, fitted_on)
             if reranker is None:
@@ -811,8 +808,14 @@ class Engine:
                 tally[cats[0]] = tally.get(cats[0], 0.0) + w
         total = sum(tally.values())
         p_cat = {k: v / total for k, v in tally.items()} if total else {}
-        if r.model_p and r.category is None:
-            mix = self.config.category_model_weight if votes is None else self.config.category_model_weight_reranked
+        if r.model_p and r.category is None and votes is not None:
+            # The votes are exclusive probabilities that each candidate is the right answer: the category is
+            # the right answer's where it is among them (their vote), the category model's where none is.
+            learned = r.model_p
+            none = max(0.0, 1.0 - sum(votes))
+            p_cat = {k: tally.get(k, 0.0) + none * learned.get(k, 0.0) for k in {*learned, *tally}}
+        elif r.model_p and r.category is None:
+            mix = self.config.category_model_weight
             learned = r.model_p
             p_cat = {k: mix * learned.get(k, 0.0) + (1 - mix) * p_cat.get(k, 0.0) for k in {*learned, *p_cat}}
         elif r.category is not None:

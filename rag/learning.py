@@ -132,16 +132,23 @@ class Reranker:
     intercept: float
     #: What it was trained on and when (shown by ``kb stats``).
     info: Mapping[str, Any] = field(default_factory=dict)
+    #: Platt scaling (slope, intercept on the logit) of the first answer's exclusive probability into the
+    #: confidence, fitted on held-out training requests (:func:`cross_fit`); identity by default.
+    platt: tuple[float, float] = (1.0, 0.0)
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         z = (x - np.asarray(self.mean)) / np.asarray(self.scale)
         logit = z @ np.asarray(self.coef) + self.intercept
         return 1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))
 
+    def confidence(self, p: np.ndarray) -> np.ndarray:
+        """Exclusive probabilities (:func:`exclusive`) → confidences (Platt-scaled; the order is kept)."""
+        return platt_scale(p, self.platt)
+
     def to_json(self) -> str:
         return json.dumps({"features": list(RERANK_FEATURES), "mean": list(self.mean), "scale": list(self.scale),
-                           "coef": list(self.coef), "intercept": self.intercept, "info": dict(self.info)},
-                          ensure_ascii=False)
+                           "coef": list(self.coef), "intercept": self.intercept, "platt": list(self.platt),
+                           "info": dict(self.info)}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> Reranker | None:
@@ -149,7 +156,9 @@ class Reranker:
         d = json.loads(text)
         if tuple(d.get("features", ())) != RERANK_FEATURES:
             return None
-        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), dict(d["info"]))
+        slope, intercept = d.get("platt", (1.0, 0.0))
+        return cls(tuple(d["mean"]), tuple(d["scale"]), tuple(d["coef"]), float(d["intercept"]), dict(d["info"]),
+                   (float(slope), float(intercept)))
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, *, info: Mapping[str, Any], c: float = 3.0) -> Reranker:
@@ -308,6 +317,70 @@ class LearnedText:
                 best = out.setdefault(self.entry_ids[row], [0.0, 0.0])
                 best[col] = max(best[col], float(value))
         return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def exclusive(p: np.ndarray) -> np.ndarray:
+    """The reranker's probabilities as probabilities of exclusive events: each is the chance that *this*
+    candidate is the right answer, and at most one is, so where they sum to more than 1 they are scaled
+    down to sum to 1. Two candidates that both look right then share the confidence instead of each
+    claiming it (the confidence of the first answer, and the category vote). The share of the rest,
+    ``1 - sum``, is the chance that none of them is right."""
+    total = float(np.sum(p))
+    return p / total if total > 1.0 else p
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q))
+
+
+def platt_scale(p: np.ndarray, platt: tuple[float, float]) -> np.ndarray:
+    slope, intercept = platt
+    if (slope, intercept) == (1.0, 0.0):
+        return np.asarray(p, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-np.clip(slope * _logit(p) + intercept, -30, 30)))
+
+
+def first_answers(prob: np.ndarray, y: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per request (group): the exclusive probability of its first candidate, and whether it is right."""
+    conf: list[float] = []
+    right: list[bool] = []
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        p = exclusive(prob[rows])
+        best = int(np.argmax(p))
+        conf.append(float(p[best]))
+        right.append(bool(y[rows[best]]))
+    return np.asarray(conf), np.asarray(right)
+
+
+def cross_fit(
+    x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, info: Mapping[str, Any], folds: int = 5
+) -> tuple[Reranker, np.ndarray, np.ndarray]:
+    """The reranker fitted on every training request, with its confidence calibrated on requests it did
+    not see: each of ``folds`` parts of the requests is scored by a reranker fitted on the others; a
+    Platt scaling of those held-out first answers maps the exclusive probability to the confidence.
+    Also the held-out first answers' confidences and rightness (what the default threshold is set
+    from: on the training requests themselves the reranker would look better than it is)."""
+    from sklearn.linear_model import LogisticRegression
+
+    reranker = Reranker.fit(x, y, info=info)
+    held_out = np.zeros(len(y))
+    part = groups.astype(np.int64) % folds
+    for k in range(folds):
+        train = part != k
+        if len(set(y[train].tolist())) < 2 or train.all():
+            return reranker, *first_answers(reranker.probability(x), y, groups)
+        held_out[~train] = Reranker.fit(x[train], y[train], info={}).probability(x[~train])
+    conf, right = first_answers(held_out, y, groups)
+    if len(set(right.tolist())) < 2:
+        return reranker, conf, right
+    lr = LogisticRegression(C=100.0).fit(_logit(conf).reshape(-1, 1), right.astype(int))
+    platt = (float(lr.coef_[0][0]), float(lr.intercept_[0]))
+    if platt[0] <= 0:  # a held-out confidence that does not rise with the probability says nothing
+        return reranker, conf, right
+    reranker = Reranker(reranker.mean, reranker.scale, reranker.coef, reranker.intercept, reranker.info, platt)
+    return reranker, platt_scale(conf, platt), right
 
 
 #: What the default threshold aims at: the right answer first in this share of the answered requests.

@@ -14,7 +14,15 @@ from rag.embeddings import CachedEmbedder, HashingEmbedder, known_prefixes
 from rag.engine import Engine, EngineConfig
 from rag.eval import CaseResult, coverage_at_precision, cross_validate, folds_of, reliability
 from rag.jargon import expand as expand_jargon
-from rag.learning import RERANK_FEATURES, CategoryModel, LearnedText, Reranker, threshold_at_precision
+from rag.learning import (
+    RERANK_FEATURES,
+    CategoryModel,
+    LearnedText,
+    Reranker,
+    cross_fit,
+    exclusive,
+    threshold_at_precision,
+)
 from rag.models import KBEntry
 from rag.policy import DecisionPolicy
 
@@ -267,18 +275,63 @@ def test_candidates_carry_the_closest_confirmed_request_of_their_answer(engine: 
     assert locked.learned_char == 0.0 and locked.learned_word == 0.0
 
 
-def test_after_reranking_the_category_is_voted_by_the_rerankers_probabilities(engine: Engine) -> None:
+def test_after_reranking_the_category_is_the_right_answers_where_it_is_among_the_candidates(engine: Engine) -> None:
     r = engine._candidates("принтер жует бумагу", category=None)
     cands = [c for c in r.candidates if c.pos >= 0]
-    votes = [1.0 if c.answer_id == KB[3].answer_id else 0.0 for c in cands]  # all on the Outlook answer
+    outlook = [c.answer_id == KB[3].answer_id for c in cands]
+
+    def on_outlook(p: float) -> list[float]:
+        return [p if o else 0.0 for o in outlook]
+
     r.model_p = {}
-    prediction, _ = engine._classify(r, cands, votes=votes)
-    assert prediction.levels == MAIL
+    assert engine._classify(r, cands, votes=on_outlook(1.0))[0].levels == MAIL
+    # The model speaks for the share where none of the candidates is right (1 - the sum of the votes).
     r.model_p = {"Печать": 1.0}
-    engine.config.category_model_weight_reranked = 0.8
-    assert engine._classify(r, cands, votes=votes)[0].levels[0] == "Печать"
-    engine.config.category_model_weight_reranked = 0.2
-    assert engine._classify(r, cands, votes=votes)[0].levels[0] == "Почта"
+    assert engine._classify(r, cands, votes=on_outlook(1.0))[0].levels[0] == "Почта"
+    assert engine._classify(r, cands, votes=on_outlook(0.6))[0].levels[0] == "Почта"
+    prediction, p_cat = engine._classify(r, cands, votes=on_outlook(0.2))
+    assert prediction.levels[0] == "Печать"
+    assert {k: v for k, v in p_cat.items() if v} == pytest.approx({"Печать": 0.8, "Почта": 0.2})
+
+
+def test_exclusive_probabilities_share_what_they_claim_together() -> None:
+    assert exclusive(np.array([0.5, 0.2])) == pytest.approx([0.5, 0.2])
+    assert exclusive(np.array([0.9, 0.6, 0.0])) == pytest.approx([0.6, 0.4, 0.0])
+
+
+def _requests(n: int, seed: int, signal: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` requests of 8 candidates each; the right one (or, in a third of them, none) is higher on
+    feature 0 by ``signal`` standard deviations, with noise."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n * 8, len(RERANK_FEATURES)))
+    y = np.zeros(n * 8, dtype=int)
+    groups = np.repeat(np.arange(n), 8)
+    for g in range(n):
+        if g % 3:
+            right = g * 8 + int(rng.integers(8))
+            y[right] = 1
+            x[right, 0] += signal
+    return x, y, groups
+
+
+def test_cross_fit_calibrates_the_first_answer_on_requests_the_reranker_did_not_see() -> None:
+    x, y, groups = _requests(300, seed=1)
+    reranker, conf, right = cross_fit(x, y, groups, info={"n": 300})
+    assert len(conf) == len(right) == 300 and reranker.platt != (1.0, 0.0) and reranker.platt[0] > 0
+    assert 0.0 < conf.min() <= conf.max() < 1.0
+    # Calibrated on held-out requests: on new requests the mean confidence is the share answered right.
+    x2, y2, groups2 = _requests(600, seed=2)
+    firsts = []
+    for g in range(600):
+        rows = np.flatnonzero(groups2 == g)
+        p = exclusive(reranker.probability(x2[rows]))
+        firsts.append((float(reranker.confidence(p)[int(np.argmax(p))]), bool(y2[rows[int(np.argmax(p))]])))
+    assert abs(np.mean([c for c, _ in firsts]) - np.mean([ok for _, ok in firsts])) < 0.06
+    # The scaling survives storage; a reranker stored before it had none (identity).
+    again = Reranker.from_json(reranker.to_json())
+    assert again is not None and again.platt == reranker.platt
+    older = Reranker.from_json(reranker.to_json().replace('"platt"', '"unused"'))
+    assert older is not None and older.platt == (1.0, 0.0) and older.confidence(np.array([0.3]))[0] == 0.3
 
 
 def test_a_category_model_saved_before_the_word_features_still_loads(tmp_path: Path) -> None:
