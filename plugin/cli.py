@@ -553,6 +553,9 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
     click.echo(f"hit@1 {metrics['hit@1']:.3f}   hit@3 {metrics['hit@3']:.3f}   MRR@10 {metrics['mrr@10']:.3f}   "
                + _("category accuracy {accuracy}").format(accuracy=accuracy if accuracy is not None else "-"))
     t = a["threshold"]
+    if "per_fold_thresholds" in a:
+        t = _("the engine's default, per fold: {values}").format(
+            values=", ".join(f"{v:.3f}" for v in a["per_fold_thresholds"]))
     click.echo(_("at threshold {threshold}: answers {coverage} of requests, right first {first}, in top 3 {top3}")
                .format(threshold=t if isinstance(t, str) else f"{t:.2f}", coverage=f"{a['coverage']:.1%}",
                        first=f"{a['precision@1'] or 0:.1%}", top3=f"{a['precision@3'] or 0:.1%}"))

@@ -504,6 +504,11 @@ class Engine:
                 snap.calibrator.confidence(c.fused, lead(scores, i), c.raw.get("dense_q", 0.0)) if i < top_k else 0.0
                 for i, c in enumerate(cands)
             ]
+            # The list stays in fused order: an answer further down is never shown as likelier than one above
+            # it (the calibrator weighs the dense similarity on its own, which can rank two neighbours the
+            # other way round).
+            for i in range(1, len(confidences)):
+                confidences[i] = min(confidences[i], confidences[i - 1])
         hits: list[AnswerHit] = []
         for c, confidence in zip(cands[:top_k], confidences, strict=False):
             entry = snap.entries[c.pos]

@@ -246,6 +246,7 @@ def cross_validate(
     if threshold is None:
         held_out = ", ".join(f"{t:.3f}" for t in chosen)
         metrics["answered"]["threshold"] = f"the engine's default, per fold: {held_out}"
+        metrics["answered"]["per_fold_thresholds"] = [round(t, 4) for t in chosen]
     metrics["folds"] = folds
     metrics["per_fold"] = [
         {k: v for k, v in summarize(r, threshold or 0.5).items() if k in ("n", "hit@1", "hit@3", "category_accuracy")}

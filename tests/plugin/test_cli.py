@@ -115,6 +115,15 @@ def test_eval_folds_cross_validates_and_refuses_a_learning_file(run, files, tmp_
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
     assert metrics["folds"] == 3 and metrics["n"] == 3
     assert [t["learned"] for t in metrics["trained"]] == [2, 2, 2]
+    assert len(metrics["answered"]["per_fold_thresholds"]) == 3
+    # In the admin's language, the thresholds included.
+    env = {"HELPDESK_ASSIST_DATA_DIR": str(tmp_path / "var"), "HELPDESK_ASSIST_EMBEDDINGS__MODEL": "use-multilingual",
+           "HELPDESK_ASSIST_ADMIN_LANGUAGE": "ru"}
+    ru = CliRunner().invoke(main, ["eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3"], env=env,
+                            catch_exceptions=False)
+    assert ru.exit_code == 0, ru.output
+    line = next(x for x in ru.output.splitlines() if x.startswith("при пороге"))
+    assert "порог движка по умолчанию, по блокам: " in line and "default" not in line
     bad = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--learn-from", str(cases))
     assert bad.exit_code != 0 and "--folds" in bad.output
     assert run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "9").exit_code != 0

@@ -169,6 +169,7 @@ def test_cross_validate_never_measures_a_case_it_learned(engine: Engine) -> None
     assert metrics["folds"] == 3 and len(metrics["per_fold"]) == 3
     assert [t["learned"] for t in metrics["trained"]] == [18, 18, 18]
     assert metrics["answered"]["threshold"].startswith("the engine's default")
+    assert len(metrics["answered"]["per_fold_thresholds"]) == 3  # what the CLI prints in the admin's language
     assert metrics["reliability"]["bins"] and metrics["at_precision"][0]["target"] == 0.8
     assert metrics["hit@1"] >= 0.5
     with pytest.raises(ValueError, match="folds"):

@@ -1,6 +1,11 @@
 """The quality bar on the sample knowledge base: the team's probe set (dataset/probes_sample_kb.yaml) asked of
-the engine with the real USE encoder and the default decision, calibrated at import
-(``decision.calibrate_at_import: true``; no outcomes learned yet).
+the engine with the real USE encoder and the default decision as `make run` serves it (the shipped
+calibration, threshold 0.5; no outcomes learned yet).
+
+Not with ``decision.calibrate_at_import: true``: on this knowledge base its held-out questions (an entry asked
+with itself left out) never reach precision 0.90 — entries that share an answer are about different things
+(the hardware order answer serves a headset, a monitor and a dock) — so it sets the threshold to 0.95 and
+answers nothing, and "no off-topic request answered" would hold for nothing.
 
 The bar of issue 11 — every README example right first, no off-topic request answered, hit@1 ≥ 0.90 — is
 ``test_issue_11_quality_bar`` (strict xfail until it is met: it records the gap, and turns red when it is
@@ -46,6 +51,8 @@ class ProbeRun:
     answered_wrong: list[str] = field(default_factory=list)
     readme_wrong: list[str] = field(default_factory=list)
     answered_off_topic: list[str] = field(default_factory=list)
+    #: Probes answered (above the threshold), right or not.
+    answered: int = 0
 
     @property
     def hit1(self) -> float:
@@ -54,9 +61,8 @@ class ProbeRun:
 
 @pytest.fixture(scope="module")
 def probe_engine(tmp_path_factory: pytest.TempPathFactory, use_embedder: USEEmbedder) -> Engine:
-    """The sample knowledge base calibrated at import (``decision.calibrate_at_import: true``): the
-    precision-first configuration this bar is measured with."""
-    engine = Engine(EngineConfig(data_dir=tmp_path_factory.mktemp("probes"), calibrate_at_import=True), use_embedder)
+    """The sample knowledge base as `make run` serves it: the shipped calibration and threshold."""
+    engine = Engine(EngineConfig(data_dir=tmp_path_factory.mktemp("probes")), use_embedder)
     engine.import_entries(read_kb(SAMPLE_KB).entries)
     return engine
 
@@ -73,6 +79,7 @@ def probe_run(probe_engine: Engine) -> ProbeRun:
     for probe in data["probes"]:
         gold = next(iter(titles[probe["entry"]]))
         result = sample_engine.ask(probe["text"], compose=False)
+        run.answered += result.decision == "answer"
         first = result.hits[0] if result.hits else None
         if first is not None and first.answer_id == gold:
             run.right_first += 1
@@ -88,24 +95,25 @@ def probe_run(probe_engine: Engine) -> ProbeRun:
         if result.decision == "answer":
             run.answered_off_topic.append(f"{text!r} -> {result.hits[0].title!r} ({result.hits[0].confidence:.2f})")
     print(f"\nprobe set: hit@1 {run.hit1:.3f} ({run.right_first}/{run.n}); default threshold "
-          f"{sample_engine.default_threshold():.3f}; answered wrongly {run.answered_wrong}; off-topic answered "
+          f"{sample_engine.default_threshold():.3f}; answered {run.answered}; answered wrongly {run.answered_wrong}; off-topic answered "
           f"{run.answered_off_topic}; wrong first {run.wrong}")
     return run
 
 
 @pytest.mark.slow
 def test_probe_set_does_not_regress(probe_run: ProbeRun) -> None:
-    # Measured (USE, calibrated at import, no outcomes learned): hit@1 0.894 (110/123), 1 wrong answer
-    # above the threshold, no off-topic request answered. With the shipped calibration instead (threshold
-    # 0.5): 4 of 32 off-topic requests and 6 wrong first answers were answered.
-    assert not probe_run.answered_off_topic, probe_run.answered_off_topic
-    assert len(probe_run.answered_wrong) <= 2, probe_run.answered_wrong
-    assert probe_run.hit1 >= 0.87, probe_run.wrong
+    # Measured (USE, shipped calibration, threshold 0.5, no outcomes learned): hit@1 0.902 (111/123), 97
+    # probes answered, 5 of them wrongly; 2 of the 32 off-topic requests answered. (With the calibration
+    # fitted without foreign requests: 109 answered, 6 wrongly, 4 off-topic answered, one at 0.87.)
+    assert probe_run.hit1 >= 0.89, probe_run.wrong
+    assert probe_run.answered >= 90
+    assert len(probe_run.answered_wrong) <= 5, probe_run.answered_wrong
+    assert len(probe_run.answered_off_topic) <= 2, probe_run.answered_off_topic
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 11's bar is not met yet: hit@1 0.894 < 0.90 and the three README "
-                   "examples are wrong first (see README, 'Answer quality')")
+@pytest.mark.xfail(strict=True, reason="issue 11's bar is not met yet: the three README examples are wrong first "
+                   "and 2 off-topic requests are answered (see README, 'Answer quality')")
 def test_issue_11_quality_bar(probe_run: ProbeRun) -> None:
     assert not probe_run.readme_wrong, probe_run.readme_wrong
     assert not probe_run.answered_off_topic, probe_run.answered_off_topic
