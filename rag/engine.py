@@ -794,10 +794,11 @@ class Engine:
         temperature: float = 1.0,
         votes: Sequence[float] | None = None,
     ) -> tuple[CategoryPrediction, dict[str, float]]:
-        """Category levels: the first level from the category model's probabilities mixed with a vote of
-        the best answers' own labels, each weighted by exp(fused score / T), or by ``votes`` (the
-        reranker's probability that it is the right answer: the vote is then the probability of each
-        category holding the right answer); the deeper levels by the vote of the answers under that
+        """Category levels: the first level from the category model's probabilities mixed
+        (``category_model_weight``) with a vote of the best answers' own labels, each weighted by
+        exp(fused score / T); or, with ``votes`` (the reranker's exclusive probability that each is the
+        right answer), the sum of the votes of each category plus the model's probability times the
+        share where none is right (1 - the sum of the votes); the deeper levels by the vote of the answers under that
         first level. Also the first-level probabilities."""
         snap = r.snap
         cats_of = snap.categories_of

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from rag.calibration import Calibrator, lead
 from rag.engine import Engine
 from rag.learning import MIN_ANSWERED, TARGET_PRECISION, threshold_at_precision
+from rag.models import AnswerHit
 from rag.privacy import mask_pii
 from rag.text import clean_query, normalize_for_match
 
@@ -68,6 +69,14 @@ def own_pairs(engine: Engine) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
+def calibration_rows(hits: Sequence[AnswerHit], gold: str | None) -> list[tuple[tuple[float, float, float], int]]:
+    """What the calibrator learns from one request's results: (fused score, lead, dense similarity) and
+    whether it is the gold answer (normalized; ``gold`` None: a request none of them answers)."""
+    scores = [hit.score for hit in hits]
+    return [((hit.score, lead(scores, i), hit.signals.get("dense_q", 0.0)),
+             int(gold is not None and normalize_for_match(hit.answer) == gold)) for i, hit in enumerate(hits)]
+
+
 def fit_calibration(engine: Engine, cases: Sequence[Case], *, fitted_on: str, progress: bool = False) -> Calibrator:
     """Fit the confidence calibrator on labelled cases (top-5 results of each, correct or not); a case
     that was learned is measured without its own pair."""
@@ -80,10 +89,9 @@ def fit_calibration(engine: Engine, cases: Sequence[Case], *, fitted_on: str, pr
         hits, _ = engine.search(
             case.query, top_k=5, exclude_learned=own.get(clean_query(mask_pii(case.query)), frozenset())
         )
-        scores = [hit.score for hit in hits]
-        for i, hit in enumerate(hits):
-            features.append((hit.score, lead(scores, i), hit.signals.get("dense_q", 0.0)))
-            labels.append(int(normalize_for_match(hit.answer) == gold))
+        for i, (f, y) in enumerate(calibration_rows(hits, gold)):
+            features.append(f)
+            labels.append(y)
             starts.append(i == 0)
     calibrator = Calibrator.fit(features, labels, fitted_on=fitted_on)
     engine.set_calibrator(calibrator)

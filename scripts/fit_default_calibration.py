@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dataset import SAMPLE_KB
 from dataset.importers import read_cases, read_kb
-from rag.calibration import Calibrator, lead
+from rag.calibration import Calibrator
 from rag.embeddings import CachedEmbedder, USEEmbedder
 from rag.engine import Engine, EngineConfig
+from rag.eval import calibration_rows
 from rag.text import normalize_for_match
 
 RUTUBE = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "rutube"
@@ -36,10 +37,7 @@ Row = tuple[tuple[float, float, float], int, bool]
 def rows_of(engine: Engine, query: str, gold: str | None, depth: int) -> list[Row]:
     """(features, right, first) of the first ``depth`` results of ``query``; ``gold`` None: none is right."""
     hits, _ = engine.search(query, top_k=5)
-    scores = [h.score for h in hits]
-    return [((h.score, lead(scores, i), h.signals.get("dense_q", 0.0)),
-             int(gold is not None and normalize_for_match(h.answer) == gold), i == 0)
-            for i, h in enumerate(hits[:depth])]
+    return [(f, y, i == 0) for i, (f, y) in enumerate(calibration_rows(hits, gold)[:depth])]
 
 
 def main() -> None:
