@@ -148,6 +148,11 @@ class KBStore:
                 "UPDATE entries SET indexed_hash = ? WHERE id = ?", [(e.content_hash, e.id) for e in entries]
             )
 
+    def clear_indexed_titles(self, titles: Iterable[str]) -> None:
+        """Embed the entries with these titles again (what their vectors are built from has changed)."""
+        with self._tx() as db:
+            db.executemany("UPDATE entries SET indexed_hash = NULL WHERE title = ?", [(t,) for t in titles])
+
     def clear_indexed(self) -> None:
         with self._tx() as db:
             db.execute("UPDATE entries SET indexed_hash = NULL")

@@ -31,8 +31,16 @@ STOPWORDS = frozenset(
     хоть после над больше тот через эти нас про всего них какая много разве три эту моя впрочем хорошо свою
     этой перед иногда лучше чуть том нельзя такой им более всегда конечно всю между здравствуйте добрый день
     пожалуйста спасибо привет уважением подскажите
-    the a an and or of to in on for is are be it this that with as at by from i you we my me please hello hi
-    thanks thank""".split()
+    thanks thank hello hi please""".split()
+    # Snowball's English stop list (the Russian one above is Snowball's too), less the particles that make IT
+    # phrasal verbs ("log out", "shut down", "turned off", "set up"), plus the pieces \w+ leaves of contractions.
+    + """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers
+    herself it its itself they them their theirs themselves what which who whom this that these those am is are
+    was were be been being have has had having do does did doing would should could ought cannot can a an the
+    and but if or because as until while of at by for with about against between into through during before
+    after above below to from in on over under again further then once here there when where why how all any
+    both each few more most other some such no nor not only own same so than too very s t d ll m re ve don
+    doesn didn isn aren wasn weren hasn haven hadn won wouldn shouldn couldn""".split()
 )
 
 

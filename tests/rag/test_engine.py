@@ -12,7 +12,7 @@ import pytest
 
 from plugin.i18n import words
 from rag.embeddings import HashingEmbedder
-from rag.engine import Engine, EngineConfig
+from rag.engine import ENTRY_TEXT_VERSION, Engine, EngineConfig
 from rag.errors import EmptyIndexError, IndexMismatchError, RagError
 from rag.models import KBEntry
 from rag.policy import DecisionPolicy
@@ -65,7 +65,7 @@ ENTRIES = [
         "Учётная запись заблокирована после нескольких попыток ввода пароля",
         "  " + RESET_ANSWER.upper().replace(" ", "  ") + "\n",
         (ACCOUNTS, "Блокировка"),
-        "Блокировка учётной записи",
+        "Учётная запись заблокирована",
     ),
     _entry(
         "pwd-change",
@@ -241,6 +241,48 @@ def test_reimport_of_the_same_entries_embeds_nothing(tmp_path: Path) -> None:
     assert (again.imported, again.updated, again.unchanged, again.removed) == (0, 0, 12, 0)
     assert embedder.texts == []
     assert engine.sync() == 0
+
+
+def test_the_title_is_embedded_with_the_question(tmp_path: Path) -> None:
+    embedder = CountingEmbedder()
+    make_engine(tmp_path, embedder).import_entries(ENTRIES)
+    vpn = BY_ID["vpn-809"]
+    assert vpn.title not in vpn.question
+    # The question vector and the question + answer vector both see the subject line.
+    assert f"{vpn.title}. {vpn.question}" in embedder.texts
+    assert f"{vpn.title}. {vpn.question} {vpn.answer[:300]}" in embedder.texts
+
+
+def test_a_title_that_entries_with_different_answers_share_is_a_heading_and_stays_out_of_the_vectors(
+    tmp_path: Path,
+) -> None:
+    embedder = CountingEmbedder()
+    engine = make_engine(tmp_path, embedder)
+    first = _entry("faq-1", "Как настроить подпись в Outlook?", "Файл → Параметры → Почта → Подписи.", (MAIL,), "Почта")
+    engine.import_entries([first])
+    assert embedder.texts[0] == "Почта. Как настроить подпись в Outlook?"  # its own subject, so far
+
+    embedder.texts.clear()
+    second = _entry("faq-2", "Как включить автоответ?", "Файл → Автоматические ответы.", (MAIL,), "Почта")
+    engine.import_entries([first, second])
+    # "Почта" is now a section heading: both entries are embedded again, without it.
+    assert sorted(t for t in embedder.texts if not t.endswith(".")) == [
+        "Как включить автоответ?", "Как настроить подпись в Outlook?"
+    ]
+
+    embedder.texts.clear()
+    engine.import_entries([first], prune_source=SOURCE)
+    assert embedder.texts[0] == "Почта. Как настроить подпись в Outlook?"  # a subject again
+
+
+def test_an_index_built_from_older_entry_text_is_rebuilt_once(tmp_path: Path) -> None:
+    make_engine(tmp_path).import_entries(ENTRIES)
+    engine = make_engine(tmp_path, CountingEmbedder())
+    engine.store.set_meta("entry_text", "1")  # as left by a version that embedded the question alone
+    assert engine.sync() == len(ENTRIES)
+    assert engine.store.get_meta("entry_text") == ENTRY_TEXT_VERSION
+    assert engine.sync() == 0
+    assert ids(engine, "Не подключается VPN, ошибка 809")[0] == "vpn-809"
 
 
 def test_changed_answer_is_updated_and_reembedded_alone(tmp_path: Path) -> None:

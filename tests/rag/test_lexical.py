@@ -31,6 +31,11 @@ def test_tokenize_stems_and_drops_stop_words() -> None:
     assert tokenize("Ёлка") == tokenize("елка")
     assert tokenize("ошибка 0x80070005") == ["ошибк", "0x80070005"]
     assert tokenize("и в не на пожалуйста спасибо") == []
+    # English questions lose their question words and auxiliaries as Russian ones do ("где", "как")...
+    assert tokenize("Where is the nearest pharmacy? How can I get there?") == ["nearest", "pharmaci", "get"]
+    assert tokenize("I can't log in") == ["log"]
+    # ...but keep the particles of phrasal verbs that name IT problems.
+    assert tokenize("logged out, then shut down") == ["log", "out", "shut", "down"]
 
 
 def test_bm25_finds_a_document_by_another_word_form(index: LexicalIndex) -> None:
