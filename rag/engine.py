@@ -75,8 +75,9 @@ CONFIRMED_REQUEST_WEIGHT = 2.0
 #: The reranker is trained on at most this many (the newest) confirmed requests.
 MAX_TRAINING_REQUESTS = 2000
 #: What the entries' vectors and lexical index are built from; an index built from other text is rebuilt by
-#: ``sync``. 2: the title with the question in the dense vectors too, Snowball's English stop words.
-ENTRY_TEXT_VERSION = "2"
+#: ``sync``. 2: the title with the question in the dense vectors too, Snowball's English stop words. 3: no stop
+#: words in the character n-grams.
+ENTRY_TEXT_VERSION = "3"
 
 
 @dataclass(frozen=True)

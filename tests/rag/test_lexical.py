@@ -62,6 +62,14 @@ def test_char_ngrams_tolerate_typos_bm25_does_not(index: LexicalIndex) -> None:
     assert index.char_top("прынтер зажувал бумагу", 5)[0][0] == 0
 
 
+def test_char_ngrams_do_not_match_on_stop_words_alone() -> None:
+    index = LexicalIndex.build(["Where can I see my payslip", "Принтер не печатает"])
+    # Only "where" / "не" in common: no character n-gram left to match.
+    assert index.char_top("Where is the nearest pharmacy?", 2) == []
+    assert index.char_top("не могу", 2) == []
+    assert index.char_top("payslp", 2)[0][0] == 0
+
+
 @pytest.mark.parametrize("query", ["", "   ", "!!!", "пожалуйста спасибо", "впн"])
 def test_queries_without_known_words_find_nothing_by_bm25(index: LexicalIndex, query: str) -> None:
     assert index.bm25_top(query, 5) == []
