@@ -20,10 +20,12 @@ from rag.engine import Engine
 from rag.llm.openai_backend import OpenAILLM
 from rag.models import answer_mode_words
 from tests.drain import drain
-from tests.plugin.fake_connector import FakeHelpdesk
+from tests.plugin.fake_connector import FakeHelpdesk, Posted
 from tests.rag.llm.hostile import HOSTILE, HostileLLMServer, serve_hostile_llm, ticket
 
 pytestmark = pytest.mark.slow
+
+BASE_URL = "https://ai.example.test"
 
 #: Pieces of the hostile completions that must appear in nothing we post.
 FOREIGN = (
@@ -81,7 +83,7 @@ def _run(engine: Engine, tmp_path, names: list[str], **settings_over) -> tuple[F
     settings = load_settings(env={}, secret_key="s" * 32, **settings_over)
     store = Store.open(tmp_path / "state.sqlite3")
     records = store.suggestions
-    links = LinkSigner(settings.secret_key.get_secret_value(), 3600, "https://ai.example.test")
+    links = LinkSigner(settings.secret_key.get_secret_value(), 3600, BASE_URL)
     pipeline = Pipeline(settings, engine, store, {"fake": helpdesk}, links)
     worker = Worker(store, pipeline.handlers(), lease_s=30, max_attempts=2, backoff_base_s=0.01, backoff_max_s=0.02)
     ids = {}
@@ -91,6 +93,17 @@ def _run(engine: Engine, tmp_path, names: list[str], **settings_over) -> tuple[F
         pipeline.enqueue_event(TicketEvent(source="fake", ticket_id=t.id, kind="created", delivery_key=f"k:{t.id}"))
     drain(worker, 120.0)
     return helpdesk, records, ids
+
+
+def _readable(p: Posted) -> str:
+    """What a person reads in a posted comment: everything but the random parts we generate ourselves (the
+    marker's hex digits and the signed links' tokens), which may hold "4831" or "555" by chance."""
+    m = p.message
+    text = p.text().replace(m.marker, "")
+    for link in m.links:
+        if link.url.startswith(BASE_URL + "/"):
+            text = text.replace(link.url, BASE_URL)
+    return text
 
 
 @pytest.mark.parametrize("shadow", [False, True], ids=["public", "shadow"])
@@ -113,7 +126,7 @@ def test_no_hostile_completion_reaches_the_reply_or_the_agents_draft(engine, hos
         if s.language == "ru":
             assert "ссылки, контакты" in said, said
         for p in posted:
-            text = p.text()
+            text = _readable(p)
             leaked = [f for f in FOREIGN if f in text]
             assert not leaked, f"{name}: {leaked} in the {'private' if p.private else 'public'} comment"
 
