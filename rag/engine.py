@@ -74,10 +74,14 @@ DEFAULT_THRESHOLD = 0.5
 CONFIRMED_REQUEST_WEIGHT = 2.0
 #: The reranker is trained on at most this many (the newest) confirmed requests.
 MAX_TRAINING_REQUESTS = 2000
-#: What the entries' vectors and lexical index are built from; an index built from other text is rebuilt by
-#: ``sync``. 2: the title with the question in the dense vectors too, Snowball's English stop words. 3: no stop
-#: words in the character n-grams.
+#: What the entries' vectors are built from; entries embedded from other text are embedded again by ``sync``.
+#: 2: the title with the question in the dense vectors too. 3: (the lexical index's, now :data:`LEXICAL_VERSION`).
 ENTRY_TEXT_VERSION = "3"
+#: How the lexical index and the category model read text (stop words, stems); an index built otherwise is
+#: rebuilt by ``sync`` and the category model refitted, without embedding anything again. 1: before this was
+#: kept apart (Snowball's English stop words, none in the character n-grams). 2: a verb's two aspects share a
+#: stem («подключается» / «подключиться»).
+LEXICAL_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -208,12 +212,12 @@ class Engine:
             self.vectors.ensure_model(self.embedder.name, self.embedder.dim)
             if self.store.get_meta("entry_text") != ENTRY_TEXT_VERSION:
                 # Built by a version that embedded other text of the entries (or never built): embed them all.
-                self.store.clear_indexed()
+                self.store.clear_indexed_entries()
             entries = self.store.entries()
             headings = _section_headings(entries)
             before = frozenset(json.loads(self.store.get_meta("section_headings") or "[]"))
             if headings != before:  # an entry's title became a heading or stopped being one
-                self.store.clear_indexed_titles(headings ^ before)
+                self.store.clear_indexed_entries(headings ^ before)
             stale = self.store.stale_entries()
             current = {e.id for e in entries}
             gone = sorted(self.vectors.ids("q") - current)
@@ -233,7 +237,10 @@ class Engine:
                 bar.update(len(batch))
             bar.close()
             self._index_learned()
-            if stale or gone or not (self._lexical_dir / "meta.json").exists():
+            # Stems and stop words changed since the index was built: the lexical index and the category model
+            # (which reads word stems) are built again; the vectors stay.
+            relex = self.store.get_meta("lexical_text") != LEXICAL_VERSION
+            if stale or gone or relex or not (self._lexical_dir / "meta.json").exists():
                 if entries:
                     LexicalIndex.build([_q_text(e) for e in entries]).save(self._lexical_dir)
                 else:  # bm25s cannot index an empty corpus: an empty KB has no lexical index
@@ -241,9 +248,10 @@ class Engine:
                 self.store.set_meta("index_version", stable_id(str(time.time_ns()), str(len(entries))))
             self.store.set_meta("embedding_model", self.embedder.name)
             self.store.set_meta("entry_text", ENTRY_TEXT_VERSION)
+            self.store.set_meta("lexical_text", LEXICAL_VERSION)
             self.store.set_meta("section_headings", json.dumps(sorted(headings), ensure_ascii=False))
             self._snapshot = None
-            if entries and (stale or gone or not (self._models_dir / "category.npz").exists()):
+            if entries and (stale or gone or relex or not (self._models_dir / "category.npz").exists()):
                 self.fit_category_model()
                 # Opt-in: measured conservative rather than calibrated (README, "Answer quality").
                 if (self.config.calibrate_at_import and self.reranker is None

@@ -148,14 +148,19 @@ class KBStore:
                 "UPDATE entries SET indexed_hash = ? WHERE id = ?", [(e.content_hash, e.id) for e in entries]
             )
 
-    def clear_indexed_titles(self, titles: Iterable[str]) -> None:
-        """Embed the entries with these titles again (what their vectors are built from has changed)."""
+    def clear_indexed_entries(self, titles: Iterable[str] | None = None) -> None:
+        """Embed the entries with these titles again on the next sync, or every entry (what their vectors
+        are built from has changed); the confirmed requests' vectors are kept."""
         with self._tx() as db:
-            db.executemany("UPDATE entries SET indexed_hash = NULL WHERE title = ?", [(t,) for t in titles])
+            if titles is None:
+                db.execute("UPDATE entries SET indexed_hash = NULL")
+            else:
+                db.executemany("UPDATE entries SET indexed_hash = NULL WHERE title = ?", [(t,) for t in titles])
 
     def clear_indexed(self) -> None:
+        """Embed everything again on the next sync: every entry and every confirmed request (a new model)."""
+        self.clear_indexed_entries()
         with self._tx() as db:
-            db.execute("UPDATE entries SET indexed_hash = NULL")
             db.execute("UPDATE learned SET indexed = 0")
 
     # -- learned pairs -------------------------------------------------------------------------------

@@ -52,7 +52,13 @@ def _stemmers() -> tuple[Stemmer.Stemmer, Stemmer.Stemmer]:
 def stem(word: str) -> str:
     """The Snowball stem of one lower-case word (Russian for Cyrillic, English otherwise)."""
     ru, en = _stemmers()
-    return ru.stemWord(word) if _CYR.search(word) else en.stemWord(word)
+    if not _CYR.search(word):
+        return en.stemWord(word)
+    s = ru.stemWord(word)
+    # Snowball keeps the "а"/"я" before a verb ending ("подключается" → "подключа", "работает" → "работа") but
+    # not the "и" ("подключиться" → "подключ"), so the two aspects of a verb, or a verb and its noun ("работа" →
+    # "работ"), never met: a request that says «не могу подключиться» missed the entry «не подключается».
+    return s[:-1] if len(s) >= 5 and s[-1] in "ая" else s
 
 
 def _content(text: str) -> list[str]:

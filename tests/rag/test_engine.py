@@ -12,7 +12,7 @@ import pytest
 
 from plugin.i18n import words
 from rag.embeddings import HashingEmbedder
-from rag.engine import ENTRY_TEXT_VERSION, Engine, EngineConfig
+from rag.engine import ENTRY_TEXT_VERSION, LEXICAL_VERSION, Engine, EngineConfig
 from rag.errors import EmptyIndexError, IndexMismatchError, RagError
 from rag.models import KBEntry
 from rag.policy import DecisionPolicy
@@ -276,13 +276,36 @@ def test_a_title_that_entries_with_different_answers_share_is_a_heading_and_stay
 
 
 def test_an_index_built_from_older_entry_text_is_rebuilt_once(tmp_path: Path) -> None:
-    make_engine(tmp_path).import_entries(ENTRIES)
-    engine = make_engine(tmp_path, CountingEmbedder())
+    first = make_engine(tmp_path)
+    first.import_entries(ENTRIES)
+    first.learn("впн не пашет из дома", "vpn-809", positive=True)
+    embedder = CountingEmbedder()
+    engine = make_engine(tmp_path, embedder)
     engine.store.set_meta("entry_text", "1")  # as left by a version that embedded the question alone
     assert engine.sync() == len(ENTRIES)
     assert engine.store.get_meta("entry_text") == ENTRY_TEXT_VERSION
+    # The entries are embedded again (query and passage vectors), the confirmed request is not: its text did not change.
+    assert len(embedder.texts) == 2 * len(ENTRIES) and not any("пашет" in t for t in embedder.texts)
     assert engine.sync() == 0
     assert ids(engine, "Не подключается VPN, ошибка 809")[0] == "vpn-809"
+
+
+def test_a_lexical_index_built_with_older_stems_is_rebuilt_without_embedding_anything(tmp_path: Path) -> None:
+    make_engine(tmp_path).import_entries(ENTRIES)
+    embedder = CountingEmbedder()
+    engine = make_engine(tmp_path, embedder)
+    engine.store.set_meta("lexical_text", "1")  # as left by a version whose stems split a verb's aspects
+    index_before = engine.store.get_meta("index_version")
+    models_before = engine.store.get_meta("models_version")
+
+    assert engine.sync() == 0
+    assert embedder.texts == []  # nothing embedded again...
+    assert engine.store.get_meta("lexical_text") == LEXICAL_VERSION
+    assert engine.store.get_meta("index_version") != index_before  # ...but the lexical index is new
+    assert engine.store.get_meta("models_version") != models_before  # and the category model refitted
+    versions = (engine.store.get_meta("index_version"), engine.store.get_meta("models_version"))
+    engine.sync()
+    assert (engine.store.get_meta("index_version"), engine.store.get_meta("models_version")) == versions  # once
 
 
 def test_changed_answer_is_updated_and_reembedded_alone(tmp_path: Path) -> None:

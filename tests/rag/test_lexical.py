@@ -25,7 +25,7 @@ def index() -> LexicalIndex:
 
 
 def test_tokenize_stems_and_drops_stop_words() -> None:
-    assert tokenize("Здравствуйте! Принтеры не печатают, пожалуйста помогите") == ["принтер", "печата", "помог"]
+    assert tokenize("Здравствуйте! Принтеры не печатают, пожалуйста помогите") == ["принтер", "печат", "помог"]
     assert tokenize("Printers are offline, thanks") == ["printer", "offlin"]
     assert tokenize("принтер") == tokenize("принтера") == tokenize("принтеру") == tokenize("ПРИНТЕРОМ")
     assert tokenize("Ёлка") == tokenize("елка")
@@ -36,6 +36,20 @@ def test_tokenize_stems_and_drops_stop_words() -> None:
     assert tokenize("I can't log in") == ["log"]
     # ...but keep the particles of phrasal verbs that name IT problems.
     assert tokenize("logged out, then shut down") == ["log", "out", "shut", "down"]
+
+
+def test_a_verbs_two_aspects_and_its_noun_share_a_stem() -> None:
+    # Snowball alone: "подключа" / "подключ", "работа" / "работ".
+    assert tokenize("подключается") == tokenize("подключиться") == tokenize("подключать") == ["подключ"]
+    assert tokenize("работает") == tokenize("работа") == tokenize("работу")
+    assert tokenize("удаляет") == tokenize("удалить")
+    assert tokenize("заблокирована") == tokenize("заблокировать")
+    assert tokenize("знает") == ["знает"] and tokenize("мама") == ["мам"]  # short stems keep their letters
+
+
+def test_a_request_finds_the_entry_that_names_its_problem_in_the_other_aspect(index: LexicalIndex) -> None:
+    # "Не подключается VPN" shares both words with the request only since the aspects share a stem.
+    assert index.bm25_top("не могу подключиться к VPN", 3)[0][0] == 2
 
 
 def test_bm25_finds_a_document_by_another_word_form(index: LexicalIndex) -> None:
