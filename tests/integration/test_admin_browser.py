@@ -22,7 +22,6 @@ from plugin.wiring import Services, build_services, ensure_knowledge_base
 from rag.embeddings import HashingEmbedder
 from tests.drain import drain
 from tests.fakes.glpi_server import FakeGLPI
-from tests.integration.test_confirm_browser import CHROMIUM, CHROMIUM_ARGS, _require_chromium
 
 pytestmark = [pytest.mark.integration]
 
@@ -71,19 +70,6 @@ def served(tmp_path_factory) -> Iterator[Served]:
             server.shutdown()
             thread.join(timeout=10)
             server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 from werkzeug.serving import make_server
 
 from plugin.web.app import create_app
-from tests.integration.test_confirm_browser import CHROMIUM, CHROMIUM_ARGS, _require_chromium
 from tests.plugin.service.test_analytics import fill_january
 from tests.plugin.web_app import API_KEYS, boundary_services
 
@@ -37,19 +36,6 @@ def served(tmp_path) -> Iterator[str]:
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
-
-
-@pytest.fixture
-def browser():
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _artifacts(tmp_path: Path) -> Path:

@@ -21,9 +21,9 @@ from connectors.redmine.connector import note_to_text
 from plugin.settings import load_settings
 from plugin.web.app import create_app
 from plugin.wiring import Services, build_services, ensure_knowledge_base
+from tests.browser import require_chromium
 from tests.integration.redmine.conftest import RedmineServer
 from tests.integration.servers import require_server
-from tests.integration.test_confirm_browser import CHROMIUM, CHROMIUM_ARGS, _require_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,7 +58,7 @@ def host() -> Iterator[HostPage]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, use_embedder: Any, host: HostPage) -> Iterator[tuple[str, Services]]:
     require_server("Redmine", "127.0.0.1", 3000)
-    _require_chromium()
+    require_chromium()
     settings = load_settings(
         chat={"frame_ancestors": [host.url]},
         env={}, data_dir=str(tmp_path_factory.mktemp("chat-browser")), secret_key="s" * 32,
@@ -79,18 +79,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, use_embedder: Any, host: Ho
         server.shutdown()
         thread.join(timeout=10)
         server.server_close()
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 @pytest.fixture

@@ -6,30 +6,15 @@ HELPDESK_TEST_REQUIRE_SERVERS=1 (CI), where a missing browser fails the test.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from werkzeug.serving import make_server
 
-from tests.integration.servers import REQUIRE_ENV
 from tests.plugin.test_confirm import SID_EN, SID_RU, Services, build_app
 
 pytestmark = [pytest.mark.integration]
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-def _require_chromium() -> None:
-    if CHROMIUM.exists():
-        return
-    message = f"Chromium is not installed at {CHROMIUM}; install it with: apt-get install chromium"
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -50,18 +35,12 @@ def served() -> Iterator[tuple[str, Services]]:
 
 
 @pytest.fixture
-def page():
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(java_script_enabled=False)
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
+def page(browser):
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
 
 
 def test_not_solved_link_in_a_browser(served, page):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,8 +17,6 @@ from plugin.settings import load_settings
 from rag.embeddings import HashingEmbedder
 from tests.dataset.xlsx_util import write_xlsx
 from tests.plugin.service.test_replay import export_rows
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -77,29 +76,23 @@ def test_run_analysis_writes_the_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_the_page_in_headless_chromium(result: AnalysisResult, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium is not installed at {CHROMIUM}; install it with: apt-get install chromium")
-    from playwright.sync_api import sync_playwright
-
+def test_the_page_in_headless_chromium(result: AnalysisResult, browser: Any, tmp_path: Path) -> None:
     page_file = tmp_path / "report.html"
     page_file.write_text(render_analysis(result), encoding="utf-8")
     artifacts = Path(os.environ.get("HELPDESK_TEST_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
-        try:
-            context = browser.new_context(java_script_enabled=False, viewport={"width": 1000, "height": 1400})
-            page = context.new_page()
-            page.goto(page_file.as_uri())
-            boxes = [svg.bounding_box() for svg in page.query_selector_all("svg")]
-            assert len(boxes) == 3 and all(b is not None and b["width"] > 500 and b["height"] > 100 for b in boxes)
-            assert page.locator("h1").inner_text() == "Replay before go-live"
-            page.screenshot(path=str(artifacts / "analysis_report.png"), full_page=True)
-            page.emulate_media(media="print")
-            page.screenshot(path=str(artifacts / "analysis_report_print.png"), full_page=True)
-        finally:
-            browser.close()
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 1000, "height": 1400})
+    try:
+        page = context.new_page()
+        page.goto(page_file.as_uri())
+        boxes = [svg.bounding_box() for svg in page.query_selector_all("svg")]
+        assert len(boxes) == 3 and all(b is not None and b["width"] > 500 and b["height"] > 100 for b in boxes)
+        assert page.locator("h1").inner_text() == "Replay before go-live"
+        page.screenshot(path=str(artifacts / "analysis_report.png"), full_page=True)
+        page.emulate_media(media="print")
+        page.screenshot(path=str(artifacts / "analysis_report_print.png"), full_page=True)
+    finally:
+        context.close()
     assert (artifacts / "analysis_report.png").stat().st_size > 10_000
 
 
