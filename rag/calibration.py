@@ -67,6 +67,7 @@ class Calibrator:
 # the default fusion, plus 188 requests from another domain (the sample IT knowledge base's questions asked of
 # the video FAQ: their first result is wrong). Fitted on one half of both and checked on the other, requests
 # given 0.8-1.0 were right 91-97% of the time, 0.4-0.6 50-63%; 4 and 6 of 94 foreign requests reached 0.5
-# (README, "Answer quality"; refitted after the fourth pass of issue 11). Without the foreign requests the dense similarity got no weight (0.07) and an
-# off-topic request whose nearest entry stood out only a little from the rest was given 0.87.
+# (README, "Answer quality"; refitted in the fifth pass of issue 11). Without the foreign requests the dense
+# similarity got no weight (0.07) and an off-topic request whose nearest entry stood out only a little from
+# the rest was given 0.87.
 DEFAULT = Calibrator((0.2155, 0.1604, 2.2191), -4.4044, fitted_on="default (RUTUBE dev cases + 188 foreign requests)")

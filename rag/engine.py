@@ -878,8 +878,7 @@ class Engine:
         policy = policy or self.config.policy
         language = detect_language(query, default=self.config.default_language)
         hits, prediction = self.search(query, category=category)
-        if policy.disabled_entries:
-            hits = [h for h in hits if h.entry_id not in policy.disabled_entries]
+        hits = policy.enabled(hits)
         level1 = category or (prediction.levels[0] if prediction.levels else None)
         threshold = policy.threshold_for(level1, default=self.default_threshold())
         best = hits[0].confidence if hits else 0.0

@@ -7,9 +7,11 @@ engine used on its own (evaluation, benchmarks) falls back to ``EngineConfig.pol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+
+from rag.models import AnswerHit
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class DecisionPolicy:
         if category and category in self.category_thresholds:
             return float(self.category_thresholds[category])
         return float(self.threshold) if self.threshold is not None else float(default)
+
+    def enabled(self, hits: Sequence[AnswerHit]) -> list[AnswerHit]:
+        """The hits without the entries an admin switched off, in their order (every channel asks this)."""
+        return [h for h in hits if h.entry_id not in self.disabled_entries]
 
     def is_disabled(self, category: str | None) -> bool:
         return bool(category) and category in self.disabled_categories

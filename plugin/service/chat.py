@@ -357,7 +357,7 @@ class ChatService:
                category: str | None, lenient: bool) -> Turn:
         policy = self.pipeline.policies.current().decision
         # An entry the admin switched off is never suggested, here as on tickets.
-        hits = [h for h in hits if h.entry_id not in policy.disabled_entries]
+        hits = policy.enabled(hits)
         best = hits[0] if hits else None
         level1 = category or (best.categories[0] if best and best.categories else None)
         threshold = policy.threshold_for(level1, default=self.engine.default_threshold())

@@ -429,6 +429,14 @@ def test_ask_on_an_empty_knowledge_base_raises(tmp_path: Path) -> None:
         engine.search("принтер не печатает")
 
 
+def test_an_entry_switched_off_is_never_among_the_hits_of_ask(engine: Engine) -> None:
+    query = "Добрый день! Принтер не печатает, документы висят в очереди"
+    assert engine.ask(query, compose=False, policy=DecisionPolicy(0.0)).hits[0].entry_id == "print-queue"
+    result = engine.ask(query, compose=False, policy=DecisionPolicy(0.0, disabled_entries=frozenset({"print-queue"})))
+    assert result.hits and "print-queue" not in [h.entry_id for h in result.hits]
+    assert result.decision == "answer"  # with the next entry
+
+
 def test_ask_abstains_below_the_threshold_without_calling_the_llm(tmp_path: Path) -> None:
     llm = ScriptedLLM(["Перезапустите диспетчер печати [1]."])
     engine = Engine(EngineConfig(data_dir=tmp_path, policy=DecisionPolicy(threshold=0.99)), HashingEmbedder(), llm=llm)
