@@ -274,6 +274,9 @@ def test_the_audit_log_filters_by_action_who_and_text(client, services):
     assert console.audit_entries(services.store, action="queue_discard", actor="ann") == []
     page = client.get("/admin/audit?lang=en&action=queue_discard&q=ёлка").get_data(as_text=True)
     assert page.count('class="audit-row"') == 1 and "дубликат заявки Ёлка" in page
+    # The form shows the filter it applied (the shared macros of admin/_filters.html).
+    assert '<option value="queue_discard" selected>' in page and 'name="q" value="ёлка"' in page
+    assert 'role="search"' in page
 
 
 def test_knowledge_base_pages_switch_an_entry_and_import_a_file(client, services, tmp_path):
