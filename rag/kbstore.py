@@ -152,15 +152,13 @@ class KBStore:
         """Embed the entries with these titles again on the next sync, or every entry (what their vectors
         are built from has changed); the confirmed requests' vectors are kept."""
         with self._tx() as db:
-            if titles is None:
-                db.execute("UPDATE entries SET indexed_hash = NULL")
-            else:
-                db.executemany("UPDATE entries SET indexed_hash = NULL WHERE title = ?", [(t,) for t in titles])
+            _clear_entries(db, titles)
 
     def clear_indexed(self) -> None:
-        """Embed everything again on the next sync: every entry and every confirmed request (a new model)."""
-        self.clear_indexed_entries()
+        """Embed everything again on the next sync: every entry and every confirmed request (a new model).
+        One transaction: after ``reindex`` dropped the vectors, no confirmed request may stay marked indexed."""
         with self._tx() as db:
+            _clear_entries(db, None)
             db.execute("UPDATE learned SET indexed = 0")
 
     # -- learned pairs -------------------------------------------------------------------------------
@@ -238,3 +236,11 @@ def _entry(r: sqlite3.Row) -> KBEntry:
         id=r["id"], question=r["question"], answer=r["answer"], title=r["title"],
         categories=tuple(json.loads(r["categories"])), source=r["source"], origin=r["origin"],
     )
+
+
+def _clear_entries(db: sqlite3.Connection, titles: Iterable[str] | None) -> None:
+    """Mark the entries with these titles (None: every entry) as not embedded, inside ``db``'s transaction."""
+    if titles is None:
+        db.execute("UPDATE entries SET indexed_hash = NULL")
+    else:
+        db.executemany("UPDATE entries SET indexed_hash = NULL WHERE title = ?", [(t,) for t in titles])

@@ -19,7 +19,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 
 def require_chromium() -> None:
-    """Skip the test without Chromium; fail it where the servers are required (``HELPDESK_REQUIRE_SERVERS``)."""
+    """Skip the test without Chromium; fail it where the servers are required (``HELPDESK_TEST_REQUIRE_SERVERS=1``)."""
     if CHROMIUM.exists():
         return
     message = f"Chromium is not installed at {CHROMIUM}; install it with: apt-get install chromium"
