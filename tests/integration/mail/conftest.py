@@ -66,6 +66,16 @@ class MailServer:
         with smtplib.SMTP(self.host, self.smtp_port, timeout=10) as s:
             s.send_message(msg)
 
+    def send_in_order(self, *mails: tuple[str, str]) -> list[bytes]:
+        """Send ``(subject, body)`` mails to helpdesk@ one by one, each delivered before the next is sent:
+        Postfix delivers its queue in parallel, so two mails sent back to back can get their UIDs in
+        either order. Returns the raw INBOX, oldest first."""
+        raws: list[bytes] = []
+        for n, (subject, body) in enumerate(mails, 1):
+            self.send_text(subject, body)
+            raws = self.messages("helpdesk", count=n)
+        return raws
+
     def messages(self, user: str, count: int = 1, folder: str = "INBOX", timeout_s: float = 15.0) -> list[bytes]:
         """Wait until ``folder`` of ``user`` holds at least ``count`` messages; their raw bytes, oldest first."""
         login, password = USERS[user]

@@ -23,9 +23,7 @@ def subjects(raws):
 def test_fetch_new_by_uid_then_moved_and_not_fetched_again(mail_server):
     tag = uuid.uuid4().hex[:8]
     folder = f"Processed-{tag}"  # does not exist yet: mark_processed creates it
-    mail_server.send_text(f"first {tag}", "Принтер не печатает")
-    mail_server.send_text(f"second {tag}", "VPN")
-    mail_server.messages("helpdesk", count=2)
+    mail_server.send_in_order((f"first {tag}", "Принтер не печатает"), (f"second {tag}", "VPN"))
     try:
         with mail_server.mailbox(processed_folder=folder) as box:
             assert box.uidvalidity > 0
@@ -55,9 +53,7 @@ def test_fetch_new_by_uid_then_moved_and_not_fetched_again(mail_server):
 
 
 def test_mark_processed_without_move_uses_copy_delete_uid_expunge(mail_server):
-    mail_server.send_text("no move", "x")
-    mail_server.send_text("stays", "y")
-    mail_server.messages("helpdesk", count=2)
+    mail_server.send_in_order(("no move", "x"), ("stays", "y"))
     with mail_server.mailbox() as box:
         box._caps = box.capabilities - {b"MOVE"}  # a server without RFC 6851
         (uid1, _), (uid2, _) = box.fetch_new(0)
