@@ -104,3 +104,41 @@ def test_upsert_of_nothing_is_a_no_op(tmp_path: Path) -> None:
     s.upsert("q", [], np.zeros((0, 4), dtype=np.float32), [])
     assert s.count("q") == 0
     assert s.ids("q") == set()
+
+
+def _clustered(n: int, seed: int) -> np.ndarray:
+    """Unit vectors in 30 loose clusters, the way sentence embeddings of a knowledge base crowd together."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(30, 64))
+    x = centers[rng.integers(0, 30, n)] + 0.8 * rng.normal(size=(n, 64))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_fifty_nearest_are_the_exact_fifty_nearest(tmp_path: Path) -> None:
+    """The fusion reads each dense signal's 50 nearest entries: the approximate (HNSW) search has to return
+    the exact ones, or two indexes of the same data rank a request differently (Chroma's default search
+    breadth missed about 1 in 100 here, differently on each build)."""
+    x = _clustered(800, seed=1)
+    s = VectorStore(VectorStoreConfig(path=tmp_path / "chroma"))
+    s.upsert("q", [str(i) for i in range(len(x))], x, [{"answer_id": str(i)} for i in range(len(x))])
+    queries = _clustered(120, seed=2)
+    for q in queries:
+        exact = np.argsort(-(x @ q), kind="stable")[:50]
+        got = [h.id for h in s.query("q", q, 50)]
+        assert set(got) == {str(i) for i in exact}
+
+
+def test_an_index_made_by_an_earlier_version_is_searched_as_widely(tmp_path: Path) -> None:
+    import chromadb
+    from chromadb.config import Settings
+
+    from rag.store import EF_SEARCH
+
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=Settings(anonymized_telemetry=False))
+    client.create_collection("helpdesk_kb_q", embedding_function=None, configuration={"hnsw": {"space": "cosine"}})
+    assert client.get_collection("helpdesk_kb_q").configuration["hnsw"]["ef_search"] < EF_SEARCH
+    s = VectorStore(VectorStoreConfig(path=tmp_path / "chroma"))
+    assert s.count("q") == 0
+    reopened = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=Settings(anonymized_telemetry=False))
+    assert reopened.get_collection("helpdesk_kb_q").configuration["hnsw"]["ef_search"] == EF_SEARCH
+    assert reopened.get_collection("helpdesk_kb_q").configuration["hnsw"]["space"] == "cosine"
