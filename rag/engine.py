@@ -593,7 +593,10 @@ class Engine:
         index; how many there were."""
         with self._lock:
             gone = self.store.delete_learned(ids)
-            self.vectors.delete("learned", [f"l{i}" for i in gone])
+            if ids is None:
+                self.vectors.clear("learned")
+            else:
+                self.vectors.delete("learned", [f"l{i}" for i in gone])
             return len(gone)
 
     # -- learned models --------------------------------------------------------------------------------

@@ -127,6 +127,16 @@ class VectorStore:
         if ids:
             self._collection(kind).delete(ids=list(ids))
 
+    def clear(self, kind: Kind) -> None:
+        """Remove every vector of ``kind``: the collection is made again, empty, with the same metadata
+        (deleting ids one by one leaves them in the HNSW graph as tombstones that searches still walk)."""
+        name = f"{self.config.collection}_{kind}"
+        metadata = dict(self._collection(kind).metadata or {})
+        self._client.delete_collection(name)
+        self._collections.pop(kind, None)
+        if metadata:
+            self._collection(kind).modify(metadata=metadata)
+
     def reset(self) -> None:
         """Drop every collection (used by ``kb reindex``)."""
         for kind in KINDS:

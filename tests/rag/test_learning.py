@@ -176,6 +176,20 @@ def test_cross_validate_never_measures_a_case_it_learned(engine: Engine) -> None
         cross_validate(engine, CASES, folds=1, threshold=0.5)
 
 
+def test_forgetting_every_pair_empties_the_learned_vectors_and_learning_starts_over(engine: Engine) -> None:
+    engine.learn("бумагу зажевало намертво", "jam", positive=True, origin="test")
+    engine.learn("лист застрял", "jam", positive=True, origin="test")
+    assert engine.vectors.count("learned") == 2
+    assert engine.forget_learned() == 2
+    assert engine.vectors.count("learned") == 0 and engine.store.learned() == []
+    engine.learn("лист застрял", "jam", positive=True, origin="test")
+    assert engine.vectors.count("learned") == 1
+    hits, _ = engine.search("лист застрял")
+    jam = next(e.answer_id for e in engine.store.entries() if e.id == "jam")
+    assert hits[0].answer_id == jam
+    assert hits[0].signals.get("learned", 0.0) > 0  # the pair learned after the reset is found again
+
+
 def test_cached_embedder_reuses_vectors_across_runs(tmp_path: Path) -> None:
     calls: list[list[str]] = []
 

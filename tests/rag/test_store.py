@@ -142,3 +142,15 @@ def test_an_index_made_by_an_earlier_version_is_searched_as_widely(tmp_path: Pat
     reopened = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=Settings(anonymized_telemetry=False))
     assert reopened.get_collection("helpdesk_kb_q").configuration["hnsw"]["ef_search"] == EF_SEARCH
     assert reopened.get_collection("helpdesk_kb_q").configuration["hnsw"]["space"] == "cosine"
+
+
+def test_clear_empties_one_kind_and_keeps_its_model(store: VectorStore) -> None:
+    store.ensure_model("hashing:4", 4)
+    store.upsert("learned", ["l1", "l2"], VECTORS[:2], [{"answer_id": "A"}, {"answer_id": "B"}])
+    store.clear("learned")
+    assert store.count("learned") == 0
+    assert store.query("learned", unit(1, 0, 0, 0), 5) == []
+    assert store.model_of("learned") == "hashing:4"  # ensure_model still refuses another model
+    assert store.count("q") == len(IDS)  # the other kinds are untouched
+    store.upsert("learned", ["l3"], VECTORS[:1], [{"answer_id": "A"}])
+    assert [h.id for h in store.query("learned", unit(1, 0, 0, 0), 5)] == ["l3"]
