@@ -568,6 +568,9 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
         click.echo("  " + _("{bin}  n={n}  predicted {predicted}  observed {observed}").format(
             bin=b["bin"], n=f"{b['n']:4d}", predicted=f"{b['predicted']:.2f}", observed=f"{b['observed']:.2f}"))
     click.echo("  " + _("expected calibration error {ece}").format(ece=metrics["reliability"]["ece"]))
+    auc = metrics["reliability"].get("auc")
+    click.echo("  " + _("right first answers ranked above wrong ones (AUC) {auc}").format(
+        auc=f"{auc:.3f}" if auc is not None else "-"))
 
 
 # -- report / analyze --------------------------------------------------------------------------------

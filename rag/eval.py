@@ -190,7 +190,22 @@ def reliability(results: Sequence[CaseResult], bins: int = 10) -> dict[str, Any]
         gap += len(inside) * abs(predicted - observed)
         rows.append({"bin": f"{lo:.1f}-{hi:.1f}", "n": len(inside), "predicted": round(predicted, 3),
                      "observed": round(observed, 3)})
-    return {"bins": rows, "ece": round(gap / len(results), 4) if results else None}
+    return {"bins": rows, "ece": round(gap / len(results), 4) if results else None, "auc": confidence_auc(results)}
+
+
+def confidence_auc(results: Sequence[CaseResult]) -> float | None:
+    """How well the confidence orders the requests, over every threshold at once: the chance that a request
+    whose first answer is right gets a higher confidence than one whose first answer is wrong (ties count
+    half; the area under the ROC curve). None without both kinds. The coverage at one target precision moves
+    with a few requests near its cut; this does not."""
+    right = [r.confidence for r in results if r.rank == 1]
+    wrong = [r.confidence for r in results if r.rank != 1]
+    if not right or not wrong:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    u = mannwhitneyu(right, wrong).statistic
+    return round(float(u) / (len(right) * len(wrong)), 4)
 
 
 def folds_of(n: int, k: int, seed: int = 13) -> list[list[int]]:

@@ -124,6 +124,8 @@ def test_eval_folds_cross_validates_and_refuses_a_learning_file(run, files, tmp_
     assert ru.exit_code == 0, ru.output
     line = next(x for x in ru.output.splitlines() if x.startswith("при пороге"))
     assert "порог движка по умолчанию, по блокам: " in line and "default" not in line
+    assert "auc" in metrics["reliability"]
+    assert any(x.strip().startswith("верные первые ответы выше неверных (AUC) ") for x in ru.output.splitlines())
     bad = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--learn-from", str(cases))
     assert bad.exit_code != 0 and "--folds" in bad.output
     assert run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "9").exit_code != 0

@@ -12,7 +12,7 @@ import pytest
 
 from rag.embeddings import CachedEmbedder, HashingEmbedder, known_prefixes
 from rag.engine import Engine, EngineConfig
-from rag.eval import CaseResult, coverage_at_precision, cross_validate, folds_of, reliability
+from rag.eval import CaseResult, confidence_auc, coverage_at_precision, cross_validate, folds_of, reliability
 from rag.jargon import expand as expand_jargon
 from rag.learning import (
     RERANK_FEATURES,
@@ -92,6 +92,19 @@ def test_coverage_at_precision_and_reliability() -> None:
         {"bin": "0.5-1.0", "n": 3, "predicted": 0.9, "observed": 0.667},
     ]
     assert table["ece"] == round((2 * 0.25 + 3 * abs(0.9 - 2 / 3)) / 5, 4)
+    # Right first: 0.95, 0.9, 0.2; wrong: 0.85, 0.3. Pairs ordered right above wrong: 2 + 2 + 0 of 6.
+    assert table["auc"] == round(4 / 6, 4)
+
+
+def test_confidence_auc_counts_ties_half_and_needs_both_kinds() -> None:
+    def results(pairs: Sequence[tuple[float, bool]]) -> list[CaseResult]:
+        return [CaseResult("q", 1 if ok else 2, c, False, None) for c, ok in pairs]
+
+    assert confidence_auc(results([(0.9, True), (0.1, False)])) == 1.0
+    assert confidence_auc(results([(0.1, True), (0.9, False)])) == 0.0
+    assert confidence_auc(results([(0.5, True), (0.5, False), (0.7, True)])) == 0.75
+    assert confidence_auc(results([(0.5, True), (0.7, True)])) is None
+    assert confidence_auc([]) is None
 
 
 def test_folds_cover_every_case_once() -> None:
