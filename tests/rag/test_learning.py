@@ -3,9 +3,11 @@ evaluation, the embedding cache and the query/passage prefixes — on a small kn
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -382,3 +384,37 @@ def test_a_category_model_saved_before_the_word_features_still_loads(tmp_path: P
     again = CategoryModel.load(tmp_path / "w.npz")
     assert again is not None and again.word_weight == 1.0
     assert again.probabilities(v, "спам") == pytest.approx(worded.probabilities(v, "спам"))
+
+
+def test_queries_are_answered_from_the_new_index_while_an_import_fits_the_category_model(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fit takes about 40 s at 20,000 entries (README, "Performance") and holds the engine's lock: a query
+    in the meantime must not wait for it. It is answered from the new index, with the category model as it was."""
+    fitting, release = threading.Event(), threading.Event()
+    fit = CategoryModel.fit.__func__  # type: ignore[attr-defined]
+
+    def slow_fit(cls: type[CategoryModel], *args: Any, **kwargs: Any) -> CategoryModel | None:
+        fitting.set()
+        assert release.wait(30)
+        return fit(cls, *args, **kwargs)
+
+    engine.search("VPN не подключается из дома")  # a serving engine has its index loaded
+    monkeypatch.setattr(CategoryModel, "fit", classmethod(slow_fit))
+    vpn = KBEntry(id="vpn", question="Не подключается VPN из дома", answer="Перезапустите AnyConnect.",
+                  title="Не подключается VPN", categories=("Сеть", "VPN"))
+    importing = threading.Thread(target=engine.import_entries, args=([*KB, vpn],))
+    importing.start()
+    try:
+        assert fitting.wait(30)
+        answered: list[str] = []
+        query = threading.Thread(target=lambda: answered.append(engine.search("VPN не подключается из дома")[0][0].answer_id))
+        query.start()
+        query.join(10)
+        assert answered == [vpn.answer_id], "the query waited for the category model's fit"
+        assert engine.stats()["category_model"]["entries"] == len(KB)  # the model as it was
+    finally:
+        release.set()
+        importing.join(60)
+    assert not importing.is_alive()
+    assert engine.stats()["category_model"]["entries"] == len(KB) + 1
