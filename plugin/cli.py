@@ -501,6 +501,8 @@ def calibrate(obj: _Ctx, file: Path) -> None:
               help="Confirmed pairs to learn first (category model, reranker, calibration).")
 @click.option("--folds", type=click.IntRange(min=2), default=None,
               help="K-fold cross-validation: learn from K-1 folds of the cases, measure the K-th, for each fold.")
+@click.option("--fold-seed", type=int, default=13, show_default=True,
+              help="Seed of the shuffle that splits the cases into --folds (another seed, another draw of the folds).")
 @click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold; when that is "
               "unset, the engine's calibrated default, and with --folds the one reaching the first --target on "
               "the other folds).")
@@ -511,7 +513,7 @@ def calibrate(obj: _Ctx, file: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on the last line.")
 @click.pass_obj
 def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None, folds: int | None,
-             threshold: float | None, targets: tuple[float, ...], embedding_cache: Path | None,
+             fold_seed: int, threshold: float | None, targets: tuple[float, ...], embedding_cache: Path | None,
              as_json: bool) -> None:
     """Measure retrieval on labelled cases with a temporary index (the configured one is untouched)."""
     from dataset.importers import read_kb
@@ -538,7 +540,8 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
     try:
         metrics, embedder_name = run_eval(
             settings, kb_result.entries, cases, learning=learning, learning_name=learn_from.name if learn_from else "",
-            folds=folds, threshold=threshold, targets=targets or (0.85, 0.90), embedding_cache=embedding_cache,
+            folds=folds, fold_seed=fold_seed, threshold=threshold, targets=targets or (0.85, 0.90),
+            embedding_cache=embedding_cache,
         )
     except ValueError as e:
         raise click.UsageError(str(e)) from e
@@ -546,7 +549,7 @@ def eval_cmd(obj: _Ctx, kb_file: Path, cases_file: Path, learn_from: Path | None
         _echo_json(metrics)
         return
     a = metrics["answered"]
-    how = (_("{k}-fold cross-validation").format(k=folds) if folds else
+    how = (_("{k}-fold cross-validation, fold seed {seed}").format(k=folds, seed=fold_seed) if folds else
            (_("learned from {file}").format(file=learn_from.name) if learn_from else _("as is")))
     click.echo(_("cases: {n}   embedder: {model}").format(n=metrics["n"], model=embedder_name) + f"   ({how})")
     accuracy = metrics["category_accuracy"]

@@ -271,6 +271,7 @@ def cross_validate(
         metrics["answered"]["threshold"] = f"the engine's default, per fold: {held_out}"
         metrics["answered"]["per_fold_thresholds"] = [round(t, 4) for t in chosen]
     metrics["folds"] = folds
+    metrics["fold_seed"] = seed
     metrics["per_fold"] = [
         {k: v for k, v in summarize(r, threshold or 0.5).items() if k in ("n", "hit@1", "hit@3", "category_accuracy")}
         for r in per_fold

@@ -29,6 +29,7 @@ def run_eval(
     learning: Sequence[Case] | None = None,
     learning_name: str = "",
     folds: int | None = None,
+    fold_seed: int = 13,
     threshold: float | None = None,
     targets: Sequence[float] = (0.85, 0.90),
     embedding_cache: Path | None = None,
@@ -46,7 +47,7 @@ def run_eval(
         engine.import_entries(entries, progress=True)
         if folds is not None:
             metrics, _ = cross_validate(
-                engine, cases, folds=folds, threshold=threshold, targets=targets, progress=True
+                engine, cases, folds=folds, threshold=threshold, targets=targets, seed=fold_seed, progress=True
             )
         else:
             if learning is not None:

@@ -110,10 +110,10 @@ def test_eval_folds_cross_validates_and_refuses_a_learning_file(run, files, tmp_
         + "\n".join(f'Тема,"{q}","{a}",{c}' for q, a, c in (line.split(";") for line in KB_CSV.strip().splitlines()[1:5])),
         encoding="utf-8",
     )
-    r = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--json")
+    r = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--fold-seed", "7", "--json")
     assert r.exit_code == 0, r.output
     metrics = json.loads(r.stdout.strip().splitlines()[-1])
-    assert metrics["folds"] == 3 and metrics["n"] == 3
+    assert metrics["folds"] == 3 and metrics["n"] == 3 and metrics["fold_seed"] == 7
     assert [t["learned"] for t in metrics["trained"]] == [2, 2, 2]
     assert len(metrics["answered"]["per_fold_thresholds"]) == 3
     # In the admin's language, the thresholds included.
@@ -126,6 +126,7 @@ def test_eval_folds_cross_validates_and_refuses_a_learning_file(run, files, tmp_
     assert "порог движка по умолчанию, по блокам: " in line and "default" not in line
     assert "auc" in metrics["reliability"]
     assert any(x.strip().startswith("верные первые ответы выше неверных (AUC) ") for x in ru.output.splitlines())
+    assert "3-кратная перекрёстная проверка, зерно разбиения 13" in ru.output
     bad = run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "3", "--learn-from", str(cases))
     assert bad.exit_code != 0 and "--folds" in bad.output
     assert run("eval", "--kb", str(kb), "--cases", str(cases), "--folds", "9").exit_code != 0
