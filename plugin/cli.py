@@ -18,6 +18,7 @@ from plugin.service.apikeys import ensure_local_key, local_key_path
 from plugin.settings import Settings, load_settings
 from plugin.store import Store
 from plugin.wiring import Services, build_services, ensure_knowledge_base
+from rag.eval import FOLD_SEED
 from rag.models import reason_words
 
 log = logging.getLogger("helpdesk_assist")
@@ -501,7 +502,7 @@ def calibrate(obj: _Ctx, file: Path) -> None:
               help="Confirmed pairs to learn first (category model, reranker, calibration).")
 @click.option("--folds", type=click.IntRange(min=2), default=None,
               help="K-fold cross-validation: learn from K-1 folds of the cases, measure the K-th, for each fold.")
-@click.option("--fold-seed", type=int, default=13, show_default=True,
+@click.option("--fold-seed", type=int, default=FOLD_SEED, show_default=True,
               help="Seed of the shuffle that splits the cases into --folds (another seed, another draw of the folds).")
 @click.option("--threshold", type=float, help="Decision threshold (default: decision.threshold; when that is "
               "unset, the engine's calibrated default, and with --folds the one reaching the first --target on "

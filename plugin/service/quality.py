@@ -15,7 +15,15 @@ from plugin.service.engines import engine_config, load_configured_embedder
 from plugin.settings import Settings
 from rag.embeddings import CachedEmbedder, LoadedEmbedder
 from rag.engine import Engine
-from rag.eval import Case, coverage_at_precision, cross_validate, evaluate, prepare_from_pairs, reliability
+from rag.eval import (
+    FOLD_SEED,
+    Case,
+    coverage_at_precision,
+    cross_validate,
+    evaluate,
+    prepare_from_pairs,
+    reliability,
+)
 from rag.models import KBEntry
 
 log = logging.getLogger(__name__)
@@ -29,7 +37,7 @@ def run_eval(
     learning: Sequence[Case] | None = None,
     learning_name: str = "",
     folds: int | None = None,
-    fold_seed: int = 13,
+    fold_seed: int = FOLD_SEED,
     threshold: float | None = None,
     targets: Sequence[float] = (0.85, 0.90),
     embedding_cache: Path | None = None,
