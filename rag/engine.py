@@ -14,6 +14,7 @@ category, configurable) the engine abstains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -82,6 +83,9 @@ ENTRY_TEXT_VERSION = "3"
 #: kept apart (Snowball's English stop words, none in the character n-grams). 2: a verb's two aspects share a
 #: stem («подключается» / «подключиться»).
 LEXICAL_VERSION = "2"
+#: How the category model's training data is read into its features (with :data:`LEXICAL_VERSION`); a model
+#: trained on data with another digest is fitted again (:meth:`Engine._category_model`).
+CATEGORY_DATA_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -611,10 +615,16 @@ class Engine:
 
     def fit_category_model(self) -> CategoryModel | None:
         """Train the first-level category model on the entries' own labels and the confirmed requests
-        (under their answer's category); None (and no model) when there are fewer than two categories."""
+        (under their answer's category); None (and no model) when there are fewer than two categories.
+        When what it would be trained on is what the current model was trained on (an import that changed
+        only answers, outcomes that were all rejections), the current model is kept: the fit is the
+        slowest part of such an import (39 s at 20,000 entries, README "Performance")."""
         with self._lock:
-            model = self._fit_category(self._current(), with_pairs=True)
             path = self._models_dir / "category.npz"
+            before = CategoryModel.load(path)
+            model = self._category_model(self._current(), with_pairs=True)
+            if model is not None and before is not None and model.info.get("data") == before.info.get("data"):
+                return before
             if model is None:
                 path.unlink(missing_ok=True)
             else:
@@ -622,36 +632,66 @@ class Engine:
             self._models_changed()
             return model
 
-    def _fit_category(self, snap: _Snapshot, *, with_pairs: bool) -> CategoryModel | None:
+    def _category_model(self, snap: _Snapshot, *, with_pairs: bool) -> CategoryModel | None:
+        """The category model trained on the entries (and, ``with_pairs``, the confirmed requests): the served
+        model (``category.npz``) or the last one trained on the entries alone (``category_kb.npz``, what the
+        reranker's training features see) when it was trained on the same data, else a new fit (kept, without
+        pairs, for the next refit). The data is compared by a digest of every row's text, label and weight and
+        of the text its vector was embedded from, with the embedding model's name: a vector is a function of
+        those two."""
+        rows = self._category_rows(snap, with_pairs=with_pairs)
+        if rows is None:
+            return None
+        digest = _category_digest(rows, self.embedder.name)
+        kb_path = self._models_dir / "category_kb.npz"
+        for path in (self._models_dir / "category.npz", kb_path):
+            cached = CategoryModel.load(path)
+            if cached is not None and cached.info.get("data") == digest:
+                return cached
         ids, vectors, _ = self.vectors.vectors("q")
         row_of = {i: n for n, i in enumerate(ids)}
-        xs: list[np.ndarray] = []
-        texts: list[str] = []
-        labels: list[str] = []
+        model = CategoryModel.fit(
+            np.vstack([vectors[[row_of[i] for i in rows.entry_ids]], rows.learned_vectors]) if rows.learned
+            else vectors[[row_of[i] for i in rows.entry_ids]],
+            rows.texts, rows.labels, sample_weight=rows.weights,
+            info={"entries": len(rows.entry_ids), "confirmed_requests": rows.learned,
+                  "categories": len(set(rows.labels)), "trained_at": now_iso(), "data": digest},
+        )
+        if model is not None and not with_pairs:
+            model.save(kb_path)
+        return model
+
+    def _category_rows(self, snap: _Snapshot, *, with_pairs: bool) -> _CategoryRows | None:
+        """What the category model is trained on: the indexed entries with a category, then (``with_pairs``)
+        the confirmed requests whose answer has one; None when there is nothing."""
+        indexed = self.vectors.ids("q")
+        headings = _section_headings(snap.entries)
+        rows = _CategoryRows()
         for e in snap.entries:
-            if e.categories and e.id in row_of:
-                xs.append(vectors[row_of[e.id]])
-                texts.append(_q_text(e))
-                labels.append(e.categories[0])
-        kb_rows = len(labels)
+            if e.categories and e.id in indexed:
+                rows.entry_ids.append(e.id)
+                rows.embedded.append(_dense_text(e, headings))
+                rows.texts.append(_q_text(e))
+                rows.labels.append(e.categories[0])
         pairs = {p.id: p for p in self.store.learned() if p.polarity > 0} if with_pairs else {}
         lids, lvectors, _ = self.vectors.vectors("learned") if pairs else ([], np.zeros((0, 0)), [])
+        keep: list[int] = []
         for n, lid in enumerate(lids):
             p = pairs.get(int(lid[1:]))
             cats = snap.categories_of.get(p.answer_id) if p is not None else None
             if p is not None and cats:
-                xs.append(lvectors[n])
-                texts.append(self._search_text(clean_query(p.query)))
-                labels.append(cats[0])
-        if not xs:
+                keep.append(n)
+                text = self._search_text(clean_query(p.query))
+                rows.embedded.append(text)
+                rows.texts.append(text)
+                rows.labels.append(cats[0])
+        if not rows.labels:
             return None
+        rows.learned = len(keep)
+        rows.learned_vectors = lvectors[keep] if keep else np.zeros((0, 0))
         # A confirmed request counts twice an entry's question: it is written the way requests are.
-        weights = [1.0] * kb_rows + [CONFIRMED_REQUEST_WEIGHT] * (len(labels) - kb_rows)
-        return CategoryModel.fit(
-            np.vstack(xs), texts, labels, sample_weight=weights,
-            info={"entries": kb_rows, "confirmed_requests": len(labels) - kb_rows,
-                  "categories": len(set(labels)), "trained_at": now_iso()},
-        )
+        rows.weights = [1.0] * len(rows.entry_ids) + [CONFIRMED_REQUEST_WEIGHT] * rows.learned
+        return rows
 
     def reranker_training_set(
         self, pairs: Sequence[tuple[str, str, frozenset[str]]]
@@ -665,7 +705,7 @@ class Engine:
         snap = self._current()
         # The category model that the features see was trained on the entries alone: one trained on
         # these requests too would know their categories and teach the reranker to trust it too much.
-        held_out = self._fit_category(snap, with_pairs=False)
+        held_out = self._category_model(snap, with_pairs=False)
         for query, answer_id, exclude in pairs:
             r = self._candidates(query, category=None, exclude_learned=exclude, category_model=held_out)
             cands = [c for c in r.candidates if c.pos >= 0][: self.config.rerank_depth]
@@ -935,6 +975,29 @@ class Engine:
             "reranker": {**snap.reranker.info, "weights": snap.reranker.weights()} if snap.reranker else None,
             "llm": getattr(self.llm, "name", None),
         }
+
+
+@dataclass
+class _CategoryRows:
+    """The category model's training rows: the entries' first, then the confirmed requests'."""
+
+    entry_ids: list[str] = field(default_factory=list)
+    #: The text each row's vector was embedded from (an entry's dense text, a request's own text).
+    embedded: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    learned: int = 0
+    learned_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+
+def _category_digest(rows: _CategoryRows, embedder: str) -> str:
+    """Which data a category model was trained on (:meth:`Engine._category_model`), the rows in any order."""
+    h = hashlib.sha256("\x1e".join((CATEGORY_DATA_VERSION, LEXICAL_VERSION, embedder)).encode("utf-8"))
+    for row in sorted("\x1f".join((e, t, lb, repr(w)))
+                      for e, t, lb, w in zip(rows.embedded, rows.texts, rows.labels, rows.weights, strict=True)):
+        h.update(row.encode("utf-8") + b"\x1e")
+    return h.hexdigest()[:32]
 
 
 def _q_text(e: KBEntry) -> str:

@@ -418,3 +418,88 @@ def test_queries_are_answered_from_the_new_index_while_an_import_fits_the_catego
         importing.join(60)
     assert not importing.is_alive()
     assert engine.stats()["category_model"]["entries"] == len(KB) + 1
+
+
+def _count_fits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many rows each CategoryModel.fit from now on was given."""
+    fits: list[int] = []
+    fit = CategoryModel.fit.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[CategoryModel], vectors: np.ndarray, *args: Any, **kwargs: Any) -> CategoryModel | None:
+        fits.append(len(vectors))
+        return fit(cls, vectors, *args, **kwargs)
+
+    monkeypatch.setattr(CategoryModel, "fit", classmethod(counted))
+    return fits
+
+
+def test_an_import_that_changes_only_answers_keeps_the_category_model(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The category model reads the entries' subjects, questions and labels, not their answers: an import that
+    changes only answers (39 s of fitting at 20,000 entries) keeps it; one that changes what it reads fits it."""
+    fits = _count_fits(monkeypatch)
+    trained = engine.stats()["category_model"]
+    reworded = [e.model_copy(update={"answer": e.answer + " Если не помогло, позвоните 1234."}) for e in KB]
+    engine.import_entries(reworded)
+    assert fits == []
+    assert engine.stats()["category_model"] == trained
+    assert engine.search("принтер жует бумагу")[1].levels[0] == "Печать"
+    # Another question, another label, another title: each is what the model reads.
+    for change in ({"question": "Принтер мнет бумагу"}, {"categories": ("Принтеры", "Бумага")}, {"title": "Замятие"}):
+        edited = [reworded[0].model_copy(update=change), *reworded[1:]]
+        engine.import_entries(edited)
+        assert fits == [len(KB)], change
+        assert engine.stats()["category_model"]["data"] != trained["data"]
+        fits.clear()
+        engine.import_entries(reworded)  # and back (only the last model is kept, so it is fitted again)
+        assert fits == [len(KB)]
+        assert engine.stats()["category_model"]["data"] == trained["data"]
+        fits.clear()
+
+
+def test_a_title_that_becomes_a_heading_changes_what_the_category_model_is_trained_on(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A title that entries with different answers share is a section heading and leaves their vectors
+    (``_dense_text``): here an entry's text in the n-grams stays the same, but its vector does not."""
+    titled = [KB[0].model_copy(update={"title": "Печать"}), *KB[1:]]
+    engine.import_entries(titled)
+    fits = _count_fits(monkeypatch)
+    trained = engine.stats()["category_model"]["data"]
+    # An entry without a category (so not a row of the model) makes "Печать" a heading.
+    other = KBEntry(id="howto", question="Как распечатать с двух сторон", answer="Выберите двустороннюю печать.",
+                    title="Печать")
+    engine.import_entries([*titled, other])
+    assert fits == [len(KB)]
+    assert engine.stats()["category_model"]["data"] != trained
+
+
+def test_refits_reuse_the_category_model_trained_on_the_entries_alone(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each refit trains the served category model (entries + confirmed requests) and, for the reranker's
+    training features, one on the entries alone; while the entries do not change, the latter is fitted once."""
+    for case in CASES[:20]:
+        engine.learn(case.query, next(e.id for e in KB if e.answer == case.gold_answer), positive=True)
+    fits = _count_fits(monkeypatch)
+    engine.refit()
+    engine.fit_reranker(min_pairs=10)
+    assert fits == [len(KB) + 20, len(KB)]  # refit: the served model; fit_reranker: the one on the entries
+    fits.clear()
+    for case in CASES[20:]:
+        engine.learn(case.query, next(e.id for e in KB if e.answer == case.gold_answer), positive=True)
+    engine.fit_reranker(min_pairs=10)
+    assert fits == []  # the entries did not change
+    engine.refit()
+    assert fits == [len(CASES) + len(KB)]
+    assert engine.stats()["category_model"]["confirmed_requests"] == len(CASES)
+    fits.clear()
+    engine.learn("принтер опять жует бумагу", KB[0].id, positive=False)  # a rejection: not category data
+    engine.refit()
+    assert fits == []
+    engine.import_entries([*KB, KBEntry(id="vpn", question="Не подключается VPN", answer="Перезапустите AnyConnect.",
+                                        title="VPN", categories=("Сеть", "VPN"))])
+    fits.clear()
+    engine.fit_reranker(min_pairs=10)
+    assert fits == [len(KB) + 1]  # the entries changed
