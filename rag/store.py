@@ -29,7 +29,7 @@ Metadata = Mapping[str, str | int | float | bool]
 #: changed from index to index: the graph is built in parallel, so two indexes of the same data differ,
 #: and `eval` on the same cases gave hit@1 0.611–0.621 and coverage 0.484–0.501 from run to run. At 500
 #: (with :meth:`VectorStore.clear` for forgetting every learned request) two runs agree on every number;
-#: it cost about 2 ms per query on 20,000 synthetic vectors (README, "Sixth pass").
+#: it cost about 2 ms per query on 20,000 synthetic vectors (docs/answer-quality-passes.md, "Sixth pass").
 EF_SEARCH = 500
 #: How carefully the graph is built (Chroma's default 100); applies to collections created from now on.
 EF_CONSTRUCTION = 200
