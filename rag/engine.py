@@ -83,8 +83,8 @@ ENTRY_TEXT_VERSION = "3"
 #: kept apart (Snowball's English stop words, none in the character n-grams). 2: a verb's two aspects share a
 #: stem («подключается» / «подключиться»).
 LEXICAL_VERSION = "2"
-#: How the category model's training data is read into its features (with :data:`LEXICAL_VERSION`); a model
-#: trained on data with another digest is fitted again (:meth:`Engine._category_model`).
+#: Part of the digest of the category model's training data (with :data:`LEXICAL_VERSION`): bump it when its
+#: features or the parameters of its fit change, so that a kept model is fitted again (:meth:`Engine._category_model`).
 CATEGORY_DATA_VERSION = "1"
 
 
