@@ -621,10 +621,10 @@ class Engine:
         slowest part of such an import (39 s at 20,000 entries, README "Performance")."""
         with self._lock:
             path = self._models_dir / "category.npz"
-            before = CategoryModel.load(path)
-            model = self._category_model(self._current(), with_pairs=True)
-            if model is not None and before is not None and model.info.get("data") == before.info.get("data"):
-                return before
+            snap = self._current()
+            model = self._category_model(snap, with_pairs=True)
+            if model is not None and model is snap.category_model:
+                return model
             if model is None:
                 path.unlink(missing_ok=True)
             else:
@@ -634,7 +634,7 @@ class Engine:
 
     def _category_model(self, snap: _Snapshot, *, with_pairs: bool) -> CategoryModel | None:
         """The category model trained on the entries (and, ``with_pairs``, the confirmed requests): the served
-        model (``category.npz``) or the last one trained on the entries alone (``category_kb.npz``, what the
+        model (the snapshot's) or the last one trained on the entries alone (``category_kb.npz``, what the
         reranker's training features see) when it was trained on the same data, else a new fit (kept, without
         pairs, for the next refit). The data is compared by a digest of every row's text, label and weight and
         of the text its vector was embedded from, with the embedding model's name: a vector is a function of
@@ -644,15 +644,16 @@ class Engine:
             return None
         digest = _category_digest(rows, self.embedder.name)
         kb_path = self._models_dir / "category_kb.npz"
-        for path in (self._models_dir / "category.npz", kb_path):
-            cached = CategoryModel.load(path)
-            if cached is not None and cached.info.get("data") == digest:
-                return cached
+        if snap.category_model is not None and snap.category_model.info.get("data") == digest:
+            return snap.category_model
+        kept = CategoryModel.load(kb_path)
+        if kept is not None and kept.info.get("data") == digest:
+            return kept
         ids, vectors, _ = self.vectors.vectors("q")
         row_of = {i: n for n, i in enumerate(ids)}
+        x = vectors[[row_of[i] for i in rows.entry_ids]]
         model = CategoryModel.fit(
-            np.vstack([vectors[[row_of[i] for i in rows.entry_ids]], rows.learned_vectors]) if rows.learned
-            else vectors[[row_of[i] for i in rows.entry_ids]],
+            np.vstack([x, rows.learned_vectors]) if rows.learned else x,
             rows.texts, rows.labels, sample_weight=rows.weights,
             info={"entries": len(rows.entry_ids), "confirmed_requests": rows.learned,
                   "categories": len(set(rows.labels)), "trained_at": now_iso(), "data": digest},
@@ -687,10 +688,7 @@ class Engine:
                 rows.labels.append(cats[0])
         if not rows.labels:
             return None
-        rows.learned = len(keep)
         rows.learned_vectors = lvectors[keep] if keep else np.zeros((0, 0))
-        # A confirmed request counts twice an entry's question: it is written the way requests are.
-        rows.weights = [1.0] * len(rows.entry_ids) + [CONFIRMED_REQUEST_WEIGHT] * rows.learned
         return rows
 
     def reranker_training_set(
@@ -986,9 +984,16 @@ class _CategoryRows:
     embedded: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
-    weights: list[float] = field(default_factory=list)
-    learned: int = 0
     learned_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    @property
+    def learned(self) -> int:
+        return len(self.learned_vectors)
+
+    @property
+    def weights(self) -> list[float]:
+        # A confirmed request counts twice an entry's question: it is written the way requests are.
+        return [1.0] * len(self.entry_ids) + [CONFIRMED_REQUEST_WEIGHT] * self.learned
 
 
 def _category_digest(rows: _CategoryRows, embedder: str) -> str:
